@@ -1,0 +1,91 @@
+"""Checkpoints: safetensors for tensors, JSON for configs and state, both written atomically.
+
+Nothing here unpickles: weights are safetensors, optimiser state is flattened into safetensors
+plus a JSON skeleton, so a downloaded checkpoint cannot execute code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    if is_dataclass(obj):
+        obj = asdict(obj)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+
+    _atomic_write(Path(path), write)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    return load_file(str(path), device=str(device))
+
+
+def module_state(modules: dict[str, torch.nn.Module], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """One flat dict `<module>.<param>`; floating tensors cast to `dtype` when given (fp16 export)."""
+    out = {}
+    for name, m in modules.items():
+        for k, v in m.state_dict().items():
+            out[f"{name}.{k}"] = v.to(dtype) if dtype is not None and v.is_floating_point() else v
+    return out
+
+
+def split_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    prefix = name + "."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser's state_dict into tensors (for safetensors) and a JSON-able skeleton."""
+    sd = opt.state_dict()
+    tensors, state = {}, {}
+    for pid, st in sd["state"].items():
+        entry = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                key = f"{prefix}.{pid}.{k}"
+                tensors[key] = v
+                entry[k] = {"tensor": key}
+            else:
+                entry[k] = v
+        state[str(pid)] = entry
+    return tensors, {"state": state, "param_groups": sd["param_groups"]}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, skeleton: dict, tensors: dict[str, torch.Tensor]) -> None:
+    state = {}
+    for pid, entry in skeleton["state"].items():
+        state[int(pid)] = {k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v for k, v in entry.items()}
+    opt.load_state_dict({"state": state, "param_groups": skeleton["param_groups"]})

@@ -1,0 +1,117 @@
+"""`python -m cutcore <command>`: train, translate (more commands register in COMMANDS)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PRESETS, preset
+
+# Overrides of the preset, as (flag, config section, field, type).
+_TRAIN_OVERRIDES = [
+    ("--load-size", "data", "load_size", int),
+    ("--crop-size", "data", "crop_size", int),
+    ("--direction", "data", "direction", str),
+    ("--max-items", "data", "max_items", int),
+    ("--batch-size", "train", "batch_size", int),
+    ("--epochs", "train", "epochs", int),
+    ("--epochs-decay", "train", "epochs_decay", int),
+    ("--lr", "train", "lr", float),
+    ("--seed", "train", "seed", int),
+    ("--device", "train", "device", str),
+    ("--precision", "train", "precision", str),
+    ("--num-workers", "train", "num_workers", int),
+    ("--log-every", "train", "log_every", int),
+    ("--sample-every", "train", "sample_every", int),
+    ("--save-every", "train", "save_every", int),
+    ("--gan-mode", "model", "gan_mode", str),
+    ("--lambda-nce", "model", "lambda_nce", float),
+    ("--num-patches", "model", "num_patches", int),
+    ("--ngf", "model.generator", "ngf", int),
+    ("--n-blocks", "model.generator", "n_blocks", int),
+    ("--ndf", "model.discriminator", "ndf", int),
+    ("--nce-loss", "model.nce", "loss", str),
+    ("--focal-gamma", "model.nce", "focal_gamma", float),
+    ("--focal-alpha", "model.nce", "focal_alpha", float),
+    ("--prune-k", "model.nce", "prune_k", int),
+]
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a preset")
+    p.add_argument("--preset", default="cut", choices=sorted(PRESETS))
+    p.add_argument("--data", required=True, help="dataset folder (trainA/ + trainB/, or train/ of AB images)")
+    p.add_argument("--out", required=True, help="run folder: log.jsonl, samples/, checkpoints/")
+    p.add_argument("--max-steps", type=int, help="stop after this many iterations (total, across resumes)")
+    p.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convs on many CPUs/GPUs)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--exclude", type=Path, help="text file of file names to hold out (one per line)")
+    for flag, section, field, typ in _TRAIN_OVERRIDES:
+        p.add_argument(flag, type=typ, dest=f"{section}.{field}")
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    from .train import train
+
+    cfg = preset(args.preset)
+    cfg.data.root = args.data
+    cfg.train.max_steps = args.max_steps
+    cfg.train.channels_last = args.channels_last
+    if args.no_flip:
+        cfg.data.flip = False
+    if args.exclude:
+        cfg.data.exclude = [ln.strip() for ln in args.exclude.read_text().splitlines() if ln.strip()]
+    for flag, section, field, _ in _TRAIN_OVERRIDES:
+        value = getattr(args, f"{section}.{field}")
+        if value is not None:
+            target = cfg
+            for part in section.split("."):
+                target = getattr(target, part)
+            setattr(target, field, value)
+    ckpt = train(cfg, args.out, resume=args.resume)
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def _add_translate(sub) -> None:
+    p = sub.add_parser("translate", help="translate an image or a folder with a trained model")
+    p.add_argument("--model", required=True, help="model folder, checkpoint, or run folder")
+    p.add_argument("--input", required=True, help="image file or folder")
+    p.add_argument("--output", required=True, help="output folder (PNG files)")
+    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_translate)
+
+
+def _translate(args) -> int:
+    from .translate import load_model, translate_path
+
+    model = load_model(args.model, args.device, args.direction)
+    for path in translate_path(model, args.input, args.output, args.tile, args.overlap):
+        print(path)
+    return 0
+
+
+COMMANDS = [_add_train, _add_translate]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cutcore", description="Contrastive unpaired translation (CUT family).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

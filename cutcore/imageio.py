@@ -1,0 +1,70 @@
+"""Image loading that accepts what users actually have, and fails with the file's name otherwise."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".gif"}
+# Refuse decompression bombs early, but allow large aerial tiles (e.g. 16k x 16k).
+MAX_PIXELS = 300_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageLoadError(ValueError):
+    """An input file is not a usable image; the message names the file and the reason."""
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, P, RGBA, I;16, I, F, CMYK) to 8-bit RGB, honouring EXIF rotation."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike, min_side: int = 1) -> Image.Image:
+    """Open `path` as an RGB image, raising ImageLoadError with the file name on any problem."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = to_rgb(img)
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"{path}: image is too large ({e})") from None
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: file not found") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageLoadError(f"{path}: not a readable image ({e})") from None
+    if min(rgb.size) < min_side:
+        raise ImageLoadError(f"{path}: image is {rgb.size[0]}x{rgb.size[1]}, smaller than the {min_side}px minimum")
+    return rgb
+
+
+def to_tensor(img: Image.Image):
+    """PIL RGB -> float tensor (3, H, W) in [-1, 1]."""
+    import torch
+
+    a = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return a.float().div(127.5).sub(1.0)
+
+
+def to_pil(t) -> Image.Image:
+    """Float tensor (3, H, W) in [-1, 1] -> PIL RGB."""
+    a = ((t.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(a, "RGB")

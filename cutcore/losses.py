@@ -1,0 +1,82 @@
+"""Losses: PatchNCE (cross-entropy, focal, PUT-pruned) and the GAN objectives."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+# Logit given to a query's own location in the negative set, as the reference
+# implementation does: after division by the temperature it is ~-143, i.e. zero weight.
+_MASKED_LOGIT = -10.0
+
+
+@dataclass
+class NCEConfig:
+    """How PatchNCE scores a query against its positive and negatives."""
+
+    temperature: float = 0.07
+    loss: Literal["ce", "focal"] = "ce"
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    # PUT (Lin et al. 2022): keep only the k most similar negatives of each query. None = all.
+    prune_k: int | None = None
+    # Draw negatives from every patch of the minibatch (SinCUT) instead of the same image.
+    negatives_from_minibatch: bool = False
+
+
+def nce_logits(query: torch.Tensor, key: torch.Tensor, batch_size: int, cfg: NCEConfig) -> torch.Tensor:
+    """Logits (N, 1 + M): column 0 is the positive, the rest are negatives.
+
+    `query`/`key` are (N, D) L2-normalised patch embeddings where N = batch_size * patches and
+    row i of `key` is the positive of row i of `query`. Keys carry no gradient.
+    """
+    key = key.detach()
+    n, dim = query.shape
+    pos = (query * key).sum(dim=1, keepdim=True)
+    groups = 1 if cfg.negatives_from_minibatch else batch_size
+    q = query.view(groups, -1, dim)
+    k = key.view(groups, -1, dim)
+    neg = torch.bmm(q, k.transpose(1, 2))  # (groups, P, P)
+    eye = torch.eye(neg.shape[1], dtype=torch.bool, device=neg.device)
+    neg = neg.masked_fill(eye, _MASKED_LOGIT).view(n, -1)
+    if cfg.prune_k is not None and cfg.prune_k < neg.shape[1] - 1:
+        # Per query (row): the k hardest negatives. The masked self-similarity can never win.
+        neg = neg.topk(cfg.prune_k, dim=1).values
+    return torch.cat([pos, neg], dim=1) / cfg.temperature
+
+
+def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, batch_size: int, cfg: NCEConfig) -> torch.Tensor:
+    """Per-query PatchNCE loss, shape (N,)."""
+    logits = nce_logits(query, key, batch_size, cfg)
+    log_p = F.log_softmax(logits.float(), dim=1)[:, 0]
+    if cfg.loss == "ce":
+        return -log_p
+    if cfg.loss == "focal":
+        # FL = -alpha (1-p)^gamma log p; the target is always the positive, so alpha is a plain scale.
+        p = log_p.exp()
+        return -cfg.focal_alpha * (1.0 - p).pow(cfg.focal_gamma) * log_p
+    raise ValueError(f"unknown PatchNCE loss {cfg.loss!r}; use 'ce' or 'focal'")
+
+
+GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
+
+
+def gan_loss(pred: torch.Tensor, target_is_real: bool, mode: GANMode, for_discriminator: bool = True) -> torch.Tensor:
+    """Scalar GAN loss of discriminator logits `pred`.
+
+    Hinge differs between D (margin) and G (-D(fake)); the others are symmetric.
+    """
+    pred = pred.float()
+    if mode == "lsgan":
+        return F.mse_loss(pred, torch.full_like(pred, 1.0 if target_is_real else 0.0))
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(pred, torch.full_like(pred, 1.0 if target_is_real else 0.0))
+    if mode == "nonsaturating":
+        return F.softplus(-pred).mean() if target_is_real else F.softplus(pred).mean()
+    if mode == "hinge":
+        if not for_discriminator:
+            return -pred.mean()
+        return F.relu(1.0 - pred).mean() if target_is_real else F.relu(1.0 + pred).mean()
+    raise ValueError(f"unknown GAN mode {mode!r}")

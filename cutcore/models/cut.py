@@ -1,0 +1,105 @@
+"""CUT / FastCUT training model (Park et al., ECCV 2020): G, PatchGAN D and PatchNCE heads F.
+
+Behaviour follows the reference implementation. Two changes make it cheaper without changing
+the maths: the PatchNCE keys reuse the encoder features that G's forward pass already computed
+(the reference runs the encoder again on the same inputs), and the discriminator sees fake and
+real in one batched pass (instance norm is per sample, so the outputs are identical).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..config import ModelConfig, TrainConfig
+from ..losses import gan_loss, patch_nce_loss
+from ..nets import PatchGANDiscriminator, PatchProjector, ResnetGenerator
+from .common import GradSync, adam, autocast, frozen, init_weights, step
+
+
+class CUTModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.G = ResnetGenerator(cfg.generator)
+        self.D = PatchGANDiscriminator(cfg.discriminator)
+        with torch.no_grad():
+            probe = self.G.encode(torch.zeros(1, cfg.generator.in_channels, 16, 16), cfg.nce_layers)
+        self.F = PatchProjector.for_features(probe, cfg.head_dim)
+        for net in (self.G, self.D, self.F):
+            init_weights(net, cfg.init, cfg.init_gain)
+
+    def inference_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "F": self.F}
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"D": self.D}
+
+    def make_optimizers(self, t: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "G": adam(list(self.G.parameters()) + list(self.F.parameters()), t.lr, t.beta1, t.beta2),
+            "D": adam(self.D.parameters(), t.lr, t.beta1, t.beta2),
+        }
+
+    def nce_loss(self, feat_k: list[torch.Tensor], feat_q: list[torch.Tensor], rng: torch.Generator) -> torch.Tensor:
+        """Mean over layers of lambda_NCE * PatchNCE(query patches of the output, key patches of the input)."""
+        c = self.cfg
+        keys, ids = self.F(feat_k, c.num_patches, generator=rng)
+        queries, _ = self.F(feat_q, c.num_patches, ids)
+        batch = feat_q[0].shape[0]
+        losses = [patch_nce_loss(q, k, batch, c.nce).mean() for q, k in zip(queries, keys)]
+        return torch.stack(losses).mean() * c.lambda_nce
+
+    def train_step(
+        self,
+        real_a: torch.Tensor,
+        real_b: torch.Tensor,
+        opts: dict[str, torch.optim.Optimizer],
+        rng: torch.Generator,
+        precision: str = "fp32",
+        sync: GradSync | None = None,
+    ) -> dict[str, float]:
+        c, layers, n = self.cfg, self.cfg.nce_layers, real_a.shape[0]
+        use_idt = c.nce_idt and c.lambda_nce > 0
+        flipped = c.flip_equivariance and torch.rand((), generator=rng).item() < 0.5
+        with autocast(real_a.device, precision):
+            real = torch.cat([real_a, real_b]) if use_idt else real_a
+            if flipped:
+                real = real.flip(3)
+            fake, feats = self.G(real, layers)
+            fake_b = fake[:n]
+
+            # Discriminator: fake and real in one pass.
+            pred = self.D(torch.cat([fake_b.detach(), real_b]))
+            loss_d = 0.5 * (gan_loss(pred[:n], False, c.gan_mode) + gan_loss(pred[n:], True, c.gan_mode))
+        step(opts["D"], loss_d, sync)
+
+        with autocast(real_a.device, precision):
+            with frozen(self.D):
+                loss_gan = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
+            logs = {"D": loss_d.item(), "G_GAN": loss_gan.item()}
+            loss_g = loss_gan
+            if c.lambda_nce > 0:
+                # Keys: encoder features of the unflipped inputs (detached, as PatchNCE never
+                # back-propagates through keys). Reused from the forward pass unless it saw a flip.
+                if flipped:
+                    with torch.no_grad():
+                        key_feats = self.G.encode(torch.cat([real_a, real_b]) if use_idt else real_a, layers)
+                else:
+                    key_feats = [f.detach() for f in feats]
+                query_feats = self.G.encode(fake, layers)
+                if flipped:
+                    query_feats = [f.flip(3) for f in query_feats]
+                loss_nce = self.nce_loss([f[:n] for f in key_feats], [f[:n] for f in query_feats], rng)
+                logs["NCE"] = loss_nce.item()
+                if use_idt:
+                    loss_nce_y = self.nce_loss([f[n:] for f in key_feats], [f[n:] for f in query_feats], rng)
+                    logs["NCE_Y"] = loss_nce_y.item()
+                    loss_nce = 0.5 * (loss_nce + loss_nce_y)
+                loss_g = loss_g + loss_nce
+        step(opts["G"], loss_g, sync)
+        logs["G"] = loss_g.item()
+        return logs
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)

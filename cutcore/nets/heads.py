@@ -1,0 +1,56 @@
+"""Patch sampler + projection heads H_l of PatchNCE.
+
+Per encoder layer: pick random spatial locations, embed the feature vectors there with a
+2-layer MLP, L2-normalise. The same locations are reused for the query and key images.
+Parameter names (`mlp_<l>.0/2`) match the reference `PatchSampleF`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PatchProjector(nn.Module):
+    def __init__(self, channels: list[int], dim: int = 256):
+        super().__init__()
+        self.channels = list(channels)
+        self.dim = dim
+        for i, ch in enumerate(channels):
+            self.add_module(f"mlp_{i}", nn.Sequential(nn.Linear(ch, dim), nn.ReLU(), nn.Linear(dim, dim)))
+
+    @classmethod
+    def for_features(cls, feats: list[torch.Tensor], dim: int = 256) -> "PatchProjector":
+        """Heads sized from example features (the lazy creation of the reference, made explicit)."""
+        return cls([f.shape[1] for f in feats], dim)
+
+    def project(self, layer: int, vectors: torch.Tensor) -> torch.Tensor:
+        return F.normalize(getattr(self, f"mlp_{layer}")(vectors), dim=-1, eps=1e-7)
+
+    def forward(
+        self,
+        feats: list[torch.Tensor],
+        num_patches: int,
+        patch_ids: list[torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Embeddings (B*num_patches, dim) per layer and the location indices used.
+
+        `num_patches` 0 embeds every location and returns (B, dim, H, W) maps instead.
+        """
+        out, ids = [], []
+        for i, feat in enumerate(feats):
+            b, c, h, w = feat.shape
+            flat = feat.permute(0, 2, 3, 1).reshape(b, h * w, c)
+            if num_patches == 0:
+                emb = self.project(i, flat)
+                out.append(emb.permute(0, 2, 1).reshape(b, self.dim, h, w))
+                ids.append(torch.arange(h * w, device=feat.device))
+                continue
+            if patch_ids is None:
+                idx = torch.randperm(h * w, generator=generator)[: min(num_patches, h * w)].to(feat.device)
+            else:
+                idx = patch_ids[i]
+            out.append(self.project(i, flat[:, idx].reshape(-1, c)))
+            ids.append(idx)
+        return out, ids

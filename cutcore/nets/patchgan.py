@@ -1,0 +1,41 @@
+"""PatchGAN discriminator (pix2pix; 70×70 receptive field with 3 layers), optionally anti-aliased as in CUT."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .blur import BlurDownsample
+
+
+@dataclass
+class PatchGANConfig:
+    in_channels: int = 3
+    ndf: int = 64
+    n_layers: int = 3
+    antialias: bool = True  # CUT default; CycleGAN uses strided convs
+
+
+class PatchGANDiscriminator(nn.Module):
+    def __init__(self, cfg: PatchGANConfig = PatchGANConfig()):
+        super().__init__()
+        ndf, aa = cfg.ndf, cfg.antialias
+
+        def down(cin: int, cout: int, norm: bool) -> list[nn.Module]:
+            conv = nn.Conv2d(cin, cout, 4, stride=1 if aa else 2, padding=1)
+            block = [conv] + ([nn.InstanceNorm2d(cout)] if norm else []) + [nn.LeakyReLU(0.2, True)]
+            return block + ([BlurDownsample(cout)] if aa else [])
+
+        layers = down(cfg.in_channels, ndf, norm=False)
+        mult = 1
+        for n in range(1, cfg.n_layers):
+            prev, mult = mult, min(2**n, 8)
+            layers += down(ndf * prev, ndf * mult, norm=True)
+        prev, mult = mult, min(2**cfg.n_layers, 8)
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, padding=1), nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(ndf * mult, 1, 4, padding=1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)

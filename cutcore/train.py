@@ -1,0 +1,228 @@
+"""The training loop: data, LR schedule, logging, sample grids, atomic checkpoints, exact resume.
+
+Multi-process (torchrun) training averages gradients with one all-reduce per optimiser step:
+the same update as DistributedDataParallel, without DDP's wrapper, which cannot follow the
+several generator calls that PatchNCE makes before one backward.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from .checkpoint import (
+    load_optimizer_state,
+    load_tensors,
+    module_state,
+    optimizer_state,
+    read_json,
+    save_tensors,
+    split_state,
+    write_json,
+)
+from .config import RunConfig, from_dict
+from .data import StepSampler, UnpairedDataset
+from .models import CycleGANModel, build_model
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
+    """The reference's linear policy: constant for `epochs`, then linear decay (epoch is 0-based)."""
+    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
+class _Dist:
+    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), else a no-op."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, module: torch.nn.Module) -> None:
+        if self.world > 1:
+            for t in module.state_dict().values():
+                dist.broadcast(t, 0)
+
+    def sync_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def checkpoint_dirs(out: Path) -> list[Path]:
+    root = out / "checkpoints"
+    return sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out: str | Path):
+        self.cfg, self.out = cfg, Path(out)
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
+            self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        self.dist = _Dist(self.device)
+        torch.manual_seed(t.seed)
+        self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
+        self.model = build_model(cfg.model).to(self.device)
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.dist.broadcast(self.model)
+        self.opts = self.model.make_optimizers(t)
+        self.step = 0
+        per_step = t.batch_size * self.dist.world
+        self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
+        self.total_steps = (t.epochs + t.epochs_decay) * self.steps_per_epoch
+        if t.max_steps is not None:
+            self.total_steps = min(self.total_steps, t.max_steps)
+
+    # --- checkpoints -------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write checkpoints/step_N/ via a temporary folder and a rename: never a half checkpoint."""
+        root = self.out / "checkpoints"
+        final = root / f"step_{self.step:08d}"
+        tmp = root / f".tmp_step_{self.step:08d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_tensors(tmp / "model.safetensors", module_state(self.model.inference_modules()))
+        training = module_state(self.model.training_modules())
+        skeletons = {}
+        for name, opt in self.opts.items():
+            tensors, skeletons[name] = optimizer_state(opt, f"opt_{name}")
+            training.update(tensors)
+        if isinstance(self.model, CycleGANModel):
+            training.update({f"pool.{k}": v for k, v in self.model.pool_state().items()})
+        save_tensors(tmp / "training.safetensors", training)
+        write_json(tmp / "config.json", self.cfg)
+        write_json(tmp / "state.json", {"step": self.step, "optimizers": skeletons})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(self.out)[: -self.cfg.train.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self, ckpt: Path) -> None:
+        state = read_json(ckpt / "state.json")
+        weights = load_tensors(ckpt / "model.safetensors", self.device)
+        training = load_tensors(ckpt / "training.safetensors", self.device)
+        for name, module in {**self.model.inference_modules(), **self.model.training_modules()}.items():
+            module.load_state_dict(split_state(weights if name in self.model.inference_modules() else training, name))
+        for name, opt in self.opts.items():
+            load_optimizer_state(opt, state["optimizers"][name], training)
+        if isinstance(self.model, CycleGANModel):
+            self.model.load_pool_state(split_state(training, "pool"))
+        self.step = state["step"]
+
+    # --- loop --------------------------------------------------------------------------
+    def set_lr(self) -> float:
+        t = self.cfg.train
+        lr = t.lr * lr_factor(self.step // self.steps_per_epoch, t.epochs, t.epochs_decay)
+        for opt in self.opts.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        return lr
+
+    def save_samples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        real_a, real_b = batch
+        self.model.eval()
+        fake = self.model.translate(real_a)
+        self.model.train()
+        rows = torch.cat([real_a, fake, real_b]).float()
+        save_image(rows * 0.5 + 0.5, self.out / "samples" / f"step_{self.step:08d}.png", nrow=real_a.shape[0])
+
+    def fit(self) -> Path:
+        t, out = self.cfg.train, self.out
+        if self.dist.main:
+            (out / "samples").mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", self.cfg)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=t.batch_size,
+            sampler=StepSampler(self.step, t.batch_size, self.dist.rank, self.dist.world),
+            num_workers=t.num_workers,
+            persistent_workers=False,
+        )
+        sample_batch = None
+        log = open(out / "log.jsonl", "a") if self.dist.main else None
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=self.cfg.preset, unit="it")
+        last_time = time.perf_counter()
+        ckpt = None
+        for real_a, real_b in loader:
+            if self.step >= self.total_steps:
+                break
+            real_a, real_b = real_a.to(self.device), real_b.to(self.device)
+            if t.channels_last:
+                real_a, real_b = real_a.contiguous(memory_format=torch.channels_last), real_b.contiguous(memory_format=torch.channels_last)
+            if sample_batch is None:
+                sample_batch = (real_a, real_b)
+            lr = self.set_lr()
+            rng = torch.Generator().manual_seed(t.seed * 1_000_003 + self.step)
+            losses = self.model.train_step(real_a, real_b, self.opts, rng, t.precision, self.dist.sync_grads)
+            self.step += 1
+            bar.update(1)
+            if self.dist.main:
+                if self.step % t.log_every == 0 or self.step == self.total_steps:
+                    now = time.perf_counter()
+                    rec = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "lr": lr, **losses,
+                           "sec_per_iter": (now - last_time) / t.log_every}
+                    last_time = now
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                if self.step % t.sample_every == 0 or self.step == self.total_steps:
+                    self.save_samples(sample_batch)
+                if self.step % t.save_every == 0 or self.step == self.total_steps:
+                    ckpt = self.save()
+            self.dist.barrier()
+        bar.close()
+        if log:
+            log.close()
+        return ckpt if ckpt is not None else checkpoint_dirs(out)[-1]
+
+
+def train(cfg: RunConfig, out: str | Path, resume: bool = False) -> Path:
+    """Train `cfg` into `out`; with `resume`, continue from the newest checkpoint there."""
+    out = Path(out)
+    if resume:
+        ckpts = checkpoint_dirs(out)
+        if not ckpts:
+            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        saved = from_dict(RunConfig, read_json(ckpts[-1] / "config.json"))
+        saved.train.max_steps = cfg.train.max_steps  # the one thing a resume may extend
+        trainer = Trainer(saved, out)
+        trainer.load(ckpts[-1])
+    else:
+        trainer = Trainer(cfg, out)
+    return trainer.fit()
