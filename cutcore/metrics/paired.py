@@ -1,8 +1,8 @@
 """Paired metrics for aligned test sets (GcGAN's protocol on maps): pixel accuracy and RMSE.
 
-Both images of a pair are resized to `size` x `size` with PIL bicubic resampling (the PIL
-default for downscaling photos; GcGAN only says "resized to 256x256"), then compared in
-0..255 units. Accuracy is a fraction in [0, 1], not a percentage.
+Both images of a pair are resized to `size` x `size` with PIL bicubic resampling (Pillow's
+default resize filter; the protocol fixes only the size), then compared in 0..255 units.
+Accuracy is a fraction in [0, 1], not a percentage.
 """
 from __future__ import annotations
 

@@ -87,11 +87,14 @@ def _normalise(desc: np.ndarray) -> np.ndarray:
 
 
 def _batches(images: Iterable[ImageLike], batch_size: int) -> Iterator[np.ndarray]:
+    """uint8 (B, H, W, 3) stacks; all images of the set must share one size."""
     batch: list[np.ndarray] = []
+    first: tuple[int, ...] | None = None
     for image in images:
         arr = to_rgb_uint8(image)
-        if batch and arr.shape != batch[0].shape:
-            raise ValueError(f"all images must have the same size, got {batch[0].shape} and {arr.shape}")
+        first = first or arr.shape
+        if arr.shape != first:
+            raise ValueError(f"all images must have the same size, got {first} and {arr.shape}")
         batch.append(arr)
         if len(batch) == batch_size:
             yield np.stack(batch)
@@ -106,19 +109,14 @@ def _set_descriptors(
     """Normalised descriptors per pyramid level, keyed 'HxW' (finest first)."""
     per_level: list[list[np.ndarray]] = []
     keys: list[str] = []
-    shape: tuple[int, ...] | None = None
     count = 0
     for batch in _batches(images, batch_size):
-        if shape is None:
-            shape = batch.shape[1:]
-            n_levels = _num_levels(shape[0], shape[1], min_resolution)
+        if not per_level:
+            n_levels = _num_levels(batch.shape[1], batch.shape[2], min_resolution)
             if n_levels == 0:
-                raise ValueError(f"images of {shape[0]}x{shape[1]} are smaller than {min_resolution} px")
+                raise ValueError(f"images of {batch.shape[1]}x{batch.shape[2]} are smaller than {min_resolution} px")
             per_level = [[] for _ in range(n_levels)]
-        elif batch.shape[1:] != shape:
-            raise ValueError(f"all images must have the same size, got {shape} and {batch.shape[1:]}")
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-        pyramid = laplacian_pyramid(x, len(per_level))
+        pyramid = laplacian_pyramid(torch.from_numpy(batch).permute(0, 3, 1, 2).float(), len(per_level))
         keys = [f"{lv.shape[2]}x{lv.shape[3]}" for lv in pyramid]
         for lod, lv in enumerate(pyramid):
             per_level[lod].append(_patches(lv.numpy(), count, seed, lod, per_image, size))
@@ -154,8 +152,8 @@ def swd(
 ) -> dict[str, float]:
     """SWD x 1e3 per pyramid level (keys 'HxW', finest first) and their mean under 'avg'.
 
-    Images are PIL images or uint8 HxWx3 arrays, all of one size. Lower is better; ~0 for
-    identical sets.
+    Images are PIL images or uint8 HxWx3 arrays, all of one size. Lower is better; identical
+    sets score exactly 0. With few images the values carry sampling noise (PGGAN used 16k).
     """
     if patch_size % 2 == 0 or patch_size > min_resolution:
         raise ValueError("patch_size must be odd and no larger than min_resolution")
