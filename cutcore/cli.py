@@ -97,7 +97,18 @@ def _translate(args) -> int:
     return 0
 
 
-COMMANDS = [_add_train, _add_translate]
+def _add_lazy(module: str):
+    """Commands whose parser lives in their own module (imported only when the CLI starts)."""
+
+    def add(sub) -> None:
+        import importlib
+
+        importlib.import_module(f"cutcore.{module}").add_parser(sub)
+
+    return add
+
+
+COMMANDS = [_add_train, _add_translate, _add_lazy("evaluate"), _add_lazy("report")]
 
 
 def main(argv: list[str] | None = None) -> int:
