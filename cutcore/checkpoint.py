@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) then rename onto `path`: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -36,7 +37,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -46,7 +51,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

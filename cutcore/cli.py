@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,12 @@ _TRAIN_OVERRIDES = [
     ("--log-every", "train", "log_every", int),
     ("--sample-every", "train", "sample_every", int),
     ("--save-every", "train", "save_every", int),
+    ("--keep-checkpoints", "train", "keep_checkpoints", int),
+    ("--eval-every", "train", "eval_every", int),
+    ("--eval-data", "train", "eval_data", str),
+    ("--eval-split", "train", "eval_split", str),
+    ("--eval-metrics", "train", "eval_metrics", str),
+    ("--eval-max-images", "train", "eval_max_images", int),
     ("--gan-mode", "model", "gan_mode", str),
     ("--lambda-nce", "model", "lambda_nce", float),
     ("--num-patches", "model", "num_patches", int),

@@ -64,6 +64,12 @@ class TrainConfig:
     sample_every: int = 500
     save_every: int = 1000
     keep_checkpoints: int = 2
+    # Held-out evaluation every `eval_every` steps (0 = never): metrics.jsonl + metrics.png in the run.
+    eval_every: int = 0
+    eval_data: str | None = None  # default: the training data root
+    eval_split: str | None = None  # file of held-out names inside train{A,B}; None = the test{A,B} pairs
+    eval_metrics: str | None = None  # e.g. "accuracy,rmse,swd"; None = all available
+    eval_max_images: int | None = None
 
 
 @dataclass

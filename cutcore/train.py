@@ -101,12 +101,23 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.dist.broadcast(self.model)
         self.opts = self.model.make_optimizers(t)
+        self.evaluator = self._make_evaluator() if t.eval_every and self.dist.main else None
         self.step = 0
         per_step = t.batch_size * self.dist.world
         self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
         self.total_steps = (t.epochs + t.epochs_decay) * self.steps_per_epoch
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
+
+    def _make_evaluator(self):
+        from .evaluate import PeriodicEvaluator, read_split
+
+        t = self.cfg.train
+        return PeriodicEvaluator(
+            t.eval_data or self.cfg.data.root, "train" if t.eval_split else "test",
+            read_split(t.eval_split) if t.eval_split else None, t.eval_metrics, self.out, t.eval_max_images,
+            direction=self.cfg.data.direction, device=self.device,
+        )
 
     # --- checkpoints -------------------------------------------------------------------
     def save(self) -> Path:
@@ -205,6 +216,8 @@ class Trainer:
                     self.save_samples(sample_batch)
                 if self.step % t.save_every == 0 or self.step == self.total_steps:
                     ckpt = self.save()
+                if self.evaluator and (self.step % t.eval_every == 0 or self.step == self.total_steps):
+                    self.evaluator(self.model.G, self.step, self.step / self.steps_per_epoch)
             self.dist.barrier()
         bar.close()
         if log:

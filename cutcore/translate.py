@@ -158,17 +158,24 @@ def translate_tiled(
     return Image.fromarray(np.clip(acc / np.maximum(weight, 1e-8) + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
-def translate_image(
-    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None
+def translate_with(
+    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64, multiple: int = 4,
+    progress: Progress | None = None,
 ) -> Image.Image:
-    """Translate a PIL image; tiled when `tile` is given and the image is larger than one tile."""
+    """Translate a PIL image with a bare generator; tiled when `tile` is given and the image is larger."""
     if tile and max(img.size) > tile:
-        return translate_tiled(model.generator, img, tile, overlap, model.size_multiple, progress)
-    device = next(model.generator.parameters()).device
-    out = run_generator(model.generator, to_tensor(img)[None].to(device), model.size_multiple)
+        return translate_tiled(generator, img, tile, overlap, multiple, progress)
+    device = next(generator.parameters()).device
+    out = run_generator(generator, to_tensor(img)[None].to(device), multiple)
     if progress:
         progress(1, 1)
     return to_pil(out[0])
+
+
+def translate_image(
+    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None
+) -> Image.Image:
+    return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress)
 
 
 def translate_path(

@@ -91,7 +91,7 @@ class CycleGANModel(nn.Module):
                 loss_gan_a = gan_loss(self.D_A(fake_b), True, c.gan_mode, for_discriminator=False)
                 loss_gan_b = gan_loss(self.D_B(fake_a), True, c.gan_mode, for_discriminator=False)
             loss_cycle = c.lambda_cycle * (F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b))
-            loss_idt = lam_idt * (F.l1_loss(idt_a, real_b) + F.l1_loss(idt_b, real_a)) if lam_idt > 0 else torch.zeros(())
+            loss_idt = lam_idt * (F.l1_loss(idt_a, real_b) + F.l1_loss(idt_b, real_a))
             loss_g = loss_gan_a + loss_gan_b + loss_cycle + loss_idt
         step(opts["G"], loss_g, sync)
 
@@ -104,7 +104,7 @@ class CycleGANModel(nn.Module):
         step(opts["D"], loss_d_a + loss_d_b, sync)
         return {
             "G": loss_g.item(), "G_GAN": (loss_gan_a + loss_gan_b).item(), "cycle": loss_cycle.item(),
-            "idt": float(loss_idt), "D": (loss_d_a + loss_d_b).item(),
+            "idt": loss_idt.item(), "D": (loss_d_a + loss_d_b).item(),
         }
 
     @torch.no_grad()

@@ -1,0 +1,422 @@
+"""Score a translation model on aligned (A, B) pairs: GcGAN accuracy/RMSE, SWD and FID.
+
+`evaluate_generator` scores any generator (PeriodicEvaluator uses it during training),
+`evaluate_model` a loaded model folder, and `python -m cutcore evaluate` wraps them with a
+table or JSON and result files. Every CLI start imports this module to build its parser, so
+the slow imports (pytorch-fid, matplotlib) happen inside the functions that need them.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+from tqdm import tqdm
+
+from .checkpoint import write_bytes, write_json
+from .data import ImageSource, paired_sources
+from .translate import LoadedModel, load_model, translate_with
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .metrics.fid import FeatureExtractor
+
+METRICS = ("accuracy", "rmse", "swd", "fid")  # the column order of the thesis's Table 5.1
+LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
+PLOT_LABELS = {**LABELS, "accuracy": "accuracy (%) ↑"}  # plots show accuracy in %, as the tables do
+PAIRED_SIZE = 256  # GcGAN compares maps at 256², whatever resolution the model translated at
+GRID_PAIRS = 4
+
+
+class Loadable(Protocol):
+    """What a pair holds: ImageSource, or an already decoded image (PeriodicEvaluator)."""
+
+    def load(self) -> Image.Image: ...
+
+
+Pair = tuple[Loadable, Loadable]
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def read_split(path: str | os.PathLike) -> list[str]:
+    """File names listed in a split file, one a line (paths are reduced to their file name)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    names = [Path(line.strip()).name for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"{path}: the split file lists no file names")
+    return names
+
+
+def select_pairs(
+    root: str | os.PathLike, phase: str = "test", split: Sequence[str] | None = None, max_images: int | None = None
+) -> list[tuple[ImageSource, ImageSource]]:
+    """Aligned (A, B) pairs of `root`/`phase`, restricted to the `split` file names, first `max_images`."""
+    pairs = paired_sources(root, phase)
+    if split is not None:
+        wanted = set(split)
+        pairs = [p for p in pairs if p[0].path.name in wanted]
+        missing = sorted(wanted - {a.path.name for a, _ in pairs})
+        if missing:  # a split of another dataset would otherwise evaluate a silent subset
+            raise ValueError(
+                f"{len(missing)} of {len(wanted)} split names have no {phase}A/{phase}B pair in {root}, "
+                f"e.g. {', '.join(missing[:3])}"
+            )
+    if max_images is not None:
+        if max_images < 1:
+            raise ValueError(f"max_images must be at least 1, got {max_images}")
+        pairs = pairs[:max_images]
+    return pairs
+
+
+def orient(pairs: Sequence[Pair], trained_direction: str, direction: str = "AtoB") -> list[Pair]:
+    """Pairs as (generator input, target).
+
+    G maps the dataset's A to B unless it was trained with data.direction BtoA; CycleGAN's
+    second generator (direction BtoA) maps the other way.
+    """
+    swap = (trained_direction == "BtoA") != (direction == "BtoA")
+    return [(b, a) for a, b in pairs] if swap else list(pairs)
+
+
+def model_pairs(model: LoadedModel, pairs: Sequence[Pair], direction: str = "AtoB") -> list[Pair]:
+    """`orient` for a loaded model (its config records the training direction)."""
+    return orient(pairs, model.config.get("data", {}).get("direction", "AtoB"), direction)
+
+
+def parse_metrics(requested: str | Sequence[str]) -> list[str]:
+    """Metric names from "rmse,fid" or a list, validated, in METRICS order."""
+    names = [n.strip().lower() for n in (requested.split(",") if isinstance(requested, str) else requested)]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        what = f"unknown metrics {', '.join(unknown)}" if unknown else "no metrics given"
+        raise ValueError(f"{what}; choose from {','.join(METRICS)}")
+    return [m for m in METRICS if m in names]
+
+
+def select_metrics(
+    requested: str | Sequence[str] | None,
+    fid_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[list[str], FeatureExtractor | None]:
+    """The metrics to compute and, when FID is among them, its loaded Inception feature extractor.
+
+    `requested=None` means all metrics, FID only if its weights are available (else a note on
+    stderr). FID asked for by name, or weights given by path, raise FIDWeightsUnavailable
+    instead: a silently missing number is worse than an error.
+    """
+    from .metrics import FIDFeatureExtractor, FIDWeightsUnavailable
+
+    names = list(METRICS) if requested is None else parse_metrics(requested)
+    if "fid" not in names:
+        return names, None
+    try:
+        return names, FIDFeatureExtractor(fid_weights, device)
+    except FIDWeightsUnavailable as e:
+        if requested is not None or fid_weights is not None:
+            raise
+        print(f"note: FID skipped: {str(e).splitlines()[0].rstrip('.')} (see --fid-weights)", file=sys.stderr)
+        return [n for n in names if n != "fid"], None
+
+
+# --- translation and scoring -------------------------------------------------------------------
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode without autograd, restoring the previous mode (training continues afterwards)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def _resize(img: Image.Image, size: int | None) -> Image.Image:
+    return img if not size or img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
+
+
+def translate_pairs(
+    generator: nn.Module,
+    pairs: Sequence[Pair],
+    size: int | None = 256,
+    tile: int | None = None,
+    multiple: int | None = None,
+    progress: bool = True,
+) -> Iterator[tuple[Image.Image, Image.Image, Image.Image]]:
+    """(input, translation, target) per pair; inputs and targets resized to size² first (None: as they are).
+
+    Resizing before translating is the CUT/CycleGAN test protocol (load_size = crop_size).
+    """
+    multiple = multiple or getattr(generator, "size_multiple", 4)
+    with _eval_mode(generator):
+        for src, tgt in tqdm(pairs, desc="translate", unit="img", disable=not progress, leave=False):
+            img = _resize(src.load(), size)
+            yield img, translate_with(generator, img, tile, multiple=multiple), _resize(tgt.load(), size)
+
+
+def score(
+    fakes: Sequence[np.ndarray],
+    reals: Sequence[np.ndarray],
+    metrics: Sequence[str],
+    fid_extractor: FeatureExtractor | None = None,
+) -> dict[str, float]:
+    """Metrics of translations against their targets (uint8 HxWx3 arrays, aligned)."""
+    from .metrics import compute_fid, paired_metrics, swd
+
+    if not fakes:
+        raise ValueError("no image pairs to evaluate")
+    metrics = parse_metrics(metrics)
+    result: dict[str, float] = {}
+    if "accuracy" in metrics or "rmse" in metrics:
+        paired = paired_metrics(fakes, reals, size=PAIRED_SIZE)
+        result.update({m: paired[m] for m in ("accuracy", "rmse") if m in metrics})
+    if "swd" in metrics:
+        result["swd"] = swd(fakes, reals)["avg"]
+    if "fid" in metrics:  # compute_fid loads the default weights itself when no extractor is given
+        result["fid"] = compute_fid(fakes, reals, extractor=fid_extractor)
+    return {m: float(result[m]) for m in metrics}
+
+
+def evaluate_generator(
+    generator: nn.Module,
+    pairs: Sequence[Pair],
+    metrics: Sequence[str],
+    *,
+    size: int | None = 256,
+    tile: int | None = None,
+    multiple: int | None = None,
+    fid_extractor: FeatureExtractor | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Translate each pair's first image with `generator` and score it against the second.
+
+    Runs in eval mode without gradients and restores the generator's mode. Returns
+    {metric: value} in METRICS order; accuracy is a fraction in [0, 1].
+    """
+    metrics = parse_metrics(metrics)  # before translating: a typo should not cost a pass over the data
+    fakes, reals = [], []
+    for _, fake, real in translate_pairs(generator, pairs, size, tile, multiple, progress):
+        fakes.append(np.asarray(fake))
+        reals.append(np.asarray(real))
+    return score(fakes, reals, metrics, fid_extractor)
+
+
+def evaluate_model(
+    model: LoadedModel,
+    pairs: Sequence[Pair],
+    metrics: Sequence[str],
+    *,
+    direction: str = "AtoB",
+    size: int | None = 256,
+    tile: int | None = None,
+    fid_extractor: FeatureExtractor | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """`evaluate_generator` for a loaded model; `pairs` are the dataset's (A, B) pairs and
+    `direction` is the one `load_model` was given."""
+    return evaluate_generator(
+        model.generator, model_pairs(model, pairs, direction), metrics, size=size, tile=tile,
+        multiple=model.size_multiple, fid_extractor=fid_extractor, progress=progress,
+    )
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def format_metric(name: str, value: float) -> str:
+    return f"{plotted(name, value):.1f}%" if name == "accuracy" else f"{value:.2f}"
+
+
+def plotted(name: str, value: float) -> float:
+    """The value as tables and plots show it: accuracy in %, the rest as they are."""
+    return 100 * value if name == "accuracy" else value
+
+
+def metrics_table(values: dict[str, float]) -> str:
+    rows = [f"| {LABELS[m]} | {format_metric(m, v)} |" for m, v in values.items()]
+    return "\n".join(["| metric | value |", "|---|---:|", *rows])
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # Agg without pyplot: no global backend switch, no GUI, thread-safe
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_bytes(path, buf.getvalue())
+
+
+def plot_curves(curves: dict[str, list[dict]], path: str | os.PathLike) -> None:
+    """One panel per metric: value against epoch, one line per labelled curve of records."""
+    from matplotlib.figure import Figure
+
+    names = [m for m in METRICS if any(m in r for records in curves.values() for r in records)]
+    if not names:
+        return
+    fig = Figure(figsize=(3.6 * len(names), 3.0), layout="constrained")
+    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
+        for label, records in curves.items():
+            # Keyed by epoch: a run resumed from before its last evaluation logs an epoch again; the latest wins.
+            by_epoch = {r["epoch"]: r[name] for r in records if "epoch" in r and isinstance(r.get(name), (int, float))}
+            if by_epoch:
+                epochs = sorted(by_epoch)
+                values = [plotted(name, by_epoch[e]) for e in epochs]
+                ax.plot(epochs, values, marker="o", markersize=3, label=label or None)
+        ax.set(title=PLOT_LABELS[name], xlabel="epoch")
+        ax.grid(alpha=0.3)
+        if any(curves):
+            ax.legend(fontsize="small")
+    save_figure(fig, path)
+
+
+def preview_grid(triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]], thumb: int = 256) -> Image.Image:
+    """Rows of input | translation | target."""
+    rows = [np.concatenate([np.asarray(_resize(img, thumb)) for img in row], axis=1) for row in triples]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+# --- periodic evaluation during training -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """An image decoded (and resized) once, behind ImageSource's `load()`."""
+
+    image: Image.Image
+
+    def load(self) -> Image.Image:
+        return self.image
+
+
+class PeriodicEvaluator:
+    """Scores the generator being trained on held-out pairs: metric curves over epochs (thesis Fig. 5.2).
+
+    Each call appends {"step", "epoch", <metric>: value, ...} to `out_dir/metrics.jsonl` and
+    redraws `out_dir/metrics.png`. Pairs are decoded and resized once, and FID's Inception is
+    loaded here, so missing FID weights fail before training starts rather than hours later.
+    `split_names=None` means every pair of the phase; `metrics=None` all metrics, FID only when
+    its weights are available. `direction` is the training data's (cfg.data.direction).
+    """
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike,
+        phase: str,
+        split_names: Sequence[str] | None,
+        metrics: str | Sequence[str] | None,
+        out_dir: str | os.PathLike,
+        max_images: int | None = None,
+        *,
+        size: int | None = 256,
+        direction: str = "AtoB",
+        device: str | torch.device = "cpu",
+        fid_weights: str | os.PathLike | None = None,
+    ):
+        pairs = orient(select_pairs(data_root, phase, split_names, max_images), direction)
+        self.pairs = [(_Decoded(_resize(a.load(), size)), _Decoded(_resize(b.load(), size))) for a, b in pairs]
+        self.metrics, self.fid_extractor = select_metrics(metrics, fid_weights, device)
+        self.size, self.out_dir = size, Path(out_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+    def __call__(self, generator: nn.Module, step: int, epoch: float) -> dict[str, float]:
+        values = evaluate_generator(
+            generator, self.pairs, self.metrics, size=self.size, fid_extractor=self.fid_extractor, progress=False
+        )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps({"step": step, "epoch": epoch, **values}) + "\n")
+        records = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        plot_curves({"": records}, self.out_dir / "metrics.png")
+        return values
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a paired test set (accuracy, RMSE, SWD, FID)")
+    p.add_argument("--model", required=True, help="model folder, checkpoint, or run folder")
+    p.add_argument("--data", required=True,
+                   help="paired dataset: <phase>A/ + <phase>B/ with matching file names, or <phase>/ of AB images")
+    p.add_argument("--phase", default="test")
+    p.add_argument("--split", type=Path,
+                   help="text file of file names to evaluate, e.g. the held-out validation split with --phase train")
+    p.add_argument("--metrics", help=f"comma-separated subset of {','.join(METRICS)} "
+                                     "(default: all, FID only when its weights are available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object {metric: value} instead of a table")
+    p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
+    p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
+    p.add_argument("--size", type=int, default=256,
+                   help="resize inputs and targets to size² before translating (CUT's test protocol); 0 keeps "
+                        f"their size. Accuracy and RMSE are always compared at {PAIRED_SIZE}² (GcGAN)")
+    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--fid-weights", type=Path,
+                   help="pt_inception-2015-12-05-6726825d.pth (default: $CUTCORE_FID_WEIGHTS or the torch hub cache)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from .metrics import FIDWeightsUnavailable
+
+    if args.size < 0:
+        raise ValueError(f"--size must be 0 or positive, got {args.size}")
+    split = read_split(args.split) if args.split else None
+    pairs = select_pairs(args.data, args.phase, split, args.max_images)
+    model = load_model(args.model, args.device, args.direction)
+    device = next(model.generator.parameters()).device
+    try:
+        metrics, fid_extractor = select_metrics(args.metrics, args.fid_weights, device)
+    except FIDWeightsUnavailable as e:  # a RuntimeError: the CLI's generic handler would print a traceback
+        print(f"error: {e}\nOn the command line: --fid-weights PATH.", file=sys.stderr)
+        return 2
+    size = args.size or None
+    values = evaluate_model(model, pairs, metrics, direction=args.direction, size=size, tile=args.tile,
+                            fid_extractor=fid_extractor)
+    preset = model.config.get("preset", "?")
+    scope = args.phase + (f", split {args.split.name}" if args.split else "")
+    markdown = f"{preset} · {model.path} · {len(pairs)} pairs of {args.data} ({scope})\n\n{metrics_table(values)}"
+    if args.out:
+        info = {"preset": preset, "model": str(model.path), "data": str(args.data), "phase": args.phase,
+                "split": str(args.split) if args.split else None, "direction": args.direction, "size": size,
+                "n_images": len(pairs)}
+        write_json(args.out / "metrics.json", {"metrics": values, **info})
+        write_bytes(args.out / "metrics.md", (markdown + "\n").encode())
+        oriented = model_pairs(model, pairs[:GRID_PAIRS], args.direction)
+        triples = translate_pairs(model.generator, oriented, size, args.tile, model.size_multiple, progress=False)
+        grid = preview_grid(list(triples))
+        buf = io.BytesIO()
+        grid.save(buf, format="png")
+        write_bytes(args.out / "samples.png", buf.getvalue())
+    print(json.dumps(values) if args.json else markdown)
+    return 0

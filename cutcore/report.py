@@ -1,0 +1,207 @@
+"""`python -m cutcore report`: every method's quality and speed in one table (the thesis's Table 5.1).
+
+Quality comes from each run or model folder's metrics.json (written by `evaluate --out`), the
+method from its config.json, speed from a benchmark JSON. Anything missing becomes "—" and a
+note on stderr, so a partial set of runs still gives a table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import write_bytes
+from .evaluate import LABELS, METRICS, PLOT_LABELS, format_metric, plot_curves, plotted, save_figure
+
+METHODS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
+BENCH = {"sec_per_iter": "sec/iter", "peak_mem_mib": "memory"}  # benchmark key -> column
+CONDITIONS = ("size", "device", "precision")  # benchmark keys that qualify the speed columns
+MISSING = "—"
+
+
+@dataclass
+class MethodRow:
+    method: str
+    values: dict[str, float] = field(default_factory=dict)  # metric names and BENCH keys
+    curve: list[dict] = field(default_factory=list)  # the run's metrics.jsonl records
+
+
+@dataclass
+class Report:
+    markdown: str
+    rows: list[MethodRow]
+    notes: list[str]
+
+
+def _load_json(path: Path, notes: list[str]) -> Any:
+    """The parsed file, or None (with a note when it exists but is unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        notes.append(f"{path}: unreadable JSON ({e}), ignored")
+        return None
+
+
+def _numbers(obj: dict, keys: Sequence[str]) -> dict[str, float]:
+    return {k: float(obj[k]) for k in keys if isinstance(obj.get(k), (int, float)) and not isinstance(obj[k], bool)}
+
+
+def _read_curve(path: Path, notes: list[str]) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if line.strip():  # a line cut short by a crash mid-write: keep the rest
+                notes.append(f"{path}:{i}: not JSON, skipped")
+    return [r for r in records if isinstance(r, dict)]
+
+
+def read_run(folder: str | os.PathLike, notes: list[str]) -> MethodRow | None:
+    """The method and metrics of a run or model folder; None (with a note) if its method is unknown."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        notes.append(f"{folder}: not a folder, skipped")
+        return None
+    doc = _load_json(folder / "metrics.json", notes)
+    config = _load_json(folder / "config.json", notes)
+    doc = doc if isinstance(doc, dict) else {}
+    method = doc.get("preset") or (config.get("preset") if isinstance(config, dict) else None)
+    if not method:
+        notes.append(f"{folder}: no preset in metrics.json or config.json, skipped")
+        return None
+    if not doc:
+        notes.append(f"{folder}: no metrics.json (write one: evaluate --model {folder} --data ... --out {folder})")
+    metrics = doc.get("metrics", doc)  # evaluate --out nests them; a flat {metric: value} file works too
+    values = _numbers(metrics, METRICS) if isinstance(metrics, dict) else {}
+    return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes))
+
+
+def read_bench(path: str | os.PathLike, notes: list[str]) -> tuple[dict[str, dict], str]:
+    """{preset: benchmark entry} (the first entry of each preset) and a footnote on its conditions."""
+    path = Path(path)
+    if not path.is_file():
+        notes.append(f"{path}: benchmark file not found; sec/iter and memory left empty")
+        return {}, ""
+    entries = _load_json(path, notes)
+    if not isinstance(entries, list):
+        if entries is not None:
+            notes.append(f"{path}: expected a JSON list of benchmark entries, ignored")
+        return {}, ""
+    by_preset: dict[str, dict] = {}
+    for entry in entries:
+        preset = entry.get("preset") if isinstance(entry, dict) else None
+        if not preset:
+            notes.append(f"{path}: entry without a preset skipped: {entry!r}"[:200])
+        elif preset in by_preset:
+            notes.append(f"{path}: several entries for {preset}; the first one is shown")
+        else:
+            by_preset[preset] = entry
+    conditions = []
+    for key in CONDITIONS:
+        seen = sorted({str(e[key]) for e in by_preset.values() if key in e})
+        if seen:
+            conditions.append(f"{key} {'/'.join(seen)}")
+    footnote = f"sec/iter and memory (peak MiB) from {path.name}" + (f": {', '.join(conditions)}" if conditions else "")
+    return by_preset, footnote
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:
+        return MISSING
+    if key == "sec_per_iter":
+        return f"{value:.3f}"
+    if key == "peak_mem_mib":
+        return f"{value:.0f} MiB"
+    return format_metric(key, value)
+
+
+def markdown_table(rows: Sequence[MethodRow]) -> str:
+    keys = [*METRICS, *BENCH]
+    header = ["method", *(LABELS[m] for m in METRICS), *BENCH.values()]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(keys)]
+    lines += ["| " + " | ".join([r.method, *(_cell(k, r.values.get(k)) for k in keys)]) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike | None = None) -> Report:
+    """One row per method: METHODS in their fixed order, then any other preset found."""
+    notes: list[str] = []
+    rows = {m: MethodRow(m) for m in METHODS}
+    sources: dict[str, Path] = {}
+    for folder in map(Path, run_dirs):
+        run = read_run(folder, notes)
+        if run is None:
+            continue
+        if run.method in sources:
+            notes.append(f"{folder}: a second run of {run.method} (after {sources[run.method]}); this one is shown")
+        sources[run.method] = folder
+        rows[run.method] = run  # a METHODS entry keeps its place; other presets go last
+    footnote = ""
+    if bench is not None:
+        by_preset, footnote = read_bench(bench, notes)
+        for preset, entry in by_preset.items():
+            rows.setdefault(preset, MethodRow(preset)).values.update(_numbers(entry, list(BENCH)))
+    markdown = markdown_table(list(rows.values())) + (f"\n\n{footnote}" if footnote else "")
+    return Report(markdown, list(rows.values()), notes)
+
+
+def plot_bars(rows: Sequence[MethodRow], path: str | os.PathLike) -> None:
+    """One bar chart per column that has any value, methods side by side."""
+    from matplotlib.figure import Figure
+
+    titles = {**PLOT_LABELS, "sec_per_iter": "sec/iter ↓", "peak_mem_mib": "memory (MiB) ↓"}
+    keys = [k for k in [*METRICS, *BENCH] if any(k in r.values for r in rows)]
+    if not keys:
+        return
+    colour = {r.method: f"C{i % 10}" for i, r in enumerate(rows)}  # a method keeps its colour in every panel
+    fig = Figure(figsize=(3.2 * len(keys), 3.4), layout="constrained")
+    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
+        shown = [r for r in rows if key in r.values]
+        heights = [plotted(key, r.values[key]) for r in shown]
+        ax.bar(range(len(shown)), heights, color=[colour[r.method] for r in shown])
+        ax.set_xticks(range(len(shown)), [r.method for r in shown], rotation=35, ha="right")
+        ax.set_title(titles[key])
+        ax.grid(axis="y", alpha=0.3)
+    save_figure(fig, path)
+
+
+def curves_path(plot: Path) -> Path:
+    return plot.with_name(f"{plot.stem}-curves{plot.suffix or '.png'}")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="one table (and charts) of every method's metrics and speed")
+    p.add_argument("--runs", nargs="+", required=True, type=Path,
+                   help="run or model folders, each with metrics.json (from evaluate --out) and/or config.json")
+    p.add_argument("--bench", type=Path,
+                   help="speed benchmark JSON: a list of {preset, sec_per_iter, peak_mem_mib, ...}")
+    p.add_argument("--out", type=Path, help="also write the markdown here")
+    p.add_argument("--plot", type=Path,
+                   help="bar charts PNG; the runs' metrics.jsonl curves go next to it as <name>-curves.png")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    report = build_report(args.runs, args.bench)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not any(r.values for r in report.rows):
+        raise ValueError("nothing to report: no metrics and no benchmark entries were found (see the notes above)")
+    if args.out:
+        write_bytes(args.out, (report.markdown + "\n").encode())
+    if args.plot:
+        plot_bars(report.rows, args.plot)
+        curves = {r.method: r.curve for r in report.rows if r.curve}
+        if curves:
+            plot_curves(curves, curves_path(args.plot))
+    print(report.markdown)
+    return 0

@@ -1,0 +1,312 @@
+"""`cutcore.evaluate` and `cutcore.report`: pair selection, hand-checkable scores, the CLI's output
+contract, periodic evaluation files, and the Table 5.1 report."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from cutcore.checkpoint import module_state, save_tensors, write_json
+from cutcore.cli import main
+from cutcore.evaluate import (
+    PeriodicEvaluator,
+    evaluate_generator,
+    evaluate_model,
+    orient,
+    parse_metrics,
+    read_split,
+    select_metrics,
+    select_pairs,
+)
+from cutcore.metrics import FIDWeightsUnavailable
+from cutcore.models import build_model
+from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
+from cutcore.report import METHODS, build_report
+from cutcore.translate import load_model
+
+from conftest import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
+
+SAT2MAP = SHARED / "data" / "sat2map"
+N_PAIRS = 4
+
+
+def _make_paired(root: Path, same: bool = False) -> Path:
+    """<root>/{test,train}{A,B}/pNN.png, 64x64; with `same`, B is A (a perfect translator scores exactly)."""
+    for phase in ("test", "train"):
+        for domain in "AB":
+            (root / f"{phase}{domain}").mkdir(parents=True)
+    for i in range(N_PAIRS):
+        # Values kept inside [30, 210]: a brightness shift of a few levels never clips.
+        a = Image.fromarray((np.asarray(domain_a_image(i, (64, 64))) * 0.7 + 30).astype(np.uint8))
+        b = a if same else domain_b_image(i, (64, 64))
+        for phase in ("test", "train"):
+            a.save(root / f"{phase}A" / f"p{i:02d}.png")
+            b.save(root / f"{phase}B" / f"p{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def paired(tmp_path_factory) -> Path:
+    return _make_paired(tmp_path_factory.mktemp("paired") / "data")
+
+
+@pytest.fixture(scope="module")
+def same_pairs(tmp_path_factory) -> list:
+    return select_pairs(_make_paired(tmp_path_factory.mktemp("same") / "data", same=True))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A model folder in the trainer's format: model.safetensors (G., F. keys) + config.json."""
+    folder = tmp_path_factory.mktemp("model")
+    cfg = tiny_run_config("cut", folder)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    save_tensors(folder / "model.safetensors", module_state(model.inference_modules()))
+    write_json(folder / "config.json", cfg)
+    return folder
+
+
+def _offline_env(tmp: Path) -> dict[str, str]:
+    """No FID weights anywhere and no download attempt, whatever this machine has cached."""
+    return {"CUTCORE_OFFLINE": "1", "TORCH_HOME": str(tmp / "torch_home")}
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    monkeypatch.delenv("CUTCORE_FID_WEIGHTS", raising=False)
+    for key, value in _offline_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_json_run(model_dir, paired, tmp_path_factory):
+    """`evaluate --json --out`, started with the module so its interpreter start-up overlaps the
+    in-process tests; test_cli_subprocess_... waits for it."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cmd = [sys.executable, "-m", "cutcore", "evaluate", "--model", str(model_dir), "--data", str(paired),
+           "--json", "--size", "64", "--device", "cpu", "--out", str(tmp / "eval")]
+    env = subprocess_env(**_offline_env(tmp))
+    env.pop("CUTCORE_FID_WEIGHTS", None)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield proc, tmp / "eval"
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+class Shift(nn.Module):
+    """Adds `levels` grey levels (of 255) to every channel; records the mode it was called in."""
+
+    def __init__(self, levels: float):
+        super().__init__()
+        self.offset = nn.Parameter(torch.tensor(levels / 127.5))
+        self.calls: list[tuple[bool, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append((self.training, torch.is_grad_enabled()))
+        return x + self.offset
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def test_select_pairs_split_and_max_images(paired, tmp_path):
+    split = tmp_path / "val.txt"
+    split.write_text("p03.png\n\ntrainA/p01.png\n")
+    assert read_split(split) == ["p03.png", "p01.png"]
+    pairs = select_pairs(paired, "train", read_split(split))
+    assert [(a.path.parent.name, a.path.name, b.path.parent.name) for a, b in pairs] == [
+        ("trainA", "p01.png", "trainB"), ("trainA", "p03.png", "trainB")]
+    assert [a.path.name for a, _ in select_pairs(paired, "test", max_images=2)] == ["p00.png", "p01.png"]
+    with pytest.raises(ValueError, match="1 of 2 split names .*nope.png"):
+        select_pairs(paired, "train", ["p00.png", "nope.png"])
+    with pytest.raises(FileNotFoundError, match="split file not found"):
+        read_split(tmp_path / "missing.txt")
+
+
+def test_select_pairs_reads_pix2pix_ab_files(tmp_path):
+    pairs = select_pairs(make_ab(tmp_path / "ab", n=2, phase="test"))
+    assert [(a.half, b.half) for a, b in pairs] == [("left", "right")] * 2
+    assert pairs[0][0].load().size == (40, 40)
+
+
+def test_orient_follows_training_and_generator_direction():
+    pairs = [("a", "b")]
+    assert orient(pairs, "AtoB", "AtoB") == [("a", "b")]
+    assert orient(pairs, "AtoB", "BtoA") == [("b", "a")]  # CycleGAN's G_BA
+    assert orient(pairs, "BtoA", "AtoB") == [("b", "a")]  # trained on B -> A
+    assert orient(pairs, "BtoA", "BtoA") == [("a", "b")]
+
+
+def test_metric_selection(offline, capsys):
+    assert parse_metrics(" RMSE,swd ") == ["rmse", "swd"] == parse_metrics(["swd", "rmse"])
+    with pytest.raises(ValueError, match="unknown metrics psnr"):
+        parse_metrics("rmse,psnr")
+    assert select_metrics(None) == (["accuracy", "rmse", "swd"], None)
+    assert "note: FID skipped" in capsys.readouterr().err
+    with pytest.raises(FIDWeightsUnavailable, match="not found"):
+        select_metrics("fid")
+    with pytest.raises(FIDWeightsUnavailable, match="not found at"):
+        select_metrics(None, fid_weights=Path("/nonexistent/inception.pth"))
+
+
+# --- scores ------------------------------------------------------------------------------------
+
+
+def test_perfect_translation_scores_exactly(same_pairs):
+    values = evaluate_generator(nn.Identity(), same_pairs, ["rmse", "swd", "accuracy"], size=64, progress=False)
+    assert values == {"accuracy": 1.0, "rmse": 0.0, "swd": 0.0}
+    assert list(values) == ["accuracy", "rmse", "swd"]
+
+
+@pytest.mark.parametrize("levels, accuracy, rmse", [(10, 0.0, math.sqrt(3 * 10**2)), (3, 1.0, math.sqrt(3 * 3**2))])
+def test_brightness_shift_scores_by_hand(same_pairs, levels, accuracy, rmse):
+    """Every channel off by `levels`: accuracy (δ = 5) is all or nothing, RMSE = sqrt(3 levels²)
+    (GcGAN sums channels); ±1 from bicubic rounding at 256² is allowed."""
+    g = Shift(levels).train()
+    values = evaluate_generator(g, same_pairs, ["accuracy", "rmse"], size=64, progress=False)
+    assert values["accuracy"] == accuracy
+    assert values["rmse"] == pytest.approx(rmse, abs=0.3)
+    assert g.calls == [(False, False)] * N_PAIRS  # eval mode, no autograd...
+    assert g.training  # ...and training mode restored
+
+
+def test_evaluate_model_on_a_saved_model(model_dir, paired):
+    model = load_model(model_dir, "cpu")
+    values = evaluate_model(model, select_pairs(paired), ["accuracy", "rmse", "swd"], size=64, progress=False)
+    assert 0 <= values["accuracy"] <= 1 and 0 < values["rmse"] < 443 and values["swd"] > 0
+    assert not model.generator.training
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_json_has_exactly_the_requested_keys(model_dir, paired, capsys):
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(paired), "--metrics", "swd,rmse",
+                 "--json", "--size", "64", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    values = json.loads(out)
+    assert set(values) == {"rmse", "swd"} and all(isinstance(v, float) for v in values.values())
+
+
+def test_cli_explicit_fid_without_weights_exits_2(model_dir, paired, offline, capsys):
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(paired), "--metrics", "fid", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith("error: FID Inception weights not found")
+    assert "CUTCORE_FID_WEIGHTS" in captured.err  # and how to fix it
+
+
+# --- periodic evaluation -----------------------------------------------------------------------
+
+
+def test_periodic_evaluator_appends_and_plots(paired, tmp_path):
+    g = ResnetGenerator(ResnetGeneratorConfig(ngf=4, n_blocks=1)).train()
+    evaluator = PeriodicEvaluator(paired, "train", ["p00.png", "p02.png", "p03.png"], "accuracy,rmse,swd",
+                                  tmp_path / "run", max_images=2, size=32)
+    first = evaluator(g, step=5, epoch=0.5)
+    evaluator(g, step=10, epoch=1.0)
+    assert g.training
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["epoch"]) for r in lines] == [(5, 0.5), (10, 1.0)]
+    assert set(lines[0]) == {"step", "epoch", "accuracy", "rmse", "swd"} and lines[0]["rmse"] == first["rmse"]
+    with Image.open(tmp_path / "run" / "metrics.png") as png:
+        assert png.format == "PNG" and png.size[0] > png.size[1]
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runs(tmp_path) -> dict[str, Path]:
+    cut, put, fastcut = tmp_path / "cut", tmp_path / "put", tmp_path / "fastcut"
+    write_json(cut / "config.json", {"preset": "cut"})
+    write_json(cut / "metrics.json", {"metrics": {"accuracy": 0.25, "rmse": 40.0, "swd": 12.5, "fid": 80.0},
+                                      "preset": "cut", "n_images": 10})
+    write_json(put / "metrics.json", {"preset": "put", "rmse": 50.0})  # flat, no config.json
+    curve = [{"step": 1, "epoch": 0.5, "rmse": 60}, {"step": 2, "epoch": 1.0, "rmse": 55}]
+    (put / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve) + '{"st')  # cut short by a crash
+    write_json(fastcut / "config.json", {"preset": "fastcut"})  # trained, not evaluated
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps([
+        {"preset": "cut", "sec_per_iter": 0.5, "peak_mem_mib": 1024, "size": 256, "device": "cpu", "precision": "fp32"},
+        {"preset": "cyclegan", "sec_per_iter": 0.8, "peak_mem_mib": 2048.4, "size": 256, "device": "cpu"},
+    ]))
+    return {"cut": cut, "put": put, "fastcut": fastcut, "missing": tmp_path / "missing", "bench": bench}
+
+
+def test_report_table_rows_in_order_with_dashes(runs):
+    report = build_report([runs["cut"], runs["missing"], runs["put"], runs["fastcut"]], runs["bench"])
+    lines = report.markdown.splitlines()
+    assert lines[0] == "| method | accuracy ↑ | RMSE ↓ | SWD ↓ | FID ↓ | sec/iter | memory |"
+    assert [ln.split(" | ")[0].lstrip("| ") for ln in lines[2:8]] == list(METHODS)
+    assert lines[2:8] == [
+        "| cut | 25.0% | 40.00 | 12.50 | 80.00 | 0.500 | 1024 MiB |",
+        "| cut-focal | — | — | — | — | — | — |",
+        "| fastcut | — | — | — | — | — | — |",
+        "| fastcut-focal | — | — | — | — | — | — |",
+        "| put | — | 50.00 | — | — | — | — |",
+        "| cyclegan | — | — | — | — | 0.800 | 2048 MiB |",
+    ]
+    assert lines[-1] == "sec/iter and memory (peak MiB) from bench.json: size 256, device cpu, precision fp32"
+    notes = "\n".join(report.notes)
+    assert "missing: not a folder" in notes and "fastcut: no metrics.json" in notes and "metrics.jsonl:3" in notes
+    assert [r["rmse"] for r in report.rows[4].curve] == [60, 55]
+
+
+def test_report_cli_writes_markdown_and_plots(runs, tmp_path, capsys):
+    md, png = tmp_path / "out" / "table.md", tmp_path / "out" / "bars.png"
+    code = main(["report", "--runs", str(runs["cut"]), str(runs["put"]), "--bench", str(tmp_path / "no_bench.json"),
+                 "--out", str(md), "--plot", str(png)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.strip() == md.read_text().strip()
+    assert "no_bench.json: benchmark file not found" in captured.err
+    for path in (png, tmp_path / "out" / "bars-curves.png"):
+        with Image.open(path) as img:
+            assert img.format == "PNG"
+
+
+def test_report_with_nothing_found_is_a_clean_error(tmp_path, capsys):
+    assert main(["report", "--runs", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: nothing to report")
+
+
+# --- real data ---------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not SAT2MAP.is_dir(), reason=f"shared sat2map data not present at {SAT2MAP}")
+def test_sat2map_satellite_as_map_matches_the_documented_baseline():
+    """shared/data/README.md: the satellite image itself as the map scores accuracy 0.1%, RMSE 221."""
+    values = evaluate_generator(nn.Identity(), select_pairs(SAT2MAP, "train", max_images=8), ["accuracy", "rmse"],
+                                progress=False)
+    assert values["accuracy"] < 0.005 and 200 < values["rmse"] < 240
+
+
+# --- the CLI as a process (last: it runs while the tests above do) -----------------------------
+
+
+def test_cli_subprocess_prints_one_json_object_and_writes_files(cli_json_run):
+    """Default metrics offline: FID skipped with a note; stdout is the JSON object and nothing else."""
+    proc, out = cli_json_run
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr
+    assert set(json.loads(stdout)) == {"accuracy", "rmse", "swd"}
+    assert stdout.count("\n") == 1
+    assert "note: FID skipped" in stderr and "translate" in stderr  # the note and the tqdm bar
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["metrics"] == json.loads(stdout)
+    assert saved["preset"] == "cut" and saved["n_images"] == N_PAIRS
+    assert "| RMSE ↓ |" in (out / "metrics.md").read_text()
+    assert Image.open(out / "samples.png").size == (3 * 256, N_PAIRS * 256)
