@@ -7,11 +7,11 @@ from pathlib import Path
 
 from .config import PRESETS, preset
 
-# Overrides of the preset, as (flag, config section, field, type).
+# Overrides of the preset, as (flag, config section, field, type or list of choices).
 _TRAIN_OVERRIDES = [
     ("--load-size", "data", "load_size", int),
     ("--crop-size", "data", "crop_size", int),
-    ("--direction", "data", "direction", str),
+    ("--direction", "data", "direction", ["AtoB", "BtoA"]),
     ("--max-items", "data", "max_items", int),
     ("--batch-size", "train", "batch_size", int),
     ("--epochs", "train", "epochs", int),
@@ -19,7 +19,7 @@ _TRAIN_OVERRIDES = [
     ("--lr", "train", "lr", float),
     ("--seed", "train", "seed", int),
     ("--device", "train", "device", str),
-    ("--precision", "train", "precision", str),
+    ("--precision", "train", "precision", ["fp32", "bf16"]),
     ("--num-workers", "train", "num_workers", int),
     ("--log-every", "train", "log_every", int),
     ("--sample-every", "train", "sample_every", int),
@@ -30,13 +30,13 @@ _TRAIN_OVERRIDES = [
     ("--eval-split", "train", "eval_split", str),
     ("--eval-metrics", "train", "eval_metrics", str),
     ("--eval-max-images", "train", "eval_max_images", int),
-    ("--gan-mode", "model", "gan_mode", str),
+    ("--gan-mode", "model", "gan_mode", ["lsgan", "vanilla", "nonsaturating", "hinge"]),
     ("--lambda-nce", "model", "lambda_nce", float),
     ("--num-patches", "model", "num_patches", int),
     ("--ngf", "model.generator", "ngf", int),
     ("--n-blocks", "model.generator", "n_blocks", int),
     ("--ndf", "model.discriminator", "ndf", int),
-    ("--nce-loss", "model.nce", "loss", str),
+    ("--nce-loss", "model.nce", "loss", ["ce", "focal"]),
     ("--focal-gamma", "model.nce", "focal_gamma", float),
     ("--focal-alpha", "model.nce", "focal_alpha", float),
     ("--prune-k", "model.nce", "prune_k", int),
@@ -54,7 +54,8 @@ def _add_train(sub) -> None:
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--exclude", type=Path, help="text file of file names to hold out (one per line)")
     for flag, section, field, typ in _TRAIN_OVERRIDES:
-        p.add_argument(flag, type=typ, dest=f"{section}.{field}")
+        kind = {"choices": typ} if isinstance(typ, list) else {"type": typ}
+        p.add_argument(flag, dest=f"{section}.{field}", **kind)
     p.set_defaults(func=_train)
 
 
@@ -125,8 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:  # user errors: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """The message alone: an error re-raised from a DataLoader worker embeds the worker's traceback."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
         self.total_steps = (t.epochs + t.epochs_decay) * self.steps_per_epoch
         if t.max_steps is not None:
+            if t.max_steps < 1:
+                raise ValueError(f"max_steps must be at least 1, got {t.max_steps}")
             self.total_steps = min(self.total_steps, t.max_steps)
 
     def _make_evaluator(self):
@@ -124,10 +126,24 @@ class Trainer:
         """Write checkpoints/step_N/ via a temporary folder and a rename: never a half checkpoint."""
         root = self.out / "checkpoints"
         final = root / f"step_{self.step:08d}"
+        for stale in root.glob(".tmp_step_*"):  # left by a crash mid-save
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".tmp_step_{self.step:08d}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_tensors(tmp / "model.safetensors", module_state(self.model.inference_modules()))
+        try:
+            self._write_checkpoint(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        kept = checkpoint_dirs(self.out)
+        for old in kept[: len(kept) - max(1, self.cfg.train.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _write_checkpoint(self, folder: Path) -> None:
+        save_tensors(folder / "model.safetensors", module_state(self.model.inference_modules()))
         training = module_state(self.model.training_modules())
         skeletons = {}
         for name, opt in self.opts.items():
@@ -135,14 +151,9 @@ class Trainer:
             training.update(tensors)
         if isinstance(self.model, CycleGANModel):
             training.update({f"pool.{k}": v for k, v in self.model.pool_state().items()})
-        save_tensors(tmp / "training.safetensors", training)
-        write_json(tmp / "config.json", self.cfg)
-        write_json(tmp / "state.json", {"step": self.step, "optimizers": skeletons})
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in checkpoint_dirs(self.out)[: -self.cfg.train.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        save_tensors(folder / "training.safetensors", training)
+        write_json(folder / "config.json", self.cfg)
+        write_json(folder / "state.json", {"step": self.step, "optimizers": skeletons})
 
     def load(self, ckpt: Path) -> None:
         state = read_json(ckpt / "state.json")
@@ -185,11 +196,20 @@ class Trainer:
             num_workers=t.num_workers,
             persistent_workers=False,
         )
-        sample_batch = None
         log = open(out / "log.jsonl", "a") if self.dist.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=self.cfg.preset, unit="it")
+        try:
+            ckpt = self._loop(loader, log, bar)
+        finally:  # an error message must not land on the progress bar's line
+            bar.close()
+            if log:
+                log.close()
+        return ckpt if ckpt is not None else checkpoint_dirs(out)[-1]
+
+    def _loop(self, loader: DataLoader, log, bar: tqdm) -> Path | None:
+        t = self.cfg.train
+        sample_batch, ckpt = None, None
         last_time = time.perf_counter()
-        ckpt = None
         for real_a, real_b in loader:
             if self.step >= self.total_steps:
                 break
@@ -219,10 +239,7 @@ class Trainer:
                 if self.evaluator and (self.step % t.eval_every == 0 or self.step == self.total_steps):
                     self.evaluator(self.model.G, self.step, self.step / self.steps_per_epoch)
             self.dist.barrier()
-        bar.close()
-        if log:
-            log.close()
-        return ckpt if ckpt is not None else checkpoint_dirs(out)[-1]
+        return ckpt
 
 
 def train(cfg: RunConfig, out: str | Path, resume: bool = False) -> Path:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import load_tensors, read_json, split_state
-from .imageio import IMAGE_EXTENSIONS, list_images, load_rgb, to_pil, to_tensor
+from .imageio import list_images, load_rgb, to_pil, to_tensor
 from .nets import PatchProjector, ResnetGenerator, ResnetGeneratorConfig
 from .train import checkpoint_dirs, resolve_device
 
@@ -87,8 +87,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto", dir
 
 
 def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
+    """Pad to multiples of m, and to at least 2m: the generator's innermost reflection pads need 2 px."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
+    ph, pw = max(2 * m, h + (-h) % m) - h, max(2 * m, w + (-w) % m) - w
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
@@ -184,13 +185,14 @@ def translate_path(
     """Translate a file or every image in a folder into `out_dir` as PNG; returns the written paths."""
     inp, out_dir = Path(inp), Path(out_dir)
     files = list_images(inp) if inp.is_dir() else [inp]
-    if inp.is_file() and inp.suffix.lower() not in IMAGE_EXTENSIONS:
-        files = [inp]  # let load_rgb report what is wrong with it
     out_dir.mkdir(parents=True, exist_ok=True)
+    rel = [f.relative_to(inp) if inp.is_dir() else Path(f.name) for f in files]
+    stems = [r.with_suffix("") for r in rel]
     written = []
-    for f in files:
-        result = translate_image(model, load_rgb(f), tile, overlap)
-        dest = out_dir / (f.stem + ".png")
-        result.save(dest)
+    for f, r, stem in zip(files, rel, stems):
+        # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
+        dest = out_dir / r.parent / f"{r.stem if stems.count(stem) == 1 else r.name}.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        translate_image(model, load_rgb(f), tile, overlap).save(dest)
         written.append(dest)
     return written

@@ -1,0 +1,172 @@
+"""Shared fixtures: tiny synthetic unpaired datasets, repo paths, the reference implementation."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+REFERENCE_REPO = Path("/work/.mirror/taesungp+contrastive-unpaired-translation/repo")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (opt in: `pytestmark = pytest.mark.usefixtures("one_thread")`).
+
+    The nets in these tests are tiny: two threads fighting over a shared 2-core CPU are up to 10x
+    slower than one. Module-scoped, so it also covers the module-scoped fixtures that train.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for `python -m cutcore ...` children: the repo importable, one thread each."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["OMP_NUM_THREADS"] = "1"
+    env.pop("WORLD_SIZE", None)
+    env.pop("RANK", None)
+    env.update(extra)
+    return env
+
+
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+def domain_a_image(seed: int, size: tuple[int, int] = (48, 48)) -> Image.Image:
+    """Smooth blobs on a gradient: domain A."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    img[..., 0] = xx / w
+    img[..., 1] = yy / h
+    for _ in range(3):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(4, 12)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        img += blob[..., None] * rng.uniform(0.2, 1.0, 3)
+    img = img / img.max()
+    return Image.fromarray((img * 255).astype(np.uint8), "RGB")
+
+
+def domain_b_image(seed: int, size: tuple[int, int] = (48, 48)) -> Image.Image:
+    """Oriented stripes with noise: domain B."""
+    w, h = size
+    rng = np.random.default_rng(1000 + seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle, freq = rng.uniform(0, np.pi), rng.uniform(0.2, 0.6)
+    stripes = 0.5 + 0.5 * np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))
+    colour = rng.uniform(0.3, 1.0, 3)
+    img = stripes[..., None] * colour + 0.05 * rng.standard_normal((h, w, 3))
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB")
+
+
+def make_unpaired(root: Path, n_a: int = 4, n_b: int = 3, size: tuple[int, int] = (48, 48), phase: str = "train") -> Path:
+    """CycleGAN layout: <root>/<phase>A/*.png, <root>/<phase>B/*.png (different counts on purpose)."""
+    (root / f"{phase}A").mkdir(parents=True, exist_ok=True)
+    (root / f"{phase}B").mkdir(parents=True, exist_ok=True)
+    for i in range(n_a):
+        domain_a_image(i, size).save(root / f"{phase}A" / f"a{i:02d}.png")
+    for i in range(n_b):
+        domain_b_image(i, size).save(root / f"{phase}B" / f"b{i:02d}.png")
+    return root
+
+
+def make_ab(root: Path, n: int = 3, size: tuple[int, int] = (40, 40), phase: str = "train") -> Path:
+    """pix2pix layout: <root>/<phase>/*.png, each A|B side by side (width 2*w)."""
+    (root / phase).mkdir(parents=True, exist_ok=True)
+    w, h = size
+    for i in range(n):
+        canvas = Image.new("RGB", (2 * w, h))
+        canvas.paste(domain_a_image(i, size), (0, 0))
+        canvas.paste(domain_b_image(i, size), (w, 0))
+        canvas.save(root / phase / f"p{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def unpaired_dir(tmp_path: Path) -> Path:
+    return make_unpaired(tmp_path / "unpaired")
+
+
+@pytest.fixture
+def ab_dir(tmp_path: Path) -> Path:
+    return make_ab(tmp_path / "ab")
+
+
+@pytest.fixture(scope="session")
+def session_unpaired(tmp_path_factory) -> Path:
+    """One read-only unpaired dataset for the whole session (tests must not modify it)."""
+    return make_unpaired(tmp_path_factory.mktemp("data") / "unpaired")
+
+
+def tiny_run_config(preset_name: str, root: Path, *, ngf: int = 4, ndf: int = 4, load: int = 40, crop: int = 32,
+                    max_steps: int = 2, num_patches: int = 16, head_dim: int = 16, n_blocks: int = 2, seed: int = 0):
+    """A preset shrunk to something that trains in well under a second per step on a CPU."""
+    from cutcore.config import preset
+
+    cfg = preset(preset_name)
+    cfg.data.root = str(root)
+    cfg.data.load_size, cfg.data.crop_size = load, crop
+    g = cfg.model.generator
+    g.ngf, g.n_blocks = ngf, n_blocks
+    cfg.model.discriminator.ndf = ndf
+    cfg.model.num_patches, cfg.model.head_dim = num_patches, head_dim
+    # With 2 residual blocks the layer indices of the 9-block default past 12 do not exist.
+    cfg.model.nce_layers = [layer for layer in cfg.model.nce_layers if layer < 12 + n_blocks]
+    t = cfg.train
+    t.max_steps, t.num_workers, t.seed, t.device = max_steps, 0, seed, "cpu"
+    t.log_every, t.sample_every, t.save_every = 1, 10_000, 10_000
+    return cfg
+
+
+# --- the reference implementation (read-only mirror) -------------------------------------------
+
+
+def _git_show(path: str) -> str:
+    return subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def reference_networks(tmp_path_factory):
+    """The reference `models/networks.py`, imported from the mirror via `git show` (skips when absent)."""
+    if not REFERENCE_REPO.is_dir():
+        pytest.skip(f"reference mirror not present at {REFERENCE_REPO}")
+    try:
+        networks, stylegan = _git_show("models/networks.py"), _git_show("models/stylegan_networks.py")
+    except (subprocess.CalledProcessError, FileNotFoundError) as e:
+        pytest.skip(f"cannot read the reference from {REFERENCE_REPO}: {e}")
+    pkg = tmp_path_factory.mktemp("reference") / "cut_reference_models"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "networks.py").write_text(networks)
+    (pkg / "stylegan_networks.py").write_text(stylegan)
+    name = "cut_reference_models"
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    import importlib as _il
+
+    return _il.import_module(f"{name}.networks")
+
+
+@pytest.fixture(scope="session")
+def reference_source():
+    """Text of a file of the reference at HEAD (skips when the mirror is absent)."""
+    if not REFERENCE_REPO.is_dir():
+        pytest.skip(f"reference mirror not present at {REFERENCE_REPO}")
+    return _git_show

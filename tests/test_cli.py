@@ -1,0 +1,273 @@
+"""The command line end to end: every preset trains and translates; user errors are one clean line.
+
+Each `python -m cutcore` process spends ~5 CPU-seconds importing torch and torchvision, so the full
+matrix (every preset, every error) runs in-process through `cutcore.cli.main` -- the same function
+`python -m cutcore` calls -- and a few real subprocesses check the module entry point, exit codes and
+stderr of the actual program. The subprocesses of one wave run concurrently.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import domain_a_image, make_unpaired, subprocess_env
+from PIL import Image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PRESETS = ["cut", "fastcut", "cut-focal", "fastcut-focal", "put", "cyclegan"]
+TINY = ["--max-steps", "2", "--load-size", "40", "--crop-size", "32", "--ngf", "4", "--ndf", "4", "--num-workers", "0"]
+
+
+@dataclass
+class Result:
+    args: list[str]
+    code: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return f"$ {' '.join(self.args)}\nexit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr[-3000:]}"
+
+
+def _cutcore(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cutcore", *map(str, args)]
+
+
+def run_all(commands: dict[str, list[str]], cwd: Path, timeout: float = 420) -> dict[str, Result]:
+    procs = {
+        name: subprocess.Popen(cmd, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True)
+        for name, cmd in commands.items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results[name] = Result(commands[name], proc.returncode, out, err)
+    return results
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """What stderr says besides tqdm's progress bar (redrawn with \\r; an error may follow it directly)."""
+    lines = []
+    for seg in re.split(r"[\r\n]+", stderr):
+        if "error: " in seg:
+            lines.append(seg[seg.index("error: "):])
+        elif seg.strip() and not re.search(r"\d+/\d+ \[", seg):
+            lines.append(seg)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli")
+    make_unpaired(work / "data")
+    bad = make_unpaired(work / "bad_img", n_a=2, n_b=2)
+    (bad / "trainA" / "a01.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    domain_a_image(7, (37, 53)).save(work / "photo.png")
+    (work / "broken.png").write_bytes(b"not really a png")
+    return work
+
+
+def _main(capsys, *args) -> Result:
+    from cutcore.cli import main
+
+    argv = [str(a) for a in args]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return Result(["cutcore", *argv], code, out, err)
+
+
+@pytest.fixture(scope="module")
+def trained(work):
+    """Every preset trained through the CLI (in-process), once for the module."""
+    from cutcore.cli import main
+
+    codes = {p: main(["train", "--preset", p, "--data", str(work / "data"), "--out", str(work / p), *TINY]) for p in PRESETS}
+    return work, codes
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_train_every_preset(trained, preset):
+    work, codes = trained
+    assert codes[preset] == 0
+    ckpt = work / preset / "checkpoints" / "step_00000002"
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "training.safetensors", "config.json", "state.json"}
+    log = [json.loads(line) for line in (work / preset / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2
+    assert ("cycle" in log[-1]) == (preset == "cyclegan")
+    assert ("NCE" in log[-1]) == (preset != "cyclegan")
+    assert ("NCE_Y" in log[-1]) == (preset in ("cut", "cut-focal", "put"))
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert cfg["preset"] == preset
+    assert cfg["model"]["generator"]["ngf"] == 4 and cfg["model"]["discriminator"]["ndf"] == 4
+    assert (cfg["data"]["load_size"], cfg["data"]["crop_size"], cfg["train"]["max_steps"]) == (40, 32, 2)
+    assert cfg["train"]["num_workers"] == 0
+    nce = cfg["model"]["nce"]
+    assert nce["loss"] == ("focal" if "focal" in preset else "ce")
+    assert nce["prune_k"] == (5 if preset == "put" else None)
+    assert cfg["model"]["flip_equivariance"] == preset.startswith("fastcut")
+    assert cfg["model"]["lambda_nce"] == (10.0 if preset.startswith("fastcut") else 1.0)
+    assert (work / preset / "samples" / "step_00000002.png").is_file()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_translate_every_preset(trained, capsys, preset):
+    work, _ = trained
+    r = _main(capsys, "translate", "--model", work / preset, "--input", work / "photo.png", "--output", work / f"t_{preset}")
+    assert r.code == 0, r
+    out = work / f"t_{preset}" / "photo.png"
+    assert r.stdout.split() == [str(out)]
+    assert Image.open(out).size == (37, 53)
+
+
+def test_translate_cyclegan_btoa_tiled_and_folder(trained, capsys):
+    work, _ = trained
+    r = _main(capsys, "translate", "--model", work / "cyclegan" / "checkpoints" / "step_00000002", "--input",
+              work / "photo.png", "--output", work / "t_btoa", "--direction", "BtoA", "--tile", "32", "--overlap", "8")
+    assert r.code == 0, r
+    assert Image.open(work / "t_btoa" / "photo.png").size == (37, 53)
+    r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "data" / "trainB", "--output", work / "t_dir")
+    assert r.code == 0, r
+    assert sorted(p.name for p in (work / "t_dir").iterdir()) == ["b00.png", "b01.png", "b02.png"]
+
+
+def test_train_overrides_and_exclude(work, capsys, tmp_path):
+    (tmp_path / "exclude.txt").write_text("a00.png\n\n  b01.png  \n")
+    r = _main(capsys, "train", "--preset", "put", "--data", work / "data", "--out", tmp_path / "run", *TINY[:-2],
+              "--num-workers", "0", "--batch-size", "2", "--seed", "7", "--lr", "0.001", "--gan-mode", "hinge",
+              "--nce-loss", "focal", "--focal-gamma", "1.5", "--focal-alpha", "0.5", "--prune-k", "3",
+              "--num-patches", "32", "--n-blocks", "2", "--lambda-nce", "2", "--no-flip", "--direction", "BtoA",
+              "--exclude", tmp_path / "exclude.txt", "--max-items", "3", "--log-every", "1")
+    assert r.code == 0, r
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["train"]["batch_size"] == 2 and cfg["train"]["seed"] == 7 and cfg["train"]["lr"] == 0.001
+    m = cfg["model"]
+    assert (m["gan_mode"], m["num_patches"], m["generator"]["n_blocks"], m["lambda_nce"]) == ("hinge", 32, 2, 2.0)
+    assert m["nce"] == {**m["nce"], "loss": "focal", "focal_gamma": 1.5, "focal_alpha": 0.5, "prune_k": 3}
+    d = cfg["data"]
+    assert (d["flip"], d["direction"], d["max_items"]) == (False, "BtoA", 3)
+    assert d["exclude"] == ["a00.png", "b01.png"]
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_via_cli(trained, capsys, tmp_path):
+    work, _ = trained
+    import shutil
+
+    shutil.copytree(work / "fastcut", tmp_path / "run")
+    # --resume continues the saved run (fastcut, ngf 4), whatever --preset and the other flags say.
+    r = _main(capsys, "train", "--preset", "cut", "--data", work / "data", "--out", tmp_path / "run", "--resume",
+              "--max-steps", "3", "--ngf", "8")
+    assert r.code == 0, r
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000003"
+    assert f"checkpoint: {ckpt}" in r.stdout
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log] == [2, 3]  # log_every 10: only each run's last step
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert (cfg["preset"], cfg["model"]["generator"]["ngf"], cfg["train"]["max_steps"]) == ("fastcut", 4, 3)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("train", "--data", "{work}/no_such_dir", "--out", "{tmp}/o", *TINY), "no_such_dir"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "32", "--crop-size", "40"), "crop_size"),
+    (("train", "--data", "{work}/bad_img", "--out", "{tmp}/o", *TINY), "a01.png"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", "--resume", *TINY), "no checkpoint"),
+    (("translate", "--model", "{tmp}/nope", "--input", "{work}/photo.png", "--output", "{tmp}/o"), "nope"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/broken.png", "--output", "{tmp}/o"), "broken.png"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/missing.png", "--output", "{tmp}/o"), "missing.png"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--direction", "BtoA"),
+     "BtoA"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--tile", "16",
+      "--overlap", "8"), "overlap"),
+], ids=["bad-data", "crop>load", "bad-image", "resume-nothing", "no-model", "bad-input", "missing-input", "no-BtoA",
+        "overlap"])
+def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle):
+    work, _ = trained
+    r = _main(capsys, *(a.format(work=work, tmp=tmp_path) for a in args))
+    assert r.code == 2, r
+    lines = _error_lines(r.stderr)
+    assert len(lines) == 1, r
+    assert lines[0].startswith("error: ") and needle in lines[0], r
+
+
+def test_bad_image_with_loader_workers_is_one_clean_line(trained, capsys, tmp_path):
+    work, _ = trained
+    r = _main(capsys, "train", "--data", work / "bad_img", "--out", tmp_path / "o", *TINY[:-2], "--num-workers", "1")
+    assert r.code == 2, r
+    lines = _error_lines(r.stderr)
+    assert len(lines) == 1 and "a01.png" in lines[0] and "Traceback" not in r.stderr, r
+
+
+def test_error_during_training_starts_its_own_line(trained, capsys, tmp_path):
+    work, _ = trained
+    r = _main(capsys, "train", "--data", work / "bad_img", "--out", tmp_path / "o", *TINY)
+    assert r.code == 2, r
+    assert re.search(r"(^|\n)error: .*a01\.png", r.stderr), r
+
+
+@pytest.mark.parametrize("flag,value", [("--direction", "btoa"), ("--precision", "fp16")])
+def test_train_rejects_invalid_choices(work, capsys, tmp_path, flag, value):
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, flag, value)
+    assert r.code == 2, r
+
+
+def test_max_steps_zero_is_a_clear_error(work, capsys, tmp_path):
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, "--max-steps", "0")
+    assert r.code == 2 and _error_lines(r.stderr)[0].startswith("error: "), r
+
+
+def test_unknown_preset_is_a_usage_error(work, capsys):
+    r = _main(capsys, "train", "--preset", "cut++", "--data", work / "data", "--out", work / "x")
+    assert r.code == 2 and "invalid choice" in r.stderr
+
+
+# --- the real program ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def programs(trained):
+    """`python -m cutcore` as a user runs it: a training, a translation (of the in-process CycleGAN) and a
+    user error, concurrently."""
+    work, _ = trained
+    return run_all({
+        "cyclegan": _cutcore("train", "--preset", "cyclegan", "--data", work / "data", "--out", work / "p_cg", *TINY),
+        "translate": _cutcore("translate", "--model", work / "cyclegan", "--input", work / "photo.png", "--output",
+                              work / "p_t", "--direction", "BtoA"),
+        "bad_data": _cutcore("train", "--data", work / "no_such_dir", "--out", work / "p_x", *TINY),
+    }, work)
+
+
+@pytest.mark.parametrize("name,folder", [("cyclegan", "p_cg")])
+def test_program_trains(work, programs, name, folder):
+    r = programs[name]
+    assert r.code == 0, r
+    assert f"checkpoint: {work / folder / 'checkpoints' / 'step_00000002'}" in r.stdout, r
+    assert "Traceback" not in r.stderr
+
+
+def test_program_translates(work, programs):
+    r = programs["translate"]
+    assert r.code == 0, r
+    assert r.stdout.split() == [str(work / "p_t" / "photo.png")]
+    assert Image.open(work / "p_t" / "photo.png").size == (37, 53)
+
+
+def test_program_bad_data_exit_2_one_line(programs):
+    r = programs["bad_data"]
+    assert r.code == 2, r
+    lines = _error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no_such_dir" in lines[0], r
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,399 @@
+"""Training: gradients reach every network, PatchNCE semantics, learning, checkpoints, exact resume, LR."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import pickle
+import struct
+import types
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_run_config
+
+from cutcore.checkpoint import load_tensors, read_json
+from cutcore.config import RunConfig, from_dict, preset
+from cutcore.losses import gan_loss
+from cutcore.models import CUTModel, CycleGANModel, build_model
+from cutcore.train import Trainer, checkpoint_dirs, lr_factor, train
+from cutcore.translate import load_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CKPT_FILES = {"model.safetensors", "training.safetensors", "config.json", "state.json"}
+
+
+def _model(preset_name: str, seed: int = 0, **model_overrides):
+    cfg = tiny_run_config(preset_name, Path("unused"))
+    for k, v in model_overrides.items():
+        setattr(cfg.model, k, v)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model)
+    return model, model.make_optimizers(cfg.train)
+
+
+def _batch(n=1, size=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.rand(n, 3, size, size, generator=g) * 2 - 1
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _assert_trained(name, module, before):
+    for k, p in module.named_parameters():
+        assert p.grad is not None, f"{name}.{k} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}.{k}"
+        if p.dim() > 1:  # weights; biases in front of instance norm have (numerically) zero gradient
+            assert p.grad.abs().sum() > 0, f"{name}.{k} has an all-zero gradient"
+            assert not torch.equal(p.detach(), before[k]), f"{name}.{k} did not change"
+
+
+# --- gradients ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset_name", ["cut", "fastcut", "cut-focal", "put"])
+def test_cut_step_updates_g_f_and_d(preset_name):
+    model, opts = _model(preset_name)
+    assert isinstance(model, CUTModel)
+    before = {n: _snapshot(m) for n, m in (("G", model.G), ("F", model.F), ("D", model.D))}
+    real_a, real_b = _batch(2)
+    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(0))
+    expected_keys = {"D", "G_GAN", "NCE", "G"} | ({"NCE_Y"} if model.cfg.nce_idt else set())
+    assert set(logs) == expected_keys
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    for name, module in (("G", model.G), ("F", model.F), ("D", model.D)):
+        _assert_trained(name, module, before[name])
+
+
+def test_cut_without_nce_leaves_heads_alone():
+    model, opts = _model("cut", lambda_nce=0.0)
+    before = _snapshot(model.F)
+    logs = model.train_step(*_batch(1), opts, torch.Generator().manual_seed(0))
+    assert "NCE" not in logs
+    assert all(p.grad is None for p in model.F.parameters())
+    assert all(torch.equal(p, before[k]) for k, p in model.F.named_parameters())
+
+
+def test_cyclegan_step_updates_all_four_networks():
+    model, opts = _model("cyclegan")
+    assert isinstance(model, CycleGANModel)
+    nets = {"G_A": model.G_A, "G_B": model.G_B, "D_A": model.D_A, "D_B": model.D_B}
+    before = {n: _snapshot(m) for n, m in nets.items()}
+    logs = model.train_step(*_batch(2), opts, torch.Generator().manual_seed(0))
+    assert set(logs) == {"G", "G_GAN", "cycle", "idt", "D"}
+    for name, module in nets.items():
+        _assert_trained(name, module, before[name])
+    assert len(model.pools["A"].images) == len(model.pools["B"].images) == 2
+
+
+@pytest.mark.parametrize("preset_name", ["cut", "cyclegan"])
+def test_bf16_step_runs_and_keeps_fp32_weights(preset_name):
+    model, opts = _model(preset_name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logs = model.train_step(*_batch(1), opts, torch.Generator().manual_seed(0), precision="bf16")
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert all(v.dtype == torch.float32 for v in model.state_dict().values())
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# --- PatchNCE semantics (as the reference: keys from the input, queries from the output) -------------
+
+
+def _reference_nce(model: CUTModel, src: torch.Tensor, fake: torch.Tensor, flipped: bool, rng: torch.Generator):
+    c = model.cfg
+    from cutcore.losses import patch_nce_loss
+
+    feat_q = model.G.encode(fake, c.nce_layers)
+    if flipped:
+        feat_q = [f.flip(3) for f in feat_q]
+    feat_k = model.G.encode(src, c.nce_layers)
+    keys, ids = model.F(feat_k, c.num_patches, generator=rng)
+    queries, _ = model.F(feat_q, c.num_patches, ids)
+    total = sum(patch_nce_loss(q, k, src.shape[0], c.nce).mean() * c.lambda_nce for q, k in zip(queries, keys))
+    return total / len(c.nce_layers)
+
+
+def _seed_with_flip(want: bool) -> int:
+    return next(s for s in range(100) if (torch.rand((), generator=torch.Generator().manual_seed(s)).item() < 0.5) == want)
+
+
+@pytest.mark.parametrize("preset_name,want_flip", [("cut", False), ("fastcut", False), ("fastcut", True)])
+def test_nce_matches_reference_formulation(preset_name, want_flip):
+    model, opts = _model(preset_name)
+    real_a, real_b = _batch(2, seed=3)
+    ref_model = copy.deepcopy(model)  # the D step comes first and does not change G or F
+    seed = _seed_with_flip(want_flip)
+    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(seed))
+    rng = torch.Generator().manual_seed(seed)
+    flipped = model.cfg.flip_equivariance and torch.rand((), generator=rng).item() < 0.5
+    assert flipped == want_flip
+    with torch.no_grad():
+        src = real_a.flip(3) if flipped else real_a
+        fake_b = ref_model.G(src)
+        nce = _reference_nce(ref_model, real_a, fake_b, flipped, rng)
+        assert logs["NCE"] == pytest.approx(nce.item(), rel=1e-4)
+        if model.cfg.nce_idt:
+            idt_b = ref_model.G(real_b.flip(3) if flipped else real_b)
+            assert logs["NCE_Y"] == pytest.approx(_reference_nce(ref_model, real_b, idt_b, flipped, rng).item(), rel=1e-4)
+        else:
+            assert "NCE_Y" not in logs
+        # D (before its step) saw G's fake as fake and the real B image as real ...
+        mode = model.cfg.gan_mode
+        d_loss = 0.5 * (gan_loss(ref_model.D(fake_b), False, mode) + gan_loss(ref_model.D(real_b), True, mode))
+        assert logs["D"] == pytest.approx(d_loss.item(), rel=1e-4)
+        # ... and G was then scored by the updated D.
+        g_gan = gan_loss(model.D(fake_b), True, mode, for_discriminator=False) * model.cfg.lambda_gan
+        assert logs["G_GAN"] == pytest.approx(g_gan.item(), rel=1e-4)
+
+
+def test_cyclegan_losses_match_definitions():
+    model, opts = _model("cyclegan")
+    ref = copy.deepcopy(model)
+    real_a, real_b = _batch(2, seed=4)
+    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(0))
+    c, mode = model.cfg, model.cfg.gan_mode
+    l1 = torch.nn.functional.l1_loss
+    with torch.no_grad():
+        fake_b, fake_a = ref.G_A(real_a), ref.G_B(real_b)  # G_A: A -> B, G_B: B -> A
+        cycle = c.lambda_cycle * (l1(ref.G_B(fake_b), real_a) + l1(ref.G_A(fake_a), real_b))
+        idt = c.lambda_cycle * c.lambda_identity * (l1(ref.G_A(real_b), real_b) + l1(ref.G_B(real_a), real_a))
+        # D_A judges domain B, D_B judges domain A (the reference's naming); G is updated first.
+        g_gan = gan_loss(ref.D_A(fake_b), True, mode, False) + gan_loss(ref.D_B(fake_a), True, mode, False)
+        d = 0.5 * (gan_loss(ref.D_A(fake_b), False, mode) + gan_loss(ref.D_A(real_b), True, mode)) + \
+            0.5 * (gan_loss(ref.D_B(fake_a), False, mode) + gan_loss(ref.D_B(real_a), True, mode))
+    assert logs["cycle"] == pytest.approx(cycle.item(), rel=1e-4)
+    assert logs["idt"] == pytest.approx(idt.item(), rel=1e-4)
+    assert logs["G_GAN"] == pytest.approx(g_gan.item(), rel=1e-4)
+    assert logs["G"] == pytest.approx((g_gan + cycle + idt).item(), rel=1e-4)
+    assert logs["D"] == pytest.approx(d.item(), rel=1e-4)  # the pool (size 50) still returns the new fakes
+
+
+# --- a tiny run learns ------------------------------------------------------------------------------
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_patchnce_falls_in_a_tiny_run(session_unpaired, tmp_path):
+    patches = 32
+    cfg = tiny_run_config("cut", session_unpaired, ngf=8, n_blocks=2, load=40, crop=32, max_steps=40,
+                          num_patches=patches, head_dim=32)
+    cfg.model.lambda_gan = 0.1
+    cfg.train.lr = 2e-3
+    ckpt = train(cfg, tmp_path / "run")
+    nce = [r["NCE"] for r in _log(tmp_path / "run")]
+    assert len(nce) == 40
+    first, last = sum(nce[:5]) / 5, sum(nce[-5:]) / 5
+    # Falls clearly, and below chance: log(P) is the loss of a query that cannot tell its positive.
+    assert last < first - 0.5, (first, last, nce)
+    assert last < math.log(patches) - 0.3, (last, nce)
+    assert ckpt == checkpoint_dirs(tmp_path / "run")[-1]
+    assert (tmp_path / "run" / "samples" / "step_00000040.png").is_file()
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def _fit(cfg, out) -> tuple[Trainer, Path]:
+    trainer = Trainer(cfg, out)
+    return trainer, trainer.fit()
+
+
+def test_checkpoint_round_trip(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=2)
+    trainer, ckpt = _fit(cfg, tmp_path / "run")
+    assert {p.name for p in ckpt.iterdir()} == CKPT_FILES
+    loaded = load_model(ckpt, "cpu")
+    x = torch.rand(1, 3, 28, 20) * 2 - 1
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.generator(x), trainer.model.G(x))
+    for (k1, v1), (k2, v2) in zip(loaded.heads.state_dict().items(), trainer.model.F.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    assert loaded.nce_layers == cfg.model.nce_layers
+    # The run folder resolves to its newest checkpoint.
+    assert load_model(tmp_path / "run", "cpu").path == ckpt
+    # The saved config is the run's config.
+    assert from_dict(RunConfig, read_json(ckpt / "config.json")) == cfg
+
+
+def test_cyclegan_checkpoint_has_both_generators(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cyclegan", session_unpaired, max_steps=1)
+    trainer, ckpt = _fit(cfg, tmp_path / "run")
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(load_model(ckpt, "cpu", "AtoB").generator(x), trainer.model.G_A(x))
+        assert torch.equal(load_model(ckpt, "cpu", "BtoA").generator(x), trainer.model.G_B(x))
+    assert load_model(ckpt, "cpu").heads is None
+
+
+def _all_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
+    return {**load_tensors(ckpt / "model.safetensors"), **load_tensors(ckpt / "training.safetensors")}
+
+
+@pytest.mark.parametrize("preset_name,total", [("cut", 4), ("fastcut", 4), ("cyclegan", 6)])
+def test_resume_is_bit_identical(session_unpaired, tmp_path, preset_name, total):
+    def cfg(max_steps):
+        c = tiny_run_config(preset_name, session_unpaired, max_steps=max_steps)
+        c.model.pool_size = 2  # CycleGAN: the pool fills and starts swapping before the resume point
+        return c
+
+    straight = train(cfg(total), tmp_path / "straight")
+    half = train(cfg(total // 2), tmp_path / "split")
+    assert half.name == f"step_{total // 2:08d}"
+    resumed = train(cfg(total), tmp_path / "split", resume=True)
+    assert resumed.name == straight.name == f"step_{total:08d}"
+    a, b = _all_tensors(straight), _all_tensors(resumed)
+    assert set(a) == set(b)
+    if preset_name == "cyclegan":
+        assert {"pool.A", "pool.B"} <= set(a) and a["pool.A"].shape[0] == 2
+    mismatched = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not mismatched, mismatched
+    assert read_json(straight / "state.json") == read_json(resumed / "state.json")
+    # The resumed log continues where the first part stopped, with identical losses.
+    log_a, log_b = _log(tmp_path / "straight"), _log(tmp_path / "split")
+    assert [r["step"] for r in log_b] == list(range(1, total + 1))
+    drop = ("sec_per_iter",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in log_a] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in log_b]
+
+
+def test_resume_without_checkpoint_is_an_error(session_unpaired, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_run_config("cut", session_unpaired), tmp_path / "empty", resume=True)
+
+
+def test_checkpoints_atomic_and_pruned(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=4)
+    cfg.train.save_every, cfg.train.keep_checkpoints = 1, 2
+    _fit(cfg, tmp_path / "run")
+    root = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["step_00000003", "step_00000004"]  # no .tmp leftovers
+    for d in root.iterdir():
+        assert {p.name for p in d.iterdir()} == CKPT_FILES
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_failed_save_leaves_previous_checkpoints_intact(session_unpaired, tmp_path, monkeypatch):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
+    trainer, good = _fit(cfg, tmp_path / "run")
+    import cutcore.train as train_mod
+
+    real_save = train_mod.save_tensors
+
+    def flaky(path, tensors, metadata=None):
+        if Path(path).name == "training.safetensors":
+            raise OSError("disk full")
+        return real_save(path, tensors, metadata)
+
+    monkeypatch.setattr(train_mod, "save_tensors", flaky)
+    trainer.step = 2
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save()
+    assert checkpoint_dirs(tmp_path / "run") == [good]
+    assert not (tmp_path / "run" / "checkpoints" / "step_00000002").exists()
+    assert load_model(tmp_path / "run", "cpu").path == good
+
+
+def test_failed_save_leaves_no_tmp_folder(session_unpaired, tmp_path, monkeypatch):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
+    trainer, _ = _fit(cfg, tmp_path / "run")
+    import cutcore.train as train_mod
+
+    def failing(path, tensors, metadata=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_mod, "save_tensors", failing)
+    trainer.step = 2
+    with pytest.raises(OSError):
+        trainer.save()
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000001"]
+
+
+def _is_safetensors(path: Path) -> bool:
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    return all("dtype" in v and "data_offsets" in v for k, v in header.items() if k != "__metadata__")
+
+
+def test_loading_never_unpickles(session_unpaired, tmp_path, monkeypatch):
+    cfg = tiny_run_config("cyclegan", session_unpaired, max_steps=1)
+    _, ckpt = _fit(cfg, tmp_path / "run")
+    assert _is_safetensors(ckpt / "model.safetensors") and _is_safetensors(ckpt / "training.safetensors")
+    assert not (ckpt / "model.safetensors").read_bytes().startswith(b"PK")  # not a torch.save zip
+
+    def forbidden(*a, **k):
+        raise AssertionError("unpickling during checkpoint load")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    load_model(ckpt, "cpu")
+    load_model(ckpt, "cpu", "BtoA")
+    train(tiny_run_config("cyclegan", session_unpaired, max_steps=2), tmp_path / "run", resume=True)
+
+
+# --- learning-rate schedule ------------------------------------------------------------------------
+
+
+def test_lr_factor_matches_reference_linear_policy(reference_networks):
+    for n_epochs, n_decay in ((3, 4), (1, 1), (5, 0), (200, 200)):
+        opt = types.SimpleNamespace(lr_policy="linear", epoch_count=1, n_epochs=n_epochs, n_epochs_decay=n_decay)
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        scheduler = reference_networks.get_scheduler(optimizer, opt)
+        for epoch in range(n_epochs + n_decay):  # the reference steps the scheduler after each epoch
+            assert lr_factor(epoch, n_epochs, n_decay) == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-12)
+            optimizer.step()
+            scheduler.step()
+
+
+def test_lr_factor_hand_values():
+    assert [lr_factor(e, 2, 3) for e in range(5)] == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.25])
+
+
+def test_trainer_sets_lr_per_epoch(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
+    cfg.train.epochs, cfg.train.epochs_decay, cfg.train.batch_size = 1, 2, 1
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.steps_per_epoch == 4  # 4 A images, 3 B images: an epoch is max(|A|, |B|)
+    assert trainer.total_steps == 12
+    for step in range(12):
+        trainer.step = step
+        lr = trainer.set_lr()
+        assert lr == pytest.approx(cfg.train.lr * lr_factor(step // 4, 1, 2))
+        assert all(g["lr"] == lr for o in trainer.opts.values() for g in o.param_groups)
+    lrs = []
+    for step in (0, 4, 8):
+        trainer.step = step
+        lrs.append(trainer.set_lr())
+    assert lrs == pytest.approx([cfg.train.lr, cfg.train.lr * 2 / 3, cfg.train.lr / 3])
+
+
+def test_logged_lr_and_epochs_in_a_run(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
+    cfg.train.epochs, cfg.train.epochs_decay, cfg.train.batch_size = 1, 1, 2
+    _fit(cfg, tmp_path / "run")
+    log = _log(tmp_path / "run")
+    assert [r["step"] for r in log] == [1, 2, 3, 4]  # 2 steps per epoch x (1 + 1) epochs
+    assert [r["lr"] for r in log] == pytest.approx([2e-4, 2e-4, 1e-4, 1e-4])
+    assert [r["epoch"] for r in log] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+
+
+def test_config_round_trip_and_unknown_keys():
+    for name in ("cut", "fastcut", "cut-focal", "fastcut-focal", "put", "cyclegan"):
+        cfg = preset(name)
+        assert from_dict(RunConfig, json.loads(json.dumps(asdict(cfg)))) == cfg
+    bad = asdict(preset("cut"))
+    bad["model"]["nce"]["tempreature"] = 0.1
+    with pytest.raises(ValueError, match="tempreature"):
+        from_dict(RunConfig, bad)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("cut++")
