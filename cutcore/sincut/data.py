@@ -1,0 +1,87 @@
+"""Zoom-and-patch sampling: minibatches of crops from one high-resolution image.
+
+The reference `SingleImageDataset` (`preprocess=zoom_and_patch`) as its comments design it: all
+crops of a minibatch share one random zoom (width and height factors drawn independently from
+U(scale_min, 1), never below the crop size, bilinear resize); each crop is a cell of a crop-size
+grid laid over the zoomed image at a random offset, with distinct cells within a batch so that
+PatchNCE negatives come from different places; each crop is flipped with probability 1/2.
+(The reference's shuffling DataLoader reorders its precomputed per-batch zooms and cells, so
+there the crops of a batch in fact mix zooms and may share a cell; we follow the stated design.)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..imageio import ImageLoadError, load_rgb
+
+
+def open_image(source: str | os.PathLike | Image.Image, name: str | None = None) -> tuple[Image.Image, str]:
+    """An RGB image and a name for error messages, from a path or an in-memory PIL image."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB"), name or "<in-memory image>"
+    return load_rgb(source), name or str(source)
+
+
+@dataclass
+class BatchPlan:
+    """Where one minibatch comes from: the zoomed image size, crop corners and flips."""
+
+    size: tuple[int, int]  # (width, height) after zooming
+    corners: list[tuple[int, int]]  # (x, y) top-left of each crop in the zoomed image
+    flips: list[bool]
+
+
+class ZoomPatchSampler:
+    def __init__(
+        self,
+        image: Image.Image,
+        crop_size: int = 64,
+        batch_size: int = 16,
+        scale_min: float = 1 / 3,
+        flip: bool = True,
+        seed: int = 0,
+        name: str = "<in-memory image>",
+    ):
+        w, h = image.size
+        if min(w, h) < crop_size:
+            raise ImageLoadError(f"{name}: image is {w}x{h}, smaller than the {crop_size}x{crop_size} training crop")
+        self.image = image.convert("RGB")
+        self.crop, self.batch, self.scale_min, self.flip = crop_size, batch_size, scale_min, flip
+        self.rng = np.random.default_rng(seed)
+
+    def plan(self) -> BatchPlan:
+        c, rng = self.crop, self.rng
+        w, h = self.image.size
+        zw, zh = rng.uniform(self.scale_min, 1.0, size=2)
+        zw, zh = max(c, round(w * zw)), max(c, round(h * zh))
+        nx, ny = zw // c, zh // c
+        # Distinct grid cells within the batch (cycling only when the batch outnumbers the cells).
+        reps = -(-self.batch // (nx * ny))
+        cells = np.concatenate([rng.permutation(nx * ny) for _ in range(reps)])[: self.batch]
+        corners = []
+        for cell in cells:
+            # A fresh random grid offset per crop, as the reference's __patch does.
+            ox, oy = rng.integers(0, zw - nx * c + 1), rng.integers(0, zh - ny * c + 1)
+            corners.append((int(ox + (cell // ny) * c), int(oy + (cell % ny) * c)))
+        flips = (rng.random(self.batch) < 0.5).tolist() if self.flip else [False] * self.batch
+        return BatchPlan((int(zw), int(zh)), corners, flips)
+
+    def render(self, plan: BatchPlan) -> torch.Tensor:
+        """The planned crops as a (B, 3, crop, crop) tensor in [-1, 1]."""
+        c = self.crop
+        zoomed = np.asarray(self.image.resize(plan.size, Image.BILINEAR))
+        crops = []
+        for (x, y), flip in zip(plan.corners, plan.flips):
+            crop = zoomed[y : y + c, x : x + c]
+            crops.append(crop[:, ::-1] if flip else crop)
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+        return batch.float().div(127.5).sub(1.0).contiguous()
+
+    def sample(self) -> torch.Tensor:
+        return self.render(self.plan())

@@ -1,0 +1,273 @@
+"""Live SinCUT training for interactive front ends: a background thread with progress events.
+
+    trainer = LiveTrainer("photo.jpg", "painting.jpg", "sincut-cpu")
+    trainer.start()
+    while (ev := trainer.events.get()).kind == "progress":
+        show(ev.preview, ev.losses, ev.eta_seconds)
+    trainer.export("my_model")          # model.safetensors + config.json
+
+Events arrive in order: "started", "progress"..., then one of "stopped", "finished" or "error".
+`stop()` returns after the current iteration; `start()` again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Self
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..checkpoint import module_state, save_tensors, write_json
+from ..config import from_dict
+from ..imageio import to_pil, to_tensor
+from ..nets.stylegan2 import StyleGAN2Generator, StyleGAN2GeneratorConfig
+from .config import SinCUTConfig, sincut_preset
+from .data import ZoomPatchSampler, open_image
+from .model import SinCUTModel
+
+ImageSource = str | os.PathLike | Image.Image
+EventKind = Literal["started", "progress", "stopped", "finished", "error"]
+
+
+@dataclass
+class TrainEvent:
+    kind: EventKind
+    iteration: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    its_per_sec: float = 0.0
+    eta_seconds: float | None = None
+    preview: Image.Image | None = None  # current translation of the whole content image
+    message: str = ""  # the error, for kind == "error"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+
+
+@torch.no_grad()
+def translate(generator: StyleGAN2Generator, image: Image.Image, tile: int = 1024, overlap: int = 64) -> Image.Image:
+    """G(image) at the image's own resolution; images larger than `tile` run in blended tiles."""
+    if max(image.size) > tile:
+        from ..translate import (
+            translate_tiled,  # the shared tiler (raised-cosine seam blending)
+        )
+
+        return translate_tiled(generator, image, tile, overlap, generator.size_multiple)
+    device = next(generator.parameters()).device
+    x = to_tensor(image)[None].to(device)
+    h, w = x.shape[-2:]
+    m = generator.size_multiple
+    # Replicate-pad to the size multiple (at most m-1 pixels), then crop back.
+    x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+    return to_pil(generator(x)[0, :, :h, :w])
+
+
+def sincut_config_from_dict(config: dict) -> SinCUTConfig:
+    return from_dict(SinCUTConfig, config)
+
+
+def build_sincut_generator(config: dict) -> StyleGAN2Generator:
+    """The generator an exported config.json describes (used by `cutcore.translate`)."""
+    return StyleGAN2Generator(StyleGAN2GeneratorConfig(**config["model"]["generator"]))
+
+
+def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.PathLike, iteration: int) -> Path:
+    """Write `model.safetensors` (G and the PatchNCE heads F) and `config.json` into `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(out / "model.safetensors", module_state({"G": model.G, "F": model.F}), {"iteration": str(iteration)})
+    write_json(out / "config.json", asdict(cfg))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainer
+
+
+class LiveTrainer:
+    """Trains SinCUT from `content` (domain A, translated) to `style` (domain B) in a thread.
+
+    `config` is a SinCUTConfig or a preset name. Every `event_every` iterations a "progress"
+    event carries the losses, speed, ETA and a preview: the whole content image translated at
+    `preview_size` pixels on its longer side (None: full resolution, slow on CPU). Events go to
+    the `events` queue (bounded: the oldest are dropped if nobody reads) and to `on_event`,
+    which runs on the training thread.
+    """
+
+    MAX_QUEUED_EVENTS = 64
+
+    def __init__(
+        self,
+        content: ImageSource,
+        style: ImageSource,
+        config: SinCUTConfig | str = "sincut-cpu",
+        *,
+        event_every: int = 25,
+        preview_size: int | None = 384,
+        on_event: Callable[[TrainEvent], None] | None = None,
+        device: str | torch.device = "cpu",
+        channels_last: bool = True,
+    ):
+        cfg = sincut_preset(config) if isinstance(config, str) else config
+        cfg.validate()
+        if event_every < 1:
+            raise ValueError(f"event_every must be >= 1, got {event_every}")
+        self.cfg, self.event_every, self.on_event = cfg, event_every, on_event
+        self.device = torch.device(device)
+        content_img, content_name = open_image(content)
+        style_img, style_name = open_image(style)
+        d, t = cfg.data, cfg.train
+        self.content = content_img
+        self.samplers = (
+            ZoomPatchSampler(content_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed, content_name),
+            ZoomPatchSampler(style_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + 1, style_name),
+        )
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+            torch.manual_seed(t.seed)
+            self.model = SinCUTModel(cfg.model).to(self.device)
+        self.opts = self.model.make_optimizers(t)
+        self.rng = torch.Generator().manual_seed(t.seed)
+        self.preview_input = self._preview_tensor(preview_size)
+        self.iteration = 0
+        self.last_losses: dict[str, float] = {}
+        self.events: queue.Queue[TrainEvent] = queue.Queue(self.MAX_QUEUED_EVENTS)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # held during a step: export/translate see whole updates
+
+    # -- control -------------------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        return self.cfg.train.total_iters
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start training, or resume it after `stop()`. No-op while already running."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sincut-live", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to stop after the current iteration and wait for it."""
+        self._stop.set()
+        self.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the thread ends (finished, stopped or failed); False on timeout."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def close(self) -> None:
+        """Stop and release the networks and optimiser state."""
+        self.stop()
+        self._thread = None
+        self.model = self.opts = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- results ------------------------------------------------------------------------------
+
+    def preview(self) -> Image.Image:
+        """The current translation of the whole content image at the preview size."""
+        with self._lock:
+            return self._preview()
+
+    def translate(self, image: ImageSource | None = None, tile: int = 1024) -> Image.Image:
+        """Translate `image` (default: the content image) at full resolution."""
+        img = self.content if image is None else open_image(image)[0]
+        with self._lock:
+            return translate(self.model.G, img, tile)
+
+    def export(self, out_dir: str | os.PathLike) -> Path:
+        """Save the generator (+ heads) as safetensors with its JSON config; safe while training."""
+        with self._lock:
+            return export_generator(self.model, self.cfg, out_dir, self.iteration)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _preview_tensor(self, size: int | None) -> torch.Tensor:
+        img, m = self.content, self.model.G.size_multiple
+        if size is not None and max(img.size) > size:
+            s = size / max(img.size)
+            img = img.resize(
+                (max(m, round(img.width * s / m) * m), max(m, round(img.height * s / m) * m)), Image.BICUBIC
+            )
+        else:
+            img = img.crop((0, 0, img.width - img.width % m, img.height - img.height % m))
+        return to_tensor(img)[None].to(self.device)
+
+    @torch.no_grad()
+    def _preview(self) -> Image.Image:
+        return to_pil(self.model.G(self.preview_input)[0])
+
+    def _emit(self, event: TrainEvent) -> None:
+        while True:
+            try:
+                self.events.put_nowait(event)
+                break
+            except queue.Full:
+                try:
+                    self.events.get_nowait()  # drop the oldest: a stalled reader must not grow memory
+                except queue.Empty:
+                    pass
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _step(self) -> dict[str, float]:
+        t = self.cfg.train
+        lr = t.lr_at(self.iteration)
+        for opt in self.opts.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        a, b = (s.sample().to(self.device).contiguous(memory_format=self._memory_format) for s in self.samplers)
+        return self.model.train_step(a, b, self.opts, self.rng)
+
+    def _run(self) -> None:
+        total = self.total
+        try:
+            self._emit(TrainEvent("started", self.iteration, total, self.last_losses))
+            window_start, window_iters, speed = time.perf_counter(), 0, 0.0
+            while self.iteration < total and not self._stop.is_set():
+                with self._lock:
+                    self.last_losses = self._step()
+                    self.iteration += 1
+                window_iters += 1
+                if self.iteration % self.event_every and self.iteration < total:
+                    continue
+                now = time.perf_counter()
+                speed = window_iters / (now - window_start)
+                preview = None if self._stop.is_set() else self.preview()
+                eta = (total - self.iteration) / speed
+                self._emit(TrainEvent("progress", self.iteration, total, dict(self.last_losses), speed, eta, preview))
+                window_start, window_iters = time.perf_counter(), 0
+            kind: EventKind = "finished" if self.iteration >= total else "stopped"
+            self._emit(
+                TrainEvent(
+                    kind, self.iteration, total, dict(self.last_losses), speed, 0.0 if kind == "finished" else None
+                )
+            )
+        except Exception as e:  # noqa: BLE001 - reported to the UI instead of dying silently in the thread
+            self._emit(
+                TrainEvent("error", self.iteration, total, dict(self.last_losses), message=f"{type(e).__name__}: {e}")
+            )

@@ -1,0 +1,141 @@
+"""SinCUT training model: StyleGAN2 G and D, PatchNCE heads F, and one training step.
+
+Losses (reference `SinCUTModel`):
+  D: 0.5 * (GAN(D(G(x)), fake) + GAN(D(y), real)) + R1, with R1 = 0.5 * lambda_R1 * |grad_y D(y)|².
+  G: GAN(D(G(x)), real) + 0.5 * (PatchNCE(x, G(x)) + PatchNCE(y, G(y))) + lambda_idt * L1(G(y), y).
+
+Same maths as the reference, less work:
+  * PatchNCE keys are the encoder features G's forward pass already computed for (x, y) (the
+    reference encodes x and y again; keys carry no gradient, so nothing changes).
+  * SinCUT samples one location per layer, so each query is encoded on just its receptive field
+    (a 26x26 input window for layer 4 of a 64x64 crop) instead of the whole crop; the features,
+    and so the loss and its gradients, are the same.
+  * D's weights are frozen while G's loss back-propagates through it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import gan_loss, patch_nce_loss
+from ..models.common import adam, frozen, init_weights, step
+from ..nets.heads import PatchProjector
+from ..nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from .config import SinCUTModelConfig, SinCUTTrainConfig
+
+
+def r1_penalty(pred_real: torch.Tensor, real: torch.Tensor, weight: float) -> torch.Tensor:
+    """0.5 * weight * E_batch |d sum(D(real)) / d real|², differentiable w.r.t. D (create_graph).
+
+    `real` must require grad and `pred_real` must be D(real). With tiling, the logits of all
+    tiles of a crop are summed, as the reference does.
+    """
+    (grad,) = torch.autograd.grad(pred_real.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean() * (0.5 * weight)
+
+
+def identity_loss(idt: torch.Tensor, real: torch.Tensor, weight: float) -> torch.Tensor:
+    """weight * L1(G(y), y): keeps target-domain content unchanged."""
+    return F.l1_loss(idt, real) * weight
+
+
+class SinCUTModel(nn.Module):
+    def __init__(self, cfg: SinCUTModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.G = StyleGAN2Generator(cfg.generator)  # StyleGAN2 nets keep their N(0,1) init
+        self.D = StyleGAN2Discriminator(cfg.discriminator)
+        self.F = PatchProjector(self.G.layer_channels(cfg.nce_layers), cfg.head_dim)
+        init_weights(self.F, "xavier", cfg.head_init_gain)
+
+    def make_optimizers(self, t: SinCUTTrainConfig) -> dict[str, torch.optim.Optimizer]:
+        # The reference gives F its own Adam with G's settings; Adam is per-parameter, so one is the same.
+        return {
+            "G": adam(list(self.G.parameters()) + list(self.F.parameters()), t.lr, t.beta1, t.beta2),
+            "D": adam(self.D.parameters(), t.lr, t.beta1, t.beta2),
+        }
+
+    def nce_loss(
+        self, key_feats: list[torch.Tensor], images: torch.Tensor, rng: torch.Generator | None
+    ) -> torch.Tensor:
+        """Mean over layers of lambda_NCE * PatchNCE between `images` (queries) and the keys.
+
+        Fresh random locations on every call, as the reference. A query only needs the encoder
+        features at its few locations, so each layer is encoded on just their receptive field
+        (`encode_window`, exact) unless that would cost more than encoding everything.
+        """
+        c = self.cfg
+        with torch.no_grad():  # keys are detached in PatchNCE anyway: no graph needed
+            keys, ids = self.F(key_feats, c.num_patches, generator=rng)
+        size = tuple(images.shape[-2:])
+        # Per layer: the sampled locations as (row, col) and their bounding box.
+        boxes = []
+        for idx, feat in zip(ids, key_feats):
+            r, col = idx // feat.shape[-1], idx % feat.shape[-1]
+            boxes.append((r, col, (int(r.min()), int(r.max()) + 1), (int(col.min()), int(col.max()) + 1)))
+        windows = [self.G.input_window(layer, b[2], b[3], size) for layer, b in zip(c.nce_layers, boxes)]
+        if sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in windows) < size[0] * size[1]:
+            queries = []
+            for i, (layer, (r, col, rows, cols)) in enumerate(zip(c.nce_layers, boxes)):
+                win = self.G.encode_window(images, layer, rows, cols)
+                local = (r - rows[0]) * win.shape[-1] + (col - cols[0])
+                vec = win.flatten(2)[:, :, local].transpose(1, 2)  # (B, P, C), as PatchProjector orders them
+                queries.append(self.F.project(i, vec.reshape(-1, vec.shape[-1])))
+        else:
+            queries, _ = self.F(self.G.encode(images, c.nce_layers), c.num_patches, ids)
+        batch = images.shape[0]
+        losses = [patch_nce_loss(q, k, batch, c.nce).mean() for q, k in zip(queries, keys)]
+        return torch.stack(losses).mean() * c.lambda_nce
+
+    def train_step(
+        self,
+        real_a: torch.Tensor,
+        real_b: torch.Tensor,
+        opts: dict[str, torch.optim.Optimizer],
+        rng: torch.Generator | None = None,
+    ) -> dict[str, float]:
+        """One D update then one G (+F) update; returns the loss values."""
+        c, layers, n = self.cfg, self.cfg.nce_layers, real_a.shape[0]
+        use_nce = c.lambda_nce > 0
+        with_b = (c.nce_idt and use_nce) or c.lambda_idt > 0
+        real = torch.cat([real_a, real_b]) if with_b else real_a
+        fake, feats = self.G(real, layers)
+        fake_b = fake[:n]
+
+        # Discriminator: non-saturating GAN + R1 on the real images only.
+        pred_fake = self.D(fake_b.detach())
+        real_b_d = real_b.detach().requires_grad_(c.lambda_r1 > 0)
+        pred_real = self.D(real_b_d)
+        loss_d_fake = gan_loss(pred_fake, False, c.gan_mode)
+        loss_d_real = gan_loss(pred_real, True, c.gan_mode)
+        loss_d = 0.5 * (loss_d_fake + loss_d_real)
+        logs = {"D_fake": loss_d_fake.item(), "D_real": loss_d_real.item()}
+        if c.lambda_r1 > 0:
+            loss_r1 = r1_penalty(pred_real, real_b_d, c.lambda_r1)
+            loss_d = loss_d + loss_r1
+            logs["D_R1"] = loss_r1.item()
+        step(opts["D"], loss_d, None)
+        logs["D"] = loss_d.item()
+
+        # Generator (+ heads).
+        with frozen(self.D):
+            loss_g = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
+        logs["G_GAN"] = loss_g.item()
+        if use_nce:
+            keys = [f.detach() for f in feats]
+            loss_nce = self.nce_loss([k[:n] for k in keys], fake_b, rng)
+            logs["NCE"] = loss_nce.item()
+            if c.nce_idt:
+                loss_nce_y = self.nce_loss([k[n:] for k in keys], fake[n:], rng)
+                logs["NCE_Y"] = loss_nce_y.item()
+                loss_nce = 0.5 * (loss_nce + loss_nce_y)
+            loss_g = loss_g + loss_nce
+        if c.lambda_idt > 0:
+            loss_idt = identity_loss(fake[n:], real_b, c.lambda_idt)
+            logs["idt"] = loss_idt.item()
+            loss_g = loss_g + loss_idt
+        step(opts["G"], loss_g, None)
+        logs["G"] = loss_g.item()
+        return logs

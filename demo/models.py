@@ -1,0 +1,291 @@
+"""The model registry: which translation models the app can offer, and where they come from.
+
+Search order (all folders holding `model.safetensors` + `config.json`, at most two levels deep):
+
+1. `weights/` of the repo (env `CUTCORE_WEIGHTS` to point elsewhere): our models ("ours").
+2. The official-model folder (`cutcore.official.official_models_dir()`: env `CUTCORE_MODELS`,
+   default ~/.cache/cutcore/models): converted official checkpoints ("official").
+3. Models trained live in the SinCUT tab (env `CUTCORE_LIVE_DIR`, default a temp folder): "live".
+4. Only when 1 holds no model: a snapshot of the Hub model repo `CUTCORE_HUB_REPO`
+   (default "cutcore/sat2map"), downloaded once and cached by huggingface_hub. Offline
+   (HF_HUB_OFFLINE=1 or CUTCORE_OFFLINE=1) only an already cached snapshot is used.
+
+A model's source label comes from its config.json: a top-level "source" starting with
+"official" is "official", whatever folder it is in.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("cutcore.demo")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HUB_REPO = "cutcore/sat2map"
+KEY_METRICS = ("accuracy", "rmse", "swd", "fid")
+METRIC_LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
+# The satellite → map methods the project trains (cutcore.config.PRESETS); used to say what is missing.
+EXPECTED_PRESETS = ("cut", "fastcut", "cut-focal", "put", "cyclegan")
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("CUTCORE_WEIGHTS") or REPO_ROOT / "weights").expanduser()
+
+
+def official_dir() -> Path:
+    try:
+        from cutcore.official import official_models_dir
+
+        return official_models_dir()
+    except ImportError:  # pragma: no cover - the module is optional for the demo
+        env = os.environ.get("CUTCORE_MODELS")
+        return Path(env).expanduser() if env else Path.home() / ".cache" / "cutcore" / "models"
+
+
+def live_dir() -> Path:
+    return Path(os.environ.get("CUTCORE_LIVE_DIR") or Path(tempfile.gettempdir()) / "cutcore-live").expanduser()
+
+
+def hub_repo() -> str:
+    return os.environ.get("CUTCORE_HUB_REPO", DEFAULT_HUB_REPO)
+
+
+def offline() -> bool:
+    truthy = {"1", "true", "yes", "on"}
+    return (os.environ.get("HF_HUB_OFFLINE", "").lower() in truthy) or (
+        os.environ.get("CUTCORE_OFFLINE", "").lower() in truthy
+    )
+
+
+def format_metric(name: str, value: float) -> str:
+    return f"{100 * value:.1f}%" if name == "accuracy" else f"{value:.2f}"
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    path: Path
+    source: str  # "ours" | "official" | "live" | "hub"
+    preset: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    has_heads: bool = False  # PatchNCE heads saved (needed by the Correspondence tab)
+    card: str = ""  # README.md without front matter
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
+    @property
+    def label(self) -> str:
+        metrics = " · ".join(f"{m} {format_metric(m, v)}" for m, v in self.metrics.items())
+        return f"{self.name} [{self.source}, {self.preset}]" + (f" — {metrics}" if metrics else "")
+
+    def describe(self) -> str:
+        """Markdown: the key metrics and the model card."""
+        lines = [f"**{self.name}** · source: *{self.source}* · method: `{self.preset}`"
+                 + (" · PatchNCE heads ✓" if self.has_heads else "")]
+        if self.metrics:
+            lines += ["", "| " + " | ".join(METRIC_LABELS[m] for m in self.metrics) + " |",
+                      "|" + "---:|" * len(self.metrics),
+                      "| " + " | ".join(format_metric(m, v) for m, v in self.metrics.items()) + " |"]
+        else:
+            lines += ["", "_No metrics.json for this model (evaluate it with `python -m cutcore evaluate --out`)._"]
+        return "\n".join(lines)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def read_metrics(folder: Path) -> dict[str, float]:
+    """Key metrics from metrics.json: `{"metrics": {...}}` (evaluate --out) or a flat dict."""
+    doc = _read_json(folder / "metrics.json")
+    values = doc.get("metrics", doc) if isinstance(doc.get("metrics", doc), dict) else {}
+    return {k: float(values[k]) for k in KEY_METRICS
+            if isinstance(values.get(k), (int, float)) and not isinstance(values.get(k), bool)}
+
+
+def read_card(folder: Path) -> str:
+    try:
+        text = (folder / "README.md").read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if text.startswith("---"):  # Hub model-card front matter
+        end = text.find("\n---", 3)
+        if end != -1:
+            text = text[end + 4:]
+    return text.strip()
+
+
+def has_heads(weights: Path) -> bool:
+    """Whether a safetensors file has PatchNCE head tensors ("F.*"), read from its header only."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            return any(k.startswith("F.") for k in f.keys())  # noqa: SIM118 - safe_open is no dict
+    except Exception:  # noqa: BLE001 - a broken file simply has no usable heads
+        return False
+
+
+def model_dirs(root: Path, depth: int = 2) -> list[Path]:
+    """Model folders under `root` (root included): folders with model.safetensors and config.json,
+    and for a training run folder (checkpoints/step_*/) its newest checkpoint."""
+    if not root.is_dir():
+        return []
+    if (root / "model.safetensors").is_file() and (root / "config.json").is_file():
+        return [root]
+    ckpts = sorted((p for p in (root / "checkpoints").glob("step_*") if (p / "model.safetensors").is_file()),
+                   key=lambda p: p.name) if (root / "checkpoints").is_dir() else []
+    if ckpts:
+        return [ckpts[-1]]
+    found: list[Path] = []
+    if depth > 0:
+        for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found += model_dirs(child, depth - 1)
+    return found
+
+
+def read_entry(folder: Path, default_source: str) -> ModelEntry:
+    config = _read_json(folder / "config.json")
+    source = default_source
+    if str(config.get("source") or "").lower().startswith("official"):
+        source = "official"
+    preset = str(config.get("preset") or config.get("model", {}).get("kind") or "?")
+    name = str(config.get("name") or folder.name)
+    if name.startswith("step_"):  # a run's checkpoint folder: name it after the run
+        name = f"{folder.parent.parent.name}/{folder.name}"  # run/step_N
+    return ModelEntry(name, folder, source, preset, read_metrics(folder), has_heads(folder / "model.safetensors"),
+                      read_card(folder))
+
+
+@dataclass
+class Registry:
+    entries: list[ModelEntry]
+    notes: list[str]  # what is missing and how to get it (markdown lines)
+
+    def get(self, key: str | None) -> ModelEntry | None:
+        return next((e for e in self.entries if e.key == key), None)
+
+    def choices(self, heads_only: bool = False) -> list[tuple[str, str]]:
+        return [(e.label, e.key) for e in self.entries if e.has_heads or not heads_only]
+
+    def status_markdown(self) -> str:
+        if not self.notes:
+            return ""
+        return "\n".join(f"- {n}" for n in self.notes)
+
+
+_hub_lock = threading.Lock()
+_hub_result: dict[str, tuple[Path | None, str, float]] = {}
+HUB_RETRY_SECONDS = 300.0  # a failed look-up is retried (on a refresh) after this long
+
+
+def hub_snapshot(repo: str | None = None) -> tuple[Path | None, str]:
+    """(local snapshot folder or None, note). Cached per process (failures for a few minutes); never raises."""
+    repo = repo or hub_repo()
+    with _hub_lock:
+        if repo in _hub_result:
+            path, note, when = _hub_result[repo]
+            if path is not None or time.monotonic() - when < HUB_RETRY_SECONDS:
+                return path, note
+        try:
+            from huggingface_hub import snapshot_download
+
+            patterns = ["*.safetensors", "*.json", "*.md", "**/*.safetensors", "**/*.json", "**/*.md"]
+            path = Path(snapshot_download(repo, repo_type="model", allow_patterns=patterns,
+                                          local_files_only=offline()))
+            result = (path, f"models from the Hub repo `{repo}` (cached at `{path}`)")
+        except Exception as e:  # noqa: BLE001 - offline, no such repo, no network: all the same to the UI
+            why = "offline mode (HF_HUB_OFFLINE/CUTCORE_OFFLINE), nothing cached" if offline() else type(e).__name__
+            result = (None, f"Hub repo `{repo}` not available ({why})")
+        _hub_result[repo] = (*result, time.monotonic())
+        return result
+
+
+def scan(use_hub: bool = True) -> Registry:
+    """All models the app can offer now, with notes on what is missing."""
+    entries: list[ModelEntry] = []
+    seen: set[Path] = set()
+    notes: list[str] = []
+
+    def add(root: Path, source: str) -> int:
+        n = 0
+        for folder in model_dirs(root):
+            real = folder.resolve()
+            if real not in seen:
+                seen.add(real)
+                entries.append(read_entry(folder, source))
+                n += 1
+        return n
+
+    wdir = weights_dir()
+    n_ours = add(wdir, "ours")
+    if n_ours == 0 and use_hub:
+        snap, note = hub_snapshot()
+        if snap is not None:
+            n_ours = add(snap, "hub")
+        if n_ours == 0:
+            notes.append(
+                f"No models in `{wdir}`; {note}. Get them with "
+                f"`hf download {hub_repo()} --local-dir weights` (online), "
+                "or train one: `python -m cutcore train --preset cut --data DATA --out runs/cut` "
+                "and copy `runs/cut/checkpoints/step_*/` to `weights/cut/`."
+            )
+    add(official_dir(), "official")
+    add(live_dir(), "live")
+    have = {e.preset for e in entries if e.source in ("ours", "hub")}
+    missing = [p for p in EXPECTED_PRESETS if p not in have]
+    if entries and missing and n_ours:
+        notes.append("Not available yet: " + ", ".join(f"`{p}`" for p in missing)
+                     + f" (no model folder with that preset in `{wdir}`).")
+    if not any(e.source == "official" for e in entries):
+        notes.append(f"No converted official models in `{official_dir()}` "
+                     "(`python -m cutcore official download ...`, or set `CUTCORE_MODELS`).")
+    return Registry(entries, notes)
+
+
+# --- loaded models (a small LRU: loading is cheap, but not per click) ---------------------------
+
+_cache: OrderedDict[tuple[str, float], object] = OrderedDict()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 3
+
+
+def load(key: str):
+    """The LoadedModel for a registry key (a folder), cached; UserError if it cannot be loaded."""
+    from cutcore.translate import load_model
+
+    from .errors import UserError
+
+    if not key:
+        raise UserError("Please choose a model first.")
+    folder = Path(key)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"The model folder `{folder.name}` is gone; press ↻ to refresh the model list.")
+    stamp = (str(folder), weights.stat().st_mtime)
+    with _cache_lock:
+        if stamp in _cache:
+            _cache.move_to_end(stamp)
+            return _cache[stamp]
+        try:
+            model = load_model(folder, os.environ.get("CUTCORE_DEVICE", "cpu"))
+        except Exception as e:
+            log.exception("cannot load model %s", folder)
+            raise UserError(f"The model `{folder.name}` could not be loaded ({type(e).__name__}: {e}).") from None
+        _cache[stamp] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return model

@@ -1,0 +1,80 @@
+"""Results tab: the evaluation report (cutcore.report) over our models and a benchmark JSON."""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from . import models
+
+NO_RESULTS = (
+    "### No results yet\n\n"
+    "None of the models has a `metrics.json` and there is no benchmark file. Evaluate a model with\n\n"
+    "```bash\npython -m cutcore evaluate --model weights/cut --data DATA --out weights/cut\n```\n\n"
+    "and put speed benchmarks in `weights/bench.json` (a list of `{preset, sec_per_iter, peak_mem_mib}`)."
+)
+
+
+def bench_path() -> Path:
+    env = os.environ.get("CUTCORE_BENCH")
+    return Path(env).expanduser() if env else models.weights_dir() / "bench.json"
+
+
+@dataclass
+class Results:
+    markdown: str
+    plots: list[tuple[str, str]] = field(default_factory=list)  # (png path, caption)
+    notes: list[str] = field(default_factory=list)
+    empty: bool = True
+
+
+def build_results() -> Results:
+    reg = models.scan()
+    runs = [e.path for e in reg.entries if e.source in ("ours", "hub")]
+    bench = bench_path()
+    try:
+        from cutcore.evaluate import plot_curves
+        from cutcore.report import build_report, curves_path, plot_bars
+    except ImportError as e:  # pragma: no cover - the report module ships with cutcore
+        return Results(f"The report module is not available ({e}).")
+    report = build_report(runs, bench if bench.is_file() else None)
+    if not any(r.values for r in report.rows):
+        return Results(NO_RESULTS, notes=report.notes)
+    out = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
+    out.mkdir(parents=True, exist_ok=True)
+    plots = []
+    bars = out / "metrics.png"
+    plot_bars(report.rows, bars)
+    if bars.is_file():
+        plots.append((str(bars), "metrics per method"))
+    curves = {r.method: r.curve for r in report.rows if r.curve}
+    if curves:
+        plot_curves(curves, curves_path(bars))
+        if curves_path(bars).is_file():
+            plots.append((str(curves_path(bars)), "metrics during training"))
+    sources = f"{len(runs)} model folder(s) under `{models.weights_dir()}`" + (
+        f" and `{bench.name}`" if bench.is_file() else "")
+    return Results(f"{report.markdown}\n\n_From {sources}._", plots, report.notes, False)
+
+
+def build(ctx) -> None:
+    def render():
+        res = build_results()
+        notes = "\n".join(f"- {n}" for n in res.notes) or "_none_"
+        images = [gr.update(value=path, label=label, visible=True) for path, label in res.plots[:2]]
+        images += [gr.update(value=None, visible=False)] * (2 - len(images))
+        return res.markdown, *images, notes
+
+    with gr.Row():
+        refresh = gr.Button("↻ Refresh", size="sm", scale=0, elem_id="results-refresh")
+    table = gr.Markdown(elem_id="results-table")
+    bars = gr.Image(label="metrics", interactive=False, visible=False, elem_id="results-bars")
+    curves = gr.Image(label="curves", interactive=False, visible=False, elem_id="results-curves")
+    with gr.Accordion("Notes (missing files, skipped folders)", open=False):
+        notes = gr.Markdown()
+    refresh.click(render, None, [table, bars, curves, notes])
+    ctx.on_load.append((render, None, [table, bars, curves, notes]))

@@ -1,0 +1,394 @@
+"""SinCUT live tab: train on one photo and one artwork, watching the translation improve.
+
+The training runs in `cutcore.sincut.live.LiveTrainer`'s background thread; the Gradio handler
+is a generator that turns its events into UI updates (preview, loss plot, speed, ETA). One
+training per process: the Gradio event has concurrency_limit=1 (later users wait in Gradio's
+queue and see their position) and a lock guards the trainer against any other caller.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import models
+from .errors import UserError, open_upload, user_errors
+
+log = logging.getLogger("cutcore.demo")
+
+PHOTO_TO_ART = "photo → art style"
+ART_TO_PHOTO = "art → photo"
+PREVIEW_SIDE = 384
+MAX_ITERS = int(os.environ.get("CUTCORE_DEMO_MAX_ITERS", "200000"))
+PLOTTED = ("G", "D", "NCE", "G_GAN", "idt")  # loss keys shown when present (others only if none of these are)
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    choices = [("CPU-quick (minutes on a CPU)", "sincut-cpu"), ("Paper (the full schedule: GPU recommended)", "sincut")]
+    if os.environ.get("CUTCORE_DEMO_TINY_SINCUT", "").lower() in {"1", "true", "yes"}:
+        choices.insert(0, ("Tiny (tests: seconds, meaningless results)", "tiny"))
+    return choices
+
+
+def default_iterations(preset: str) -> int:
+    from cutcore.sincut import sincut_preset
+
+    if preset == "tiny":
+        return 12
+    return sincut_preset(preset).train.total_iters
+
+
+def make_config(preset: str, iterations: int):
+    """The preset with its LR schedule stretched to exactly `iterations` steps (constant, then linear decay)."""
+    from cutcore.sincut import sincut_preset
+    from cutcore.sincut.config import SinCUTDataConfig
+
+    iterations = int(iterations)
+    if not 2 <= iterations <= MAX_ITERS:
+        raise UserError(f"The iteration budget must be between 2 and {MAX_ITERS}.")
+    if preset == "tiny":
+        cfg = sincut_preset("sincut-cpu")
+        cfg.preset = "sincut-tiny"
+        cfg.model.generator = replace(cfg.model.generator, ngf=4, n_blocks=4, base_size=256)  # 8-16 channels
+        cfg.model.discriminator = replace(cfg.model.discriminator, ndf=4, size=16)
+        cfg.model.head_dim = 16
+        cfg.data = SinCUTDataConfig(crop_size=16, scale_min=0.5)
+        cfg.train.batch_size = 2
+    else:
+        try:
+            cfg = sincut_preset(preset)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    cfg.train.iters_per_epoch = 1
+    cfg.train.epochs = iterations // 2
+    cfg.train.epochs_decay = iterations - iterations // 2
+    return cfg
+
+
+def _live_trainer(content, style, cfg, *, event_every: int, preview_size: int):
+    from cutcore.sincut.live import LiveTrainer
+
+    return LiveTrainer(content, style, cfg, event_every=event_every, preview_size=preview_size)
+
+
+# Tests replace this with a fake: factory(content PIL, style PIL, cfg, event_every=, preview_size=).
+TRAINER_FACTORY: Callable[..., Any] = _live_trainer
+
+_train_lock = threading.Lock()
+_state_lock = threading.Lock()
+_current: dict[str, Any] = {"session": None, "trainer": None}
+_pending: set[str] = set()  # sessions that pressed Start and wait for their turn in the queue
+_stop_requested: set[str] = set()  # sessions that pressed Stop before their trainer was running
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = int(round(s))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+@dataclass
+class Update:
+    status: str
+    preview: Any = None  # PIL image of the whole content image translated
+    history: list[dict] = field(default_factory=list)  # rows {iteration, loss, value}
+    iteration: int = 0
+    total: int = 0
+    model_dir: Path | None = None
+    archive: Path | None = None
+    done: bool = False
+
+
+def _plot_rows(iteration: int, losses: dict[str, float]) -> list[dict]:
+    keys = [k for k in PLOTTED if k in losses] or sorted(losses)
+    return [{"iteration": iteration, "loss": k, "value": float(losses[k])} for k in keys]
+
+
+def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: int, total: int) -> str:
+    return f"""---
+library_name: cutcore
+pipeline_tag: image-to-image
+tags: [sincut, contrastive-unpaired-translation, single-image]
+---
+# {name}
+
+SinCUT (Park et al. 2020, single-image contrastive unpaired translation) trained live in the cutcore
+demo: **{direction}**, content image `{photo if direction == PHOTO_TO_ART else art}`, style image
+`{art if direction == PHOTO_TO_ART else photo}`.
+
+- Preset: `{cfg.preset}`; {iteration} of {total} iterations{' (stopped early)' if iteration < total else ''}
+- Files: `model.safetensors` (generator `G.*`, PatchNCE heads `F.*`) and `config.json`
+
+```bash
+python -m cutcore translate --model . --input IMAGE --output OUT_DIR
+```
+"""
+
+
+def mark_pending(session: str | None) -> None:
+    """Start was pressed: the run is queued (Gradio runs it when the previous one ends)."""
+    if session is None:
+        return
+    with _state_lock:
+        _pending.add(session)
+        _stop_requested.discard(session)
+
+
+def request_stop(session: str | None) -> str:
+    """Stop the training of `session`, or withdraw its queued request; returns a status line."""
+    with _state_lock:
+        trainer = None
+        if session is not None and _current["session"] == session:
+            trainer = _current["trainer"]
+            if trainer is None:  # still building the networks: stop as soon as they exist
+                _stop_requested.add(session)
+                return "Stopping…"
+        elif session is not None and session in _pending:
+            _stop_requested.add(session)
+            return "Your queued request has been withdrawn."
+        if trainer is None:
+            return "Nothing of yours is training or waiting."
+    trainer.stop(timeout=0)  # returns at once; the thread ends after its current iteration
+    return "Stopping after the current iteration…"
+
+
+def _take_stop_request(session: str | None) -> bool:
+    with _state_lock:
+        if session is not None and session in _stop_requested:
+            _stop_requested.discard(session)
+            return True
+        return False
+
+
+def train_updates(photo_file, art_file, direction: str, preset: str, iterations, every, session: str | None,
+                  factory: Callable[..., Any] | None = None) -> Iterator[Update]:
+    """The whole SinCUT action without the UI: validate, train, stream updates, export at the end."""
+    with _state_lock:
+        if session is not None:
+            _pending.discard(session)
+    if _take_stop_request(session):
+        yield Update("Cancelled before it started.", done=True)
+        return
+    photo = open_upload(photo_file, "a photo")
+    art = open_upload(art_file, "an artwork")
+    content, style = (photo, art) if direction != ART_TO_PHOTO else (art, photo)
+    cfg = make_config(preset, iterations)
+    every = max(1, int(every or 25))
+    crop = cfg.data.crop_size
+    for up in (content, style):
+        if min(up.image.size) < crop:
+            raise UserError(f"“{up.name}” is {up.image.width}×{up.image.height} px; this preset trains on "
+                            f"{crop}×{crop} crops, so each side needs at least {crop} px.")
+    if not _train_lock.acquire(blocking=False):
+        raise UserError("Another SinCUT training is running on this server; please try again when it has finished.")
+    trainer = None
+    try:
+        with _state_lock:
+            _current.update(session=session, trainer=None)
+        yield Update(f"Preparing the networks ({cfg.preset}, {cfg.train.total_iters} iterations)…")
+        trainer = (factory or TRAINER_FACTORY)(content.image, style.image, cfg, event_every=every,
+                                               preview_size=PREVIEW_SIDE)
+        with _state_lock:
+            _current.update(session=session, trainer=trainer)
+        trainer.start()
+        if _take_stop_request(session):  # Stop pressed while the networks were being built
+            trainer.stop(timeout=0)
+        history: list[dict] = []
+        last = None
+        total = trainer.total
+        while True:
+            try:
+                ev = trainer.events.get(timeout=0.5)
+            except queue.Empty:
+                if not trainer.running and trainer.events.empty():
+                    raise UserError("The training thread ended without a word; see the server log.")
+                continue
+            last = ev
+            if ev.kind == "started":
+                yield Update(f"Training… iteration {ev.iteration}/{ev.total}", None, list(history), ev.iteration, ev.total)
+            elif ev.kind == "progress":
+                history += _plot_rows(ev.iteration, ev.losses)
+                status = (f"Iteration **{ev.iteration}/{ev.total}** · {ev.its_per_sec:.2f} it/s · "
+                          f"ETA {fmt_seconds(ev.eta_seconds)}")
+                yield Update(status, ev.preview, list(history), ev.iteration, ev.total)
+            elif ev.kind == "error":
+                raise UserError(f"Training failed: {ev.message}")
+            else:  # finished / stopped
+                break
+        iteration = last.iteration if last else 0
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
+        name = f"sincut-{tag}-{stamp}"
+        out = models.live_dir() / name
+        trainer.export(out)
+        (out / "README.md").write_text(model_card(name, cfg, photo.name, art.name, direction, iteration, total))
+        zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
+        zip_dir.mkdir(parents=True, exist_ok=True)
+        archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))
+        how = "finished" if iteration >= total else "stopped"
+        status = (f"Training {how} at iteration **{iteration}/{total}**. The model `{name}` is in the model lists "
+                  "of the other tabs; download it below.")
+        final_preview = None
+        try:
+            final_preview = trainer.preview()
+        except Exception:  # noqa: BLE001 - the preview is a nicety
+            log.debug("no final preview", exc_info=True)
+        yield Update(status, final_preview, list(history), iteration, total, out, archive, True)
+    finally:
+        if trainer is not None:
+            try:
+                trainer.stop(timeout=30)
+            except Exception:
+                log.exception("stopping the SinCUT trainer")
+        with _state_lock:
+            _current.update(session=None, trainer=None)
+            _stop_requested.discard(session)
+        _train_lock.release()
+
+
+def push_to_hub(folder: str | None, repo_id: str, token: str) -> str:
+    """Upload a trained model folder to a Hub model repo; returns a markdown status line."""
+    if models.offline():
+        raise UserError("This server is offline (HF_HUB_OFFLINE/CUTCORE_OFFLINE), so it cannot push to the Hub.")
+    if not folder or not Path(folder).is_dir():
+        raise UserError("Train a model first: there is nothing to push yet.")
+    repo_id, token = (repo_id or "").strip(), (token or "").strip()
+    if repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
+        raise UserError("Give the repository as `user/name`.")
+    if not token:
+        raise UserError("A Hugging Face write token is needed (huggingface.co/settings/tokens).")
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model",
+                          commit_message="SinCUT model trained in the cutcore demo")
+    except Exception as e:  # noqa: BLE001 - never echo the token: the type and a clipped message only
+        msg = str(e).replace(token, "***")[:200]
+        raise UserError(f"Push failed ({type(e).__name__}): {msg}") from None
+    return f"Pushed to [{repo_id}](https://huggingface.co/{repo_id})."
+
+
+def build(ctx) -> None:
+    import pandas as pd
+
+    choices = preset_choices()
+    default_preset = "sincut-cpu" if any(v == "sincut-cpu" for _, v in choices) else choices[0][1]
+    gr.Markdown(
+        "Train **SinCUT** on two single images: the translation of the whole content image is previewed while it "
+        "learns. CPU-quick takes a few minutes on two cores; one training runs at a time on this server "
+        "(others wait in the queue and see their position)."
+    )
+    with gr.Row():
+        with gr.Column(min_width=300):
+            photo = gr.File(label="Photo", type="filepath", height=110, elem_id="sincut-photo")
+            photo_view = gr.Image(label="Photo", interactive=False, height=180, show_label=False,
+                                  elem_id="sincut-photo-view")
+        with gr.Column(min_width=300):
+            art = gr.File(label="Artwork", type="filepath", height=110, elem_id="sincut-art")
+            art_view = gr.Image(label="Artwork", interactive=False, height=180, show_label=False,
+                                elem_id="sincut-art-view")
+        with gr.Column(min_width=300):
+            direction = gr.Radio([PHOTO_TO_ART, ART_TO_PHOTO], value=PHOTO_TO_ART, label="Direction",
+                                 elem_id="sincut-direction")
+            preset = gr.Dropdown(choices, value=default_preset, label="Preset", elem_id="sincut-preset")
+            iterations = gr.Number(default_iterations(default_preset), precision=0, minimum=2, maximum=MAX_ITERS,
+                                   label="Iteration budget", elem_id="sincut-iterations")
+            every = gr.Slider(1, 500, value=25, step=1, label="Preview every N iterations", elem_id="sincut-every")
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="sincut-start")
+                stop = gr.Button("Stop", variant="stop", elem_id="sincut-stop")
+    status = gr.Markdown("", elem_id="sincut-status")
+    with gr.Row():
+        preview = gr.Image(label="Translation of the content image (live)", interactive=False, height=400,
+                           elem_id="sincut-preview")
+        plot = gr.LinePlot(None, x="iteration", y="value", color="loss", title="Losses", height=400,
+                           elem_id="sincut-plot")
+    with gr.Row():
+        download = gr.File(label="Trained model (zip: model.safetensors + config.json + README.md)",
+                           interactive=False, visible=False, elem_id="sincut-download")
+        model_state = gr.State(None)
+    off = models.offline()
+    with gr.Accordion("Push the trained model to the Hugging Face Hub (optional)", open=False):
+        with gr.Column():
+            gr.Markdown("_Disabled: this server is offline (HF_HUB_OFFLINE/CUTCORE_OFFLINE)._" if off else
+                        "Creates the model repo if needed and uploads the model folder. The token is used for this "
+                        "upload only and is not stored.")
+            hub_repo = gr.Textbox(label="Model repo (user/name)", interactive=not off, elem_id="sincut-hub-repo")
+            hub_token = gr.Textbox(label="Write token", type="password", interactive=not off,
+                                   elem_id="sincut-hub-token")
+            push = gr.Button("Push", interactive=not off, elem_id="sincut-push")
+            push_status = gr.Markdown("")
+
+    def show(file):
+        if file is None:
+            return None
+        try:
+            return open_upload(file).image
+        except UserError as e:
+            gr.Warning(str(e), title="Unusable file")
+            return None
+
+    photo.upload(show, photo, photo_view)
+    art.upload(show, art, art_view)
+    preset.change(default_iterations, preset, iterations)
+
+    @user_errors
+    def run(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, request: gr.Request):
+        session = getattr(request, "session_hash", None)
+        first = True
+        for up in train_updates(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, session):
+            out: dict = {status: up.status}
+            if first:  # a new run: the previous run's download goes away
+                out[download] = gr.update(value=None, visible=False)
+                first = False
+            if up.preview is not None:
+                out[preview] = up.preview
+            # None, not an empty frame: a LinePlot first given an empty frame never draws its lines (Gradio 6).
+            out[plot] = pd.DataFrame(up.history) if up.history else None
+            if up.done and up.archive is not None:
+                out[download] = gr.update(value=str(up.archive), visible=True)
+                out[model_state] = str(up.model_dir)
+                reg = ctx.registry()
+                for dd, heads_only in ctx.model_dropdowns:
+                    out[dd] = gr.update(choices=reg.choices(heads_only))
+                gr.Info(f"Model {up.model_dir.name} is ready.")
+            yield out
+
+    def pending_fn(request: gr.Request) -> str:
+        mark_pending(getattr(request, "session_hash", None))
+        if _train_lock.locked():
+            return ("Another training is running on this server: yours is queued (its position shows on the panels "
+                    "below) and starts when that one ends. **Stop** withdraws it.")
+        return "Starting…"
+
+    def wire() -> None:  # after all tabs exist: the other tabs' model lists are outputs too
+        outputs = [status, preview, plot, download, model_state, *[dd for dd, _ in ctx.model_dropdowns]]
+        # Marking the request as queued runs at once (no queue); the training itself waits its turn.
+        start.click(pending_fn, None, status, queue=False).then(run, [photo, art, direction, preset, iterations, every], outputs, concurrency_limit=1,
+                           concurrency_id="sincut-train")
+
+    ctx.after_build.append(wire)
+
+    def stop_fn(request: gr.Request):
+        return request_stop(getattr(request, "session_hash", None))
+
+    stop.click(stop_fn, None, status, concurrency_limit=None, queue=False)
+    push.click(user_errors(push_to_hub), [model_state, hub_repo, hub_token], push_status)

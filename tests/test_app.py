@@ -1,0 +1,641 @@
+"""The Gradio demo's handlers, without a browser: registry, translate, bad files, correspondence,
+SinCUT live (fake and real trainer), Hub push, results, and the Blocks wiring."""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from torch import nn
+
+gr = pytest.importorskip("gradio")
+# gr.Warning outside a running app falls back to warnings.warn: expected in these handler tests.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
+
+from app_fixtures import bad_files, make_model, odd_mode_files, satellite_like
+
+from demo import correspondence_tab, models, results_tab, sincut_tab, translate_tab
+from demo.correspondence import (
+    LayerMap,
+    correspondence_maps,
+    mark_point,
+    render_overlay,
+)
+from demo.errors import UserError, open_upload, user_errors
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """Empty weights/official/live folders, offline, no examples; module caches cleared."""
+    dirs = {name: tmp_path / name for name in ("weights", "official", "live")}
+    for d in dirs.values():
+        d.mkdir()
+    monkeypatch.setenv("CUTCORE_WEIGHTS", str(dirs["weights"]))
+    monkeypatch.setenv("CUTCORE_MODELS", str(dirs["official"]))
+    monkeypatch.setenv("CUTCORE_LIVE_DIR", str(dirs["live"]))
+    monkeypatch.setenv("CUTCORE_EXAMPLES", "")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CUTCORE_OFFLINE", "1")
+    monkeypatch.delenv("CUTCORE_BENCH", raising=False)
+    models._hub_result.clear()
+    models._cache.clear()
+    yield dirs
+    models._hub_result.clear()
+    models._cache.clear()
+
+
+@pytest.fixture
+def cut_model(app_env):
+    return make_model(app_env["weights"] / "cut-tiny", "cut",
+                      metrics={"accuracy": 0.42, "rmse": 20.5, "swd": 12.0, "fid": 80.25})
+
+
+def _png(path: Path, size=(96, 64), seed=0) -> Path:
+    satellite_like(size, seed).save(path)
+    return path
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+
+def test_registry_lists_ours_official_and_live_with_metrics_and_heads(app_env, cut_model):
+    make_model(app_env["weights"] / "cyclegan-tiny", "cyclegan", seed=1)
+    make_model(app_env["official"] / "horse2zebra", "cut", seed=2, source="official (taesungp/CUT)")
+    make_model(app_env["live"] / "sincut-x", "cut", seed=3)
+    reg = models.scan()
+    by_name = {e.name: e for e in reg.entries}
+    assert set(by_name) == {"cut-tiny", "cyclegan-tiny", "horse2zebra", "sincut-x"}
+    assert by_name["cut-tiny"].source == "ours" and by_name["horse2zebra"].source == "official"
+    assert by_name["sincut-x"].source == "live"
+    assert by_name["cut-tiny"].metrics == {"accuracy": 0.42, "rmse": 20.5, "swd": 12.0, "fid": 80.25}
+    assert by_name["cut-tiny"].has_heads and not by_name["cyclegan-tiny"].has_heads
+    assert "42.0%" in by_name["cut-tiny"].label and "[ours, cut]" in by_name["cut-tiny"].label
+    assert "FID" in by_name["cut-tiny"].describe() and "80.25" in by_name["cut-tiny"].describe()
+    assert not by_name["cut-tiny"].card.startswith("---")  # Hub front matter stripped
+    heads_keys = [k for _, k in reg.choices(heads_only=True)]
+    assert str(app_env["weights"] / "cyclegan-tiny") not in heads_keys and str(cut_model) in heads_keys
+    # Presets the project trains but has no model for are listed as missing.
+    assert any("fastcut" in n for n in reg.notes)
+
+
+def test_run_checkpoint_folders_are_found_and_named_after_the_run(app_env):
+    make_model(app_env["weights"] / "sat2map-cut" / "checkpoints" / "step_00000001", "cut")
+    make_model(app_env["weights"] / "sat2map-cut" / "checkpoints" / "step_00000010", "cut")
+    (entry,) = models.scan().entries  # the newest checkpoint of the run only
+    assert entry.name == "sat2map-cut/step_00000010"
+
+
+def test_a_run_trained_by_the_cli_is_listed_and_translates(app_env, tmp_path):
+    """The real trainer's output (python -m cutcore train), not a hand-made folder."""
+    import subprocess
+    import sys
+
+    from conftest import make_unpaired, subprocess_env
+
+    data = make_unpaired(tmp_path / "data", n_a=2, n_b=2, size=(40, 40))
+    run = app_env["weights"] / "sat2map-cut"
+    cmd = [sys.executable, "-m", "cutcore", "train", "--preset", "cut", "--data", str(data), "--out", str(run),
+           "--max-steps", "1", "--load-size", "40", "--crop-size", "32", "--ngf", "4", "--ndf", "4",
+           "--num-workers", "0", "--device", "cpu"]
+    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (entry,) = models.scan().entries
+    assert entry.source == "ours" and entry.preset == "cut" and entry.has_heads
+    res = translate_tab.translate_upload(entry.key, str(_png(tmp_path / "x.png", (50, 34))))
+    assert res.output.size == (50, 34)
+    assert len(correspondence_maps(models.load(entry.key), satellite_like((40, 32)), (3, 4))) == 5
+
+
+def test_offline_without_models_starts_and_says_how_to_get_them(app_env):
+    reg = models.scan()
+    assert reg.entries == []
+    text = reg.status_markdown()
+    assert "offline" in text and "hf download" in text and "python -m cutcore train" in text
+
+
+def test_hub_snapshot_is_used_when_weights_is_empty(app_env, tmp_path, monkeypatch):
+    snap = tmp_path / "snapshot"
+    make_model(snap / "cut", "cut")
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(snap)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("CUTCORE_HUB_REPO", "someone/models")
+    reg = models.scan()
+    assert [e.source for e in reg.entries] == ["hub"]
+    assert calls[0][0] == "someone/models" and calls[0][1]["local_files_only"] is True  # offline: cache only
+    models.scan()
+    assert len(calls) == 1  # resolved once per process
+
+
+def test_load_caches_and_reports_broken_models(app_env, cut_model):
+    assert models.load(str(cut_model)) is models.load(str(cut_model))
+    broken = app_env["weights"] / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    (broken / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="could not be loaded"):
+        models.load(str(broken))
+    with pytest.raises(UserError, match="gone"):
+        models.load(str(app_env["weights"] / "nope"))
+
+
+# --- translate ----------------------------------------------------------------------------------
+
+
+def test_translate_small_image_in_one_pass(app_env, cut_model, tmp_path):
+    calls = []
+    res = translate_tab.translate_upload(str(cut_model), str(_png(tmp_path / "in.png", (90, 70))),
+                                         lambda d, t: calls.append((d, t)))
+    assert res.output.size == (90, 70) and calls == [(1, 1)]
+    assert res.png_path.suffix == ".png" and Image.open(res.png_path).size == (90, 70)
+    assert "one pass" in res.info and "90×70" in res.info
+
+
+def test_translate_large_image_tiled_with_progress(app_env, cut_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUTCORE_DEMO_TILE", "64")
+    calls = []
+    res = translate_tab.translate_upload(str(cut_model), str(_png(tmp_path / "big.png", (150, 100))),
+                                         lambda d, t: calls.append((d, t)))
+    assert res.output.size == (150, 100)
+    total = calls[-1][1]
+    assert total > 1 and calls[-1] == (total, total) and [d for d, _ in calls] == list(range(1, total + 1))
+    assert "64px tiles" in res.info
+    saved = np.asarray(Image.open(res.png_path))
+    assert saved.shape == (100, 150, 3) and saved.std() > 0
+
+
+def test_translate_view_is_downscaled_but_download_is_full_size(app_env, cut_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(translate_tab, "VIEW_SIDE", 50)
+    res = translate_tab.translate_upload(str(cut_model), str(_png(tmp_path / "in.png", (120, 60))))
+    assert max(res.output_view.size) == 50 and Image.open(res.png_path).size == (120, 60)
+
+
+def test_translate_without_model_or_file_explains(app_env, cut_model, tmp_path):
+    with pytest.raises(UserError, match="No model selected"):
+        translate_tab.translate_upload(None, str(_png(tmp_path / "a.png")))
+    with pytest.raises(UserError, match="upload"):
+        translate_tab.translate_upload(str(cut_model), None)
+
+
+BAD_CASES = {
+    "text": "not an image",
+    "fake_png": "not an image",
+    "empty": "empty",
+    "truncated": "truncated",
+    "tiny": "1×1",
+    "gigapixel": "1200 megapixels",
+    "too_large": "81 megapixels",
+    "bomb": "81 megapixels",
+}
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    return bad_files(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_files_give_a_readable_message(app_env, cut_model, bad, case):
+    with pytest.raises(UserError) as info:
+        translate_tab.translate_upload(str(cut_model), str(bad[case]))
+    msg = str(info.value)
+    assert BAD_CASES[case] in msg
+    assert bad[case].name in msg and str(bad[case].parent) not in msg  # the name, never a server path
+    assert "Traceback" not in msg and len(msg) < 300
+    # The upload preview reports the same problem instead of raising.
+    preview, text = translate_tab.on_upload(str(bad[case]))
+    assert preview is None and BAD_CASES[case] in text
+
+
+def test_odd_modes_are_converted_and_noted(app_env, cut_model, tmp_path):
+    notes = {"gray": "grayscale", "rgba": "transparency", "gray16": "16-bit", "palette": "palette", "cmyk": "CMYK"}
+    for case, path in odd_mode_files(tmp_path / "odd").items():
+        up = open_upload(str(path))
+        assert up.image.mode == "RGB" and up.image.size == (64, 48)
+        assert notes[case] in up.summary, (case, up.summary)
+        res = translate_tab.translate_upload(str(cut_model), str(path))
+        assert res.output.size == (64, 48)
+
+
+def test_16bit_image_keeps_its_contrast(tmp_path):
+    a = np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (32, 1))
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    rgb = np.asarray(open_upload(str(tmp_path / "g16.png")).image)
+    assert rgb[..., 0].min() <= 2 and rgb[..., 0].max() >= 253
+
+
+def test_expired_upload_and_filedata_like_inputs(tmp_path):
+    with pytest.raises(UserError, match="upload it again"):
+        open_upload(str(tmp_path / "gone.png"))
+    p = _png(tmp_path / "x.png")
+    assert open_upload({"path": str(p)}).name == "x.png"
+
+
+def test_user_errors_hides_tracebacks():
+    @user_errors
+    def fails_for_user():
+        raise UserError("bad input")
+
+    @user_errors
+    def crashes():
+        raise RuntimeError("internal detail /secret/path")
+
+    @user_errors
+    def gen():
+        yield 1
+        raise UserError("late problem")
+
+    with pytest.raises(gr.Error) as e:
+        fails_for_user()
+    assert e.value.message == "bad input"
+    with pytest.raises(gr.Error) as e:
+        crashes()
+    assert "RuntimeError" in e.value.message and "/secret" not in e.value.message
+    g = gen()
+    assert next(g) == 1
+    with pytest.raises(gr.Error, match="late problem"):
+        next(g)
+
+
+# --- correspondence -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Model:
+    generator: nn.Module
+    heads: nn.Module | None
+    nce_layers: list[int]
+    config: dict = field(default_factory=dict)
+    path: Path = Path(".")
+
+    @property
+    def size_multiple(self) -> int:
+        return getattr(self.generator, "size_multiple", 4)
+
+
+class _IdentityG(nn.Module):
+    """G(x) = x, with a real encoder: the output's embedding at q equals the input's at q."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.size_multiple = inner.size_multiple
+
+    def forward(self, x):
+        return x
+
+    def encode(self, x, layers):
+        return self.inner.encode(x, layers)
+
+
+def test_correspondence_maps_shapes_and_positive_location(app_env, cut_model):
+    model = models.load(str(cut_model))
+    img = satellite_like((60, 44), 7)
+    maps = correspondence_maps(model, img, (21, 30), k=5)
+    assert [m.layer for m in maps] == list(model.nce_layers)
+    for m in maps:
+        layer, heat, pos, negs = m  # unpacks as (layer, heatmap, positive xy, negatives xy)
+        assert heat.shape == (44, 60) and heat.dtype == np.float32
+        assert np.all(heat <= 1.0001) and np.all(heat >= -1.0001)
+        assert len(negs) == 5 and pos not in negs
+        assert all(0 <= x < 60 and 0 <= y < 44 for x, y in [pos, *negs])
+        stride = 60 / m.grid[0] if m.grid[0] < 60 else 1
+        assert abs(pos[0] - 21) <= stride and abs(pos[1] - 30) <= stride, (layer, pos)
+        assert m.negative_sims == sorted(m.negative_sims, reverse=True)
+    full_res = [m for m in maps if m.grid[0] >= 60]
+    assert full_res and all(m.positive == (21, 30) for m in full_res)
+
+
+def test_identity_generator_puts_the_maximum_at_the_positive(app_env, cut_model):
+    loaded = models.load(str(cut_model))
+    model = _Model(_IdentityG(loaded.generator), loaded.heads, loaded.nce_layers)
+    img = satellite_like((48, 40), 9)
+    for m in correspondence_maps(model, img, (13, 22), k=5):
+        assert m.positive_sim == pytest.approx(1.0, abs=1e-4)
+        assert all(v <= m.positive_sim + 1e-5 for v in m.negative_sims)
+        if m.grid[0] >= 48:  # full resolution: the heatmap peaks exactly at the click
+            assert m.positive == (13, 22) and m.heatmap[22, 13] == pytest.approx(m.heatmap.max(), abs=1e-5)
+
+
+def test_correspondence_rejects_models_without_heads_and_points_outside(app_env, cut_model):
+    cyc = make_model(app_env["weights"] / "cyc", "cyclegan")
+    with pytest.raises(ValueError, match="heads"):
+        correspondence_maps(models.load(str(cyc)), satellite_like((32, 32)), (1, 1))
+    with pytest.raises(ValueError, match="outside"):
+        correspondence_maps(models.load(str(cut_model)), satellite_like((32, 32)), (40, 1))
+
+
+def test_overlay_and_marker_drawing():
+    heat = np.linspace(-1, 1, 40 * 30, dtype=np.float32).reshape(30, 40)
+    m = LayerMap(4, heat, (10, 12), [(1, 1), (30, 20)], 0.9, [0.8, 0.7], (40, 30))
+    img = satellite_like((40, 30))
+    over = render_overlay(img, m, display_side=120)
+    assert over.size == (120, 90) and over.mode == "RGB"
+    assert np.asarray(over)[37, 31].tolist() != np.asarray(img.resize((120, 90)))[37, 31].tolist()
+    assert mark_point(img, (5, 5), display_side=120).size == (120, 90)
+
+
+def test_correspondence_tab_handlers(app_env, cut_model, tmp_path):
+    path = str(_png(tmp_path / "c.png", (300, 200)))
+    view, state, info = correspondence_tab.analyse(str(cut_model), path)
+    assert "analysed at 256×171" in info
+    s = state["scale"]
+    assert view.size == (256 * s, 171 * s)
+    marked, gallery, details = correspondence_tab.on_click(state, 100 * s, 50 * s)
+    assert marked.size == view.size and len(gallery) == len(models.load(str(cut_model)).nce_layers)
+    assert all(isinstance(img, Image.Image) and "layer" in cap for img, cap in gallery)
+    assert "(100, 50)" in details
+    with pytest.raises(UserError, match="Translate"):
+        correspondence_tab.on_click(None, 1, 1)
+    cyc = make_model(app_env["weights"] / "cyc", "cyclegan")
+    with pytest.raises(UserError, match="no PatchNCE heads"):
+        correspondence_tab.analyse(str(cyc), path)
+
+
+# --- SinCUT live --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Event:
+    kind: str
+    iteration: int
+    total: int
+    losses: dict = field(default_factory=dict)
+    its_per_sec: float = 0.0
+    eta_seconds: float | None = None
+    preview: Image.Image | None = None
+    message: str = ""
+
+
+class FakeTrainer:
+    """LiveTrainer's interface: a thread that emits an event every `every` fast iterations."""
+
+    instances: list[FakeTrainer] = []
+
+    def __init__(self, content, style, cfg, *, event_every, preview_size, step_seconds=0.01, fail_at=None):
+        self.content, self.cfg, self.every = content, cfg, event_every
+        self.total = cfg.train.total_iters
+        self.iteration = 0
+        self.events: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = None
+        self.step_seconds, self.fail_at = step_seconds, fail_at
+        self.exported: list[Path] = []
+        FakeTrainer.instances.append(self)
+
+    @property
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        self.events.put(_Event("started", 0, self.total))
+        while self.iteration < self.total and not self._stop.is_set():
+            time.sleep(self.step_seconds)
+            self.iteration += 1
+            if self.fail_at == self.iteration:
+                self.events.put(_Event("error", self.iteration, self.total, message="RuntimeError: boom"))
+                return
+            if self.iteration % self.every == 0:
+                self.events.put(_Event("progress", self.iteration, self.total, {"G": 1.0 / self.iteration, "D": 0.5},
+                                       10.0, 1.0, Image.new("RGB", (32, 24), (self.iteration % 255, 0, 0))))
+        self.events.put(_Event("finished" if self.iteration >= self.total else "stopped", self.iteration, self.total))
+
+    def stop(self, timeout=None):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def preview(self):
+        return Image.new("RGB", (32, 24))
+
+    def export(self, out_dir):
+        self.exported.append(Path(out_dir))
+        return make_model(Path(out_dir), "cut")
+
+
+@pytest.fixture
+def two_images(tmp_path):
+    return str(_png(tmp_path / "photo.png", (80, 64), 1)), str(_png(tmp_path / "art.png", (72, 72), 2))
+
+
+def _consume(gen, out: list, stop_after_previews: int | None = None, session=None, stopped_at: list | None = None):
+    for up in gen:
+        out.append(up)
+        if stop_after_previews and sum(u.preview is not None for u in out) == stop_after_previews:
+            stopped_at.append(time.perf_counter())
+            sincut_tab.request_stop(session)
+
+
+def test_sincut_streams_previews_and_stops_promptly(app_env, two_images):
+    FakeTrainer.instances.clear()
+    updates, stopped_at = [], []
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "session-a",
+                                   factory=lambda *a, **k: FakeTrainer(*a, **k, step_seconds=0.005))
+    t = threading.Thread(target=_consume, args=(gen, updates, 3, "session-a", stopped_at))
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    previews = [u for u in updates if u.preview is not None and not u.done]
+    assert len(previews) >= 2
+    assert all("it/s" in u.status and "ETA" in u.status for u in previews)
+    final = updates[-1]
+    assert final.done and "stopped" in final.status and final.iteration < 100_000
+    assert time.perf_counter() - stopped_at[0] < 10  # export of a tiny model included
+    assert final.archive.suffix == ".zip" and final.archive.is_file()
+    assert (final.model_dir / "README.md").is_file() and (final.model_dir / "model.safetensors").is_file()
+    import zipfile
+
+    names = zipfile.ZipFile(final.archive).namelist()
+    assert any(n.endswith("model.safetensors") for n in names) and any(n.endswith("config.json") for n in names)
+    assert {r["loss"] for r in final.history} == {"G", "D"}
+    # The model shows up in the other tabs' lists (source "live"), with heads for Correspondence.
+    entry = models.scan().get(str(final.model_dir))
+    assert entry is not None and entry.source == "live" and entry.has_heads
+    assert not sincut_tab._train_lock.locked()
+
+
+def test_sincut_direction_swaps_content_and_style(app_env, two_images):
+    FakeTrainer.instances.clear()
+    list(sincut_tab.train_updates(*two_images, sincut_tab.ART_TO_PHOTO, "sincut-cpu", 4, 2, None, factory=FakeTrainer))
+    assert FakeTrainer.instances[-1].content.size == (72, 72)  # the artwork is translated
+    list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 4, 2, None, factory=FakeTrainer))
+    assert FakeTrainer.instances[-1].content.size == (80, 64)
+
+
+def test_sincut_one_training_at_a_time(app_env, two_images):
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "a",
+                                   factory=FakeTrainer)
+    next(gen)  # holds the lock
+    try:
+        with pytest.raises(UserError, match="Another SinCUT training"):
+            list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, "b",
+                                          factory=FakeTrainer))
+    finally:
+        gen.close()  # like a client disconnect: the trainer stops and the lock is released
+    assert not sincut_tab._train_lock.locked()
+    assert all(not t.running for t in FakeTrainer.instances)
+
+
+def test_sincut_stop_while_queued_cancels_and_others_cannot_stop_you(app_env, two_images):
+    sincut_tab.mark_pending("queued-user")  # Start pressed; waiting in Gradio's queue
+    assert "withdrawn" in sincut_tab.request_stop("queued-user")
+    (only,) = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, "queued-user",
+                                            factory=FakeTrainer))
+    assert only.done and "Cancelled" in only.status
+    # A Stop with nothing running or queued does not cancel the next run.
+    assert "Nothing of yours" in sincut_tab.request_stop("queued-user")
+    sincut_tab.mark_pending("queued-user")
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, "queued-user",
+                                        factory=FakeTrainer))
+    assert "finished" in ups[-1].status
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 200, 50, "owner",
+                                   factory=lambda *a, **k: FakeTrainer(*a, **k, step_seconds=0.002))
+    ups = [next(gen), next(gen)]
+    assert "Nothing of yours" in sincut_tab.request_stop("intruder")  # someone else's Stop does not touch this run
+    ups += list(gen)
+    assert ups[-1].done and "finished" in ups[-1].status and ups[-1].iteration == 200
+
+
+def test_sincut_stop_while_the_networks_are_built(app_env, two_images):
+    """Stop pressed between the run's start and the trainer's existence still stops it at once."""
+    def slow_factory(*a, **k):
+        assert "Stopping" in sincut_tab.request_stop("builder")
+        return FakeTrainer(*a, **k, step_seconds=0.01)
+
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "builder",
+                                        factory=slow_factory))
+    assert ups[-1].done and "stopped" in ups[-1].status and ups[-1].iteration < 100
+
+
+def test_sincut_errors_are_readable(app_env, two_images, tmp_path):
+    with pytest.raises(UserError, match="Training failed: RuntimeError: boom"):
+        list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100, 5, None,
+                                      factory=lambda *a, **k: FakeTrainer(*a, **k, fail_at=7)))
+    assert not sincut_tab._train_lock.locked()
+    with pytest.raises(UserError, match="photo"):
+        list(sincut_tab.train_updates(None, two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, None,
+                                      factory=FakeTrainer))
+    small = str(_png(tmp_path / "small.png", (20, 20)))
+    with pytest.raises(UserError, match="at least 32 px"):
+        list(sincut_tab.train_updates(small, two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, None,
+                                      factory=FakeTrainer))
+    with pytest.raises(UserError, match="between 2 and"):
+        sincut_tab.make_config("sincut-cpu", 1)
+
+
+def test_sincut_budget_sets_the_schedule_length():
+    for n in (2, 7, 400):
+        cfg = sincut_tab.make_config("sincut-cpu", n)
+        assert cfg.train.total_iters == n
+        lrs = [cfg.train.lr_at(i) for i in range(n)]
+        assert lrs == sorted(lrs, reverse=True) and lrs[0] == cfg.train.lr
+    assert sincut_tab.make_config("sincut", 10).preset == "sincut"
+
+
+def test_sincut_real_trainer_tiny_preset_exports_a_loadable_model(app_env, two_images, tmp_path):
+    """The real LiveTrainer end to end: previews stream, the export loads and translates."""
+    pytest.importorskip("cutcore.sincut.live")
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "tiny", 4, 2, None))
+    previews = [u for u in ups if u.preview is not None and not u.done]
+    assert len(previews) >= 2 and ups[-1].done and ups[-1].iteration == 4
+    res = translate_tab.translate_upload(str(ups[-1].model_dir), two_images[0])
+    assert res.output.size == (80, 64)
+    maps = correspondence_maps(models.load(str(ups[-1].model_dir)), satellite_like((40, 32)), (5, 5))
+    assert len(maps) == 3
+
+
+def test_push_to_hub_offline_and_online(app_env, cut_model, monkeypatch):
+    with pytest.raises(UserError, match="offline"):
+        sincut_tab.push_to_hub(str(cut_model), "me/model", "hf_token")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("CUTCORE_OFFLINE", "0")
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create", repo_id))
+
+        def upload_folder(self, folder_path, repo_id, **kw):
+            calls.append(("upload", folder_path, repo_id))
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert "me/model" in sincut_tab.push_to_hub(str(cut_model), "me/model", " hf_token ")
+    assert calls == [("token", "hf_token"), ("create", "me/model"), ("upload", str(cut_model), "me/model")]
+    with pytest.raises(UserError, match="user/name"):
+        sincut_tab.push_to_hub(str(cut_model), "noslash", "t")
+    with pytest.raises(UserError, match="token"):
+        sincut_tab.push_to_hub(str(cut_model), "me/model", "")
+
+    class FailingApi(FakeApi):
+        def upload_folder(self, *a, **k):
+            raise PermissionError("401 for token hf_secret")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FailingApi)
+    with pytest.raises(UserError) as e:
+        sincut_tab.push_to_hub(str(cut_model), "me/model", "hf_secret")
+    assert "hf_secret" not in str(e.value) and "PermissionError" in str(e.value)
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+def test_results_without_metrics_says_so(app_env):
+    make_model(app_env["weights"] / "cut", "cut")
+    res = results_tab.build_results()
+    assert res.empty and "No results yet" in res.markdown, res.markdown
+
+
+def test_results_table_and_plots(app_env, cut_model):
+    (app_env["weights"] / "bench.json").write_text(json.dumps([{"preset": "cut", "sec_per_iter": 0.5,
+                                                                 "peak_mem_mib": 900, "size": 256}]))
+    res = results_tab.build_results()
+    assert not res.empty
+    assert "| cut |" in res.markdown and "42.0%" in res.markdown and "0.500" in res.markdown
+    assert res.plots and all(Path(p).is_file() for p, _ in res.plots)
+
+
+# --- the Blocks ---------------------------------------------------------------------------------
+
+
+def test_build_demo_wires_the_tabs(app_env, cut_model):
+    from demo import build_demo
+
+    demo = build_demo()
+    fns = list(demo.fns.values()) if isinstance(demo.fns, dict) else list(demo.fns)
+    train = [f for f in fns if getattr(f, "concurrency_id", None) == "sincut-train"]
+    assert len(train) == 1 and train[0].concurrency_limit == 1
+    translate = [f for f in fns if getattr(f, "concurrency_id", None) == "translate"]
+    assert translate and translate[0].concurrency_limit == 2
+    config = demo.get_config_file()
+    labels = {c.get("props", {}).get("label") for c in config["components"]}
+    assert {"Model", "Photo", "Artwork", "Model (with PatchNCE heads)"} <= labels
+
+
+def test_app_module_builds_the_demo(app_env, cut_model, monkeypatch):
+    import importlib
+    import sys
+
+    sys.modules.pop("app", None)
+    app = importlib.import_module("app")
+    assert isinstance(app.demo, gr.Blocks)

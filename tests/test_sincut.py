@@ -1,0 +1,440 @@
+"""SinCUT: StyleGAN2 nets, R1 / identity terms, zoom-and-patch sampling, live trainer, export."""
+
+from __future__ import annotations
+
+import gc
+import queue
+import sys
+import weakref
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED, domain_a_image, domain_b_image
+from PIL import Image
+from torch import nn
+
+from cutcore.imageio import ImageLoadError
+from cutcore.nets.stylegan2 import (
+    StyleGAN2Discriminator,
+    StyleGAN2DiscriminatorConfig,
+    StyleGAN2Generator,
+    StyleGAN2GeneratorConfig,
+)
+from cutcore.sincut import SinCUTModel, ZoomPatchSampler, sincut_preset
+from cutcore.sincut.live import LiveTrainer, TrainEvent, translate
+from cutcore.sincut.model import identity_loss, r1_penalty
+
+MONET_ETRETAT = SHARED / "data" / "single_image" / "monet_etretat"
+
+
+def tiny_config(iters_per_epoch: int = 4, epochs: int = 1, epochs_decay: int = 1, crop: int = 16, batch: int = 4):
+    """The paper preset shrunk to milliseconds per step (same losses and layer indices)."""
+    cfg = sincut_preset("sincut")
+    cfg.model.generator = StyleGAN2GeneratorConfig(ngf=2)  # 16 / 32 channels
+    cfg.model.discriminator = StyleGAN2DiscriminatorConfig(ndf=2, size=crop)
+    cfg.model.head_dim = 32
+    cfg.data.crop_size = crop
+    t = cfg.train
+    t.batch_size, t.iters_per_epoch, t.epochs, t.epochs_decay = batch, iters_per_epoch, epochs, epochs_decay
+    return cfg
+
+
+def gradient_image(w: int, h: int) -> Image.Image:
+    """Pixel (x, y) = (x mod 256, y mod 256, 0): crops reveal where they came from."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return Image.fromarray(np.stack([xx % 256, yy % 256, np.zeros_like(xx)], -1).astype(np.uint8), "RGB")
+
+
+# --- networks ---------------------------------------------------------------------------------------
+
+
+def test_generator_shapes_and_paper_layers():
+    g = StyleGAN2Generator()  # ngf 10: 80 channels at full, 160 at half resolution
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        y, feats = g(x, [0, 2, 4])
+        assert y.shape == x.shape
+        assert [tuple(f.shape) for f in feats] == [(2, 3, 64, 64), (2, 160, 32, 32), (2, 160, 32, 32)]
+        assert torch.equal(feats[0], x)  # layer 0 is the identity: PatchNCE on raw pixels
+        assert g.layer_channels([1, 2, 5]) == [80, 160, 160]
+        assert len(g.encoder) == 6  # identity, 1x1 conv, down block, 3 residual blocks
+    assert g.size_multiple == 2
+    assert sum(p.numel() for p in g.parameters()) == 3_068_404  # the reference's count at ngf 10
+
+
+def test_encode_matches_forward_and_stops_after_the_deepest_layer():
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=4))
+    called = []
+    for i, layer in enumerate(g.encoder):
+        layer.register_forward_hook(lambda *_, i=i: called.append(i))
+    x = torch.randn(1, 3, 32, 48)  # not square
+    with torch.no_grad():
+        feats = g.encode(x, [4, 0, 2])
+        assert called == [0, 1, 2, 3, 4]
+        _, ref = g(x, [0, 2, 4])
+    assert [f.shape[1] for f in feats] == [ref[2].shape[1], 3, ref[1].shape[1]]  # order as requested
+    torch.testing.assert_close(feats[0], ref[2])
+    torch.testing.assert_close(feats[2], ref[1])
+    with torch.no_grad():
+        assert torch.is_tensor(g(x)) and g(x).shape == x.shape
+
+
+@pytest.mark.parametrize("n_down", [1, 2])
+def test_encode_window_is_exact(n_down):
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=2, n_downsampling=n_down, n_blocks=4))
+    x = torch.randn(1, 3, 32, 48)
+    rnd = np.random.default_rng(0)
+    with torch.no_grad():
+        full = g.encode(x, list(range(len(g.encoder))))
+        for _ in range(12):
+            layer = int(rnd.integers(len(g.encoder)))
+            h, w = full[layer].shape[-2:]
+            r0, c0 = int(rnd.integers(h)), int(rnd.integers(w))  # includes boxes on the border
+            rows, cols = (r0, min(h, r0 + int(rnd.integers(1, 4)))), (c0, min(w, c0 + int(rnd.integers(1, 4))))
+            torch.testing.assert_close(
+                g.encode_window(x, layer, rows, cols),
+                full[layer][:, :, rows[0] : rows[1], cols[0] : cols[1]],
+                rtol=1e-5,
+                atol=1e-5,
+            )
+    y0, y1, x0, x1 = StyleGAN2Generator().input_window(4, (10, 11), (0, 1), (64, 64))
+    assert (y0, y1, x0, x1) == (8, 34, 0, 14)  # layer 4 of the paper G: a 26-pixel receptive field
+
+
+@pytest.mark.parametrize("num_patches", [1, 48])
+def test_windowed_queries_give_the_full_encoders_loss_and_gradients(num_patches):
+    from cutcore.losses import patch_nce_loss
+
+    cfg = tiny_config(crop=32)
+    cfg.model.num_patches = num_patches  # 48: the windows would cover the crop, so the full path runs
+    torch.manual_seed(0)
+    model = SinCUTModel(cfg.model)
+    fake = model.G(torch.rand(4, 3, 32, 32) * 2 - 1)
+    keys = [f.detach() for f in model.G.encode(torch.rand(4, 3, 32, 32) * 2 - 1, [0, 2, 4])]
+    params = list(model.G.parameters()) + list(model.F.parameters())
+    loss = model.nce_loss(keys, fake, torch.Generator().manual_seed(3))
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    with torch.no_grad():
+        k, ids = model.F(keys, num_patches, generator=torch.Generator().manual_seed(3))
+    q, _ = model.F(model.G.encode(fake, [0, 2, 4]), num_patches, ids)
+    ref = torch.stack([patch_nce_loss(a, b, 4, cfg.model.nce).mean() for a, b in zip(q, k)]).mean() * 4.0
+    ref_grads = torch.autograd.grad(ref, params, allow_unused=True)
+    torch.testing.assert_close(loss, ref)
+    for a, b in zip(grads, ref_grads):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_discriminator_tiles_crops_and_checks_sizes():
+    torch.manual_seed(0)
+    d_tile = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=4, size=16, tile=True))
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        out = d_tile(x)
+        assert out.shape == (2 * 2 * 3, 1)
+        # Tile (row 1, column 2) of crop 1 is scored on its own.
+        torch.testing.assert_close(out[6 + 1 * 3 + 2], d_tile(x[1:, :, 16:32, 32:48])[0])
+    d = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=4, size=16))
+    with pytest.raises(ValueError, match="enable tiling"):
+        d(x)
+    with pytest.raises(ValueError, match="tiles"):
+        d_tile(torch.randn(1, 3, 24, 24))
+    assert StyleGAN2Discriminator().final_linear[0].weight.shape == (384, 384 * 16)  # ndf 8 at 64²
+
+
+def _copy_by_order(src: nn.Module, dst: nn.Module) -> None:
+    ps, pd = list(src.parameters()), list(dst.parameters())
+    assert [p.numel() for p in ps] == [p.numel() for p in pd]
+    with torch.no_grad():
+        for a, b in zip(ps, pd):
+            b.copy_(a.view_as(b))
+
+
+def test_networks_match_the_reference(reference_networks, monkeypatch):
+    sg = sys.modules["cut_reference_models.stylegan_networks"]
+    # The reference builds its all-ones style with `.cuda()`; keep it on the CPU.
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
+    from types import SimpleNamespace
+
+    opt = SimpleNamespace(
+        load_size=1024,
+        crop_size=64,
+        stylegan2_G_num_downsampling=1,
+        netG="stylegan2",
+        netD="stylegan2",
+        D_patch_size=None,
+    )
+    torch.manual_seed(0)
+    ref_g, ref_d = sg.StyleGAN2Generator(3, 3, 10, opt=opt), sg.StyleGAN2Discriminator(3, 8, opt=opt)
+    g, d = StyleGAN2Generator(), StyleGAN2Discriminator()
+    _copy_by_order(ref_g, g)
+    _copy_by_order(ref_d, d)
+    with torch.no_grad():
+        for noise in (ref_g.decoder.convs[3].noise, g.decoder[3].noise):
+            noise.weight.fill_(0.5)
+        x = torch.rand(2, 3, 64, 64) * 2 - 1
+        torch.manual_seed(1)
+        y_ref, f_ref = ref_g(x, [0, 2, 4])
+        torch.manual_seed(1)
+        y, f = g(x, [0, 2, 4])
+        torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+        for a, b in zip(f, f_ref):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(d(x), ref_d(x), rtol=1e-4, atol=1e-5)
+
+
+# --- loss terms ---------------------------------------------------------------------------------------
+
+
+def test_r1_penalty_hand_checked():
+    # D(x) = <w, x> per sample: grad_x = w, so R1 = 0.5 * lambda * |w|², whatever x is.
+    w = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    x = torch.randn(4, 3, requires_grad=True)
+    pen = r1_penalty(x @ w, x, weight=2.0)
+    assert pen.item() == pytest.approx(0.5 * 2.0 * 14.0)
+    (gw,) = torch.autograd.grad(pen, w)  # differentiable w.r.t. D's weights (create_graph)
+    torch.testing.assert_close(gw, 2.0 * w.detach())
+    # D(x) = sum(x²): grad = 2x; per-sample squared norms averaged over the batch.
+    x = torch.tensor([[1.0, 2.0], [0.0, 3.0]], requires_grad=True)
+    pen = r1_penalty((x**2).sum(1, keepdim=True), x, weight=1.0)
+    assert pen.item() == pytest.approx(0.5 * (4 * 5 + 4 * 9) / 2)
+
+
+def test_identity_loss_hand_checked():
+    real = torch.zeros(1, 3, 2, 2)
+    idt = torch.full((1, 3, 2, 2), 0.5)
+    idt[0, 0, 0, 0] = -1.5
+    assert identity_loss(idt, real, 1.0).item() == pytest.approx((11 * 0.5 + 1.5) / 12)
+    assert identity_loss(idt, real, 3.0).item() == pytest.approx(3 * (11 * 0.5 + 1.5) / 12)
+
+
+def test_train_step_losses_add_up_and_only_real_images_get_r1():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = SinCUTModel(cfg.model)
+    opts = model.make_optimizers(cfg.train)
+    seen = []
+    orig = model.D.forward
+    model.D.forward = lambda x: (seen.append(x.requires_grad), orig(x))[1]
+    a, b = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
+    logs = model.train_step(a, b, opts, torch.Generator().manual_seed(0))
+    assert set(logs) == {"D", "D_fake", "D_real", "D_R1", "G", "G_GAN", "NCE", "NCE_Y", "idt"}
+    assert logs["D"] == pytest.approx(0.5 * (logs["D_fake"] + logs["D_real"]) + logs["D_R1"], rel=1e-5)
+    assert logs["G"] == pytest.approx(logs["G_GAN"] + 0.5 * (logs["NCE"] + logs["NCE_Y"]) + logs["idt"], rel=1e-5)
+    # D sees: detached fake (no grad), real with grad for R1, fake with grad for G's GAN term.
+    assert seen == [False, True, True]
+    assert not b.requires_grad
+
+
+def test_lr_schedule_is_the_reference_per_epoch_linear_policy():
+    t = sincut_preset("sincut").train
+    assert t.total_iters == 100_000
+    assert t.lr_at(0) == t.lr_at(8 * 6250 - 1) == pytest.approx(0.002)
+    assert t.lr_at(8 * 6250) == pytest.approx(0.002 * 8 / 9)
+    assert t.lr_at(100_000 - 1) == pytest.approx(0.002 / 9)
+
+
+# --- zoom-and-patch sampling -----------------------------------------------------------------------------
+
+
+def test_zoom_and_patch_statistics():
+    img = gradient_image(300, 240)
+    s = ZoomPatchSampler(img, crop_size=32, batch_size=8, scale_min=1 / 3, seed=0)
+    zw, zh, flips = [], [], []
+    for _ in range(400):
+        p = s.plan()
+        w, h = p.size
+        zw.append(w / 300)
+        zh.append(h / 240)
+        flips += p.flips
+        assert all(0 <= x and x + 32 <= w and 0 <= y and y + 32 <= h for x, y in p.corners)
+        # Grid offsets are below one crop, so (x // crop, y // crop) is the cell: all distinct.
+        assert len({(x // 32, y // 32) for x, y in p.corners}) == min(8, (w // 32) * (h // 32))
+    zw, zh = np.array(zw), np.array(zh)
+    for z in (zw, zh):
+        assert z.min() >= 1 / 3 - 0.01 and z.max() <= 1.0
+        assert z.min() < 0.36 and z.max() > 0.97  # covers the range ...
+        assert abs(z.mean() - 2 / 3) < 0.03  # ... uniformly
+    assert abs(np.corrcoef(zw, zh)[0, 1]) < 0.15  # width and height factors are independent
+    assert 0.45 < np.mean(flips) < 0.55
+
+
+def test_zoom_and_patch_crops_are_cut_from_the_zoomed_image():
+    img = gradient_image(200, 120)
+    s = ZoomPatchSampler(img, crop_size=16, batch_size=6, scale_min=1.0, seed=3)  # no zoom: exact pixels
+    p = s.plan()
+    assert p.size == (200, 120)
+    p.flips = [False, True] * 3
+    batch = s.render(p)
+    assert batch.shape == (6, 3, 16, 16) and batch.dtype == torch.float32
+    assert batch.min() >= -1 and batch.max() <= 1
+    px = ((batch + 1) * 127.5).round().to(torch.int64)
+    for i, ((x, y), flip) in enumerate(zip(p.corners, p.flips)):
+        xs = torch.arange(x, x + 16).flip(0) if flip else torch.arange(x, x + 16)
+        assert torch.equal(px[i, 0, 0], xs % 256)
+        assert torch.equal(px[i, 1, :, 0], torch.arange(y, y + 16) % 256)
+
+
+def test_zoom_never_goes_below_the_crop_size():
+    s = ZoomPatchSampler(gradient_image(40, 36), crop_size=32, batch_size=4, scale_min=0.1, seed=0)
+    for _ in range(50):
+        w, h = s.plan().size
+        assert w >= 32 and h >= 32
+    assert s.sample().shape == (4, 3, 32, 32)
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    small = tmp_path / "tiny.png"
+    gradient_image(20, 50).save(small)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    good = tmp_path / "good.png"
+    domain_b_image(0, (64, 64)).save(good)
+    cfg = tiny_config(crop=32)
+    with pytest.raises(ImageLoadError, match="tiny.png.*20x50.*32x32"):
+        LiveTrainer(small, good, cfg)
+    with pytest.raises(ImageLoadError, match="broken.jpg"):
+        LiveTrainer(good, broken, cfg)
+    with pytest.raises(ImageLoadError, match="missing.png"):
+        LiveTrainer(tmp_path / "missing.png", good, cfg)
+    with pytest.raises(ValueError, match="crop_size"):
+        LiveTrainer(good, good, replace(cfg, data=replace(cfg.data, crop_size=24)))
+
+
+# --- live trainer -----------------------------------------------------------------------------------------
+
+
+def _drain(q: queue.Queue) -> list[TrainEvent]:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def test_live_trainer_start_stop_resume_export(tmp_path):
+    content, style = domain_a_image(0, (72, 56)), domain_b_image(1, (64, 64))
+    seen = []
+    trainer = LiveTrainer(
+        content,
+        style,
+        tiny_config(iters_per_epoch=6),
+        event_every=2,
+        preview_size=40,
+        on_event=lambda ev: seen.append(ev.kind),
+    )
+    assert trainer.total == 12
+    trainer.start()
+    first = trainer.events.get(timeout=30)
+    assert first.kind == "started" and first.iteration == 0
+    ev = trainer.events.get(timeout=30)
+    assert ev.kind == "progress" and ev.iteration == 2 and ev.total == 12
+    assert ev.its_per_sec > 0 and ev.eta_seconds == pytest.approx(10 / ev.its_per_sec)
+    assert {"D", "G", "NCE", "idt", "D_R1"} <= set(ev.losses)
+    assert ev.preview.size == (40, 32)  # the whole content image (72x56) at the preview size
+    trainer.stop(timeout=30)
+    assert not trainer.running
+    stopped_at = trainer.iteration
+    events = events_first_run = [ev] + _drain(trainer.events)
+    assert events[-1].kind == "stopped"
+    assert all(e.kind == "progress" for e in events[:-1])
+    assert 2 <= stopped_at < 12
+
+    out = trainer.export(tmp_path / "model")  # between runs
+    trainer.start()  # resume
+    assert trainer.wait(timeout=60)
+    events = _drain(trainer.events)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "started" and events[0].iteration == stopped_at
+    assert kinds[-1] == "finished" and set(kinds[1:-1]) == {"progress"}
+    assert events[-2].iteration == 12 and trainer.iteration == 12
+    first_run = ["started", "progress"] + [e.kind for e in events_first_run[1:]]
+    assert seen == first_run + kinds  # the callback sees exactly what the queue delivers
+
+    # The export reloads through the generic inference path and reproduces the trainer's G.
+    from cutcore.translate import load_model
+
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    final = trainer.export(tmp_path / "final")
+    loaded = load_model(final, "cpu")
+    x = torch.rand(1, 3, 24, 20) * 2 - 1
+    with torch.no_grad():
+        torch.manual_seed(5)
+        expected = trainer.model.G(x)
+        torch.manual_seed(5)
+        torch.testing.assert_close(loaded.generator(x), expected)
+    assert loaded.heads is not None and loaded.nce_layers == [0, 2, 4]
+    from cutcore.checkpoint import read_json
+    from cutcore.sincut import sincut_config_from_dict
+
+    assert sincut_config_from_dict(read_json(final / "config.json")) == trainer.cfg
+    trainer.start()  # already finished: reports it at once
+    assert trainer.wait(timeout=10)
+    assert [e.kind for e in _drain(trainer.events)] == ["started", "finished"]
+    trainer.close()
+
+
+def test_live_trainer_stops_within_an_iteration_and_frees_memory():
+    cfg = tiny_config(iters_per_epoch=10_000)
+    trainer = LiveTrainer(domain_a_image(2, (48, 48)), domain_b_image(3, (48, 48)), cfg, event_every=1, preview_size=32)
+    trainer.start()
+    assert trainer.events.get(timeout=30).kind == "started"
+    assert trainer.events.get(timeout=30).kind == "progress"
+    trainer.stop(timeout=30)
+    at = trainer.iteration
+    assert not trainer.running and at < 10  # stopped promptly, far from the 20,000 total
+    ref = weakref.ref(trainer.model)
+    trainer.close()
+    del trainer
+    gc.collect()
+    assert ref() is None  # no thread, queue or closure keeps the networks alive
+
+
+def test_a_short_run_moves_the_losses():
+    cfg = tiny_config(iters_per_epoch=20)
+    torch.manual_seed(0)
+    trainer = LiveTrainer(domain_a_image(4, (64, 64)), domain_b_image(5, (64, 64)), cfg, event_every=1, preview_size=32)
+    history: list[dict[str, float]] = []
+    trainer.on_event = lambda ev: history.append(ev.losses) if ev.kind == "progress" else None
+    trainer.start()
+    assert trainer.wait(timeout=120)
+    assert len(history) == 40
+    first = {k: np.mean([h[k] for h in history[:8]]) for k in history[0]}
+    last = {k: np.mean([h[k] for h in history[-8:]]) for k in history[0]}
+    assert last["NCE"] < 0.8 * first["NCE"]  # G learns to keep the content's patches apart
+    assert last["idt"] < first["idt"]
+    assert all(np.isfinite(v) for h in history for v in h.values())
+    trainer.close()
+
+
+def test_translate_keeps_the_resolution_whole_and_tiled():
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=2)).eval()
+    img = domain_a_image(0, (75, 53))  # odd sides
+    whole = translate(g, img)
+    tiled = translate(g, img, tile=32, overlap=8)
+    assert whole.size == tiled.size == (75, 53)
+    # Noise weights are 0 at init: tiling only changes pixels near seams (zero padding inside tiles).
+    diff = np.abs(np.asarray(whole, np.int16) - np.asarray(tiled, np.int16))
+    assert np.median(diff) <= 2
+
+
+# --- the real pair (skipped without ../shared) --------------------------------------------------------------
+
+
+@pytest.mark.skipif(not MONET_ETRETAT.is_dir(), reason=f"shared data not present at {MONET_ETRETAT}")
+def test_monet_etretat_batches_at_the_paper_settings():
+    cfg = sincut_preset("sincut")
+    trainer = LiveTrainer(
+        MONET_ETRETAT / "etretat_photo.jpg", MONET_ETRETAT / "monet_painting.jpg", cfg, preview_size=64
+    )
+    a, b = (s.sample() for s in trainer.samplers)
+    assert a.shape == b.shape == (16, 3, 64, 64)
+    assert trainer.preview().size == (64, 48)
+    assert trainer.content.size == (1024, 768)
+    trainer.close()
