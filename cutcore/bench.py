@@ -53,10 +53,30 @@ def _timed(fn, iters: int, device) -> tuple[float, float]:
     return statistics.median(times), counter.get_total_flops() / 1e9
 
 
+def _ours_sincut(spec: dict):
+    """SinCUT at its preset's own crop size and batch (the paper: 16 crops of 64²), channels-last as trained live."""
+    import torch
+
+    from .sincut import SinCUTModel, sincut_preset
+
+    cfg = sincut_preset(spec["preset"])
+    device = torch.device(spec["device"])
+    model = SinCUTModel(cfg.model).to(device).to(memory_format=torch.channels_last)
+    opts = model.make_optimizers(cfg.train)
+    shape = (cfg.train.batch_size, 3, cfg.data.crop_size, cfg.data.crop_size)
+    a, b = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
+    spec["size"] = cfg.data.crop_size
+    counter = iter(range(10**9))
+    return lambda: model.train_step(a, b, opts, torch.Generator().manual_seed(next(counter))), device
+
+
 def _ours_train(spec: dict):
     import torch
 
     from .config import preset
+
+    if spec["preset"].startswith("sincut"):
+        return _ours_sincut(spec)
     from .models import build_model
 
     cfg = preset(spec["preset"])
@@ -109,9 +129,15 @@ def _reference_train(spec: dict):
     ref = spec["reference"]
     sys.path.insert(0, ref)
     os.chdir(ref)
-    model_name = "cycle_gan" if spec["preset"] == "cyclegan" else "cut"
+    sincut = spec["preset"].startswith("sincut")
+    if sincut:  # the reference's SinCUT calls .cuda() unconditionally: make it a no-op on CPU
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        torch.nn.Module.cuda = lambda self, *a, **k: self
+    model_name = "sincut" if sincut else "cycle_gan" if spec["preset"] == "cyclegan" else "cut"
     argv = ["--dataroot", ref, "--name", "bench", "--checkpoints_dir", "/tmp/cutcore_bench_ref", "--gpu_ids", "-1",
-            "--model", model_name, "--load_size", str(spec["size"]), "--crop_size", str(spec["size"])]
+            "--model", model_name]
+    if not sincut:
+        argv += ["--load_size", str(spec["size"]), "--crop_size", str(spec["size"])]
     if model_name == "cut":
         argv += ["--CUT_mode", "FastCUT" if spec["preset"].startswith("fastcut") else "CUT"]
     sys.argv = ["train.py"] + argv
@@ -120,7 +146,9 @@ def _reference_train(spec: dict):
 
     opt = TrainOptions().parse()
     model = create_model(opt)
-    a, b = (torch.randn(1, 3, spec["size"], spec["size"]) for _ in range(2))
+    shape = (opt.batch_size, 3, opt.crop_size, opt.crop_size)
+    spec["size"] = opt.crop_size
+    a, b = (torch.randn(shape) for _ in range(2))
     data = {"A": a, "B": b, "A_paths": ["a"], "B_paths": ["b"]}
     model.data_dependent_initialize(data)
     model.setup(opt)

@@ -127,7 +127,7 @@ def translate_tiled(
     """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases."""
     if overlap * 2 >= tile:
         raise ValueError(f"overlap {overlap} must be less than half the tile size {tile}")
-    device = next(generator.parameters()).device
+    device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     src = np.asarray(img, dtype=np.uint8)
     h, w = src.shape[:2]
     acc = np.zeros((h, w, 3), dtype=np.float32)
@@ -166,7 +166,7 @@ def translate_with(
     """Translate a PIL image with a bare generator; tiled when `tile` is given and the image is larger."""
     if tile and max(img.size) > tile:
         return translate_tiled(generator, img, tile, overlap, multiple, progress)
-    device = next(generator.parameters()).device
+    device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     out = run_generator(generator, to_tensor(img)[None].to(device), multiple)
     if progress:
         progress(1, 1)
