@@ -33,14 +33,19 @@ def _peak_mib(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(fn, iters: int, device) -> tuple[float, float]:
-    """(median seconds per call after one warm-up, GFLOP of one call)."""
+def _timed(fn, iters: int, device) -> tuple[float, float | None]:
+    """(median seconds per call after one warm-up, GFLOP of one call when countable)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     fn()
-    with FlopCounterMode(display=False) as counter:
-        fn()
+    gflop = None
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        gflop = counter.get_total_flops() / 1e9
+    except RuntimeError:  # the flop counter cannot follow double backward (SinCUT's R1 penalty)
+        pass
     times = []
     for _ in range(iters):
         if device.type == "cuda":
@@ -50,7 +55,7 @@ def _timed(fn, iters: int, device) -> tuple[float, float]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t)
-    return statistics.median(times), counter.get_total_flops() / 1e9
+    return statistics.median(times), gflop
 
 
 def _ours_sincut(spec: dict):
@@ -193,7 +198,7 @@ def _worker(spec: dict) -> dict:
     run, device = _BUILDERS[(spec["impl"], spec["kind"])](spec)
     sec, gflop = _timed(run, spec["iters"], device)
     return {**{k: v for k, v in spec.items() if k != "reference"}, "sec_per_iter": sec, "peak_mem_mib": _peak_mib(device),
-            "gflop_per_iter": gflop, "gflops": gflop / sec if sec > 0 else 0.0}
+            "gflop_per_iter": gflop, "gflops": gflop / sec if gflop is not None and sec > 0 else None}
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -236,8 +241,9 @@ def markdown(rows: list[dict], peak: float | None) -> str:
         ratio = ""
         if base and r["impl"] == "ours":
             ratio = f"{r['sec_per_iter'] / base['sec_per_iter']:.2f}× time, {r['peak_mem_mib'] / base['peak_mem_mib']:.2f}× mem"
+        gflops = "—" if r["gflops"] is None else f"{r['gflops']:.0f}"
         lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {r['device']} | {r['precision']} | "
-                     f"{r['sec_per_iter']:.3f} s | {r['peak_mem_mib'] / 1024:.2f} GiB | {r['gflops']:.0f} | {ratio} |")
+                     f"{r['sec_per_iter']:.3f} s | {r['peak_mem_mib'] / 1024:.2f} GiB | {gflops} | {ratio} |")
     if peak:
         lines.append(f"\nfp32 GEMM ceiling of this device: {peak:.0f} GFLOP/s (2048² matmul).")
     return "\n".join(lines)

@@ -60,6 +60,14 @@ def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, batch_size: int, cfg:
     raise ValueError(f"unknown PatchNCE loss {cfg.loss!r}; use 'ce' or 'focal'")
 
 
+def layered_patch_nce(
+    queries: list[torch.Tensor], keys: list[torch.Tensor], batch_size: int, cfg: NCEConfig, weight: float
+) -> torch.Tensor:
+    """CUT's L_PatchNCE: the mean over encoder layers of the mean per-query loss, times `weight`."""
+    losses = [patch_nce_loss(q, k, batch_size, cfg).mean() for q, k in zip(queries, keys)]
+    return torch.stack(losses).mean() * weight
+
+
 GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig, TrainConfig
-from ..losses import gan_loss, patch_nce_loss
+from ..losses import gan_loss, layered_patch_nce
 from ..nets import PatchGANDiscriminator, PatchProjector, ResnetGenerator
 from .common import GradSync, adam, autocast, frozen, init_weights, step
 
@@ -43,11 +43,10 @@ class CUTModel(nn.Module):
     def nce_loss(self, feat_k: list[torch.Tensor], feat_q: list[torch.Tensor], rng: torch.Generator) -> torch.Tensor:
         """Mean over layers of lambda_NCE * PatchNCE(query patches of the output, key patches of the input)."""
         c = self.cfg
-        keys, ids = self.F(feat_k, c.num_patches, generator=rng)
+        with torch.no_grad():  # PatchNCE detaches the keys: no graph needed for them
+            keys, ids = self.F(feat_k, c.num_patches, generator=rng)
         queries, _ = self.F(feat_q, c.num_patches, ids)
-        batch = feat_q[0].shape[0]
-        losses = [patch_nce_loss(q, k, batch, c.nce).mean() for q, k in zip(queries, keys)]
-        return torch.stack(losses).mean() * c.lambda_nce
+        return layered_patch_nce(queries, keys, feat_q[0].shape[0], c.nce, c.lambda_nce)
 
     def train_step(
         self,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import gan_loss, patch_nce_loss
+from ..losses import gan_loss, layered_patch_nce
 from ..models.common import adam, frozen, init_weights, step
 from ..nets.heads import PatchProjector
 from ..nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
@@ -85,9 +85,7 @@ class SinCUTModel(nn.Module):
                 queries.append(self.F.project(i, vec.reshape(-1, vec.shape[-1])))
         else:
             queries, _ = self.F(self.G.encode(images, c.nce_layers), c.num_patches, ids)
-        batch = images.shape[0]
-        losses = [patch_nce_loss(q, k, batch, c.nce).mean() for q, k in zip(queries, keys)]
-        return torch.stack(losses).mean() * c.lambda_nce
+        return layered_patch_nce(queries, keys, images.shape[0], c.nce, c.lambda_nce)
 
     def train_step(
         self,
