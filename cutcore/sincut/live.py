@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Literal, Self
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..checkpoint import module_state, save_tensors, write_json
@@ -53,22 +52,11 @@ class TrainEvent:
 # Inference
 
 
-@torch.no_grad()
 def translate(generator: StyleGAN2Generator, image: Image.Image, tile: int = 1024, overlap: int = 64) -> Image.Image:
     """G(image) at the image's own resolution; images larger than `tile` run in blended tiles."""
-    if max(image.size) > tile:
-        from ..translate import (
-            translate_tiled,  # the shared tiler (raised-cosine seam blending)
-        )
+    from ..translate import translate_with  # the shared padding and tiling path of every generator
 
-        return translate_tiled(generator, image, tile, overlap, generator.size_multiple)
-    device = next(generator.parameters()).device
-    x = to_tensor(image)[None].to(device)
-    h, w = x.shape[-2:]
-    m = generator.size_multiple
-    # Replicate-pad to the size multiple (at most m-1 pixels), then crop back.
-    x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
-    return to_pil(generator(x)[0, :, :h, :w])
+    return translate_with(generator, image, tile, overlap, generator.size_multiple)
 
 
 def sincut_config_from_dict(config: dict) -> SinCUTConfig:
