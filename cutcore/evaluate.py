@@ -352,6 +352,28 @@ class PeriodicEvaluator:
         return values
 
 
+def training_size(config: dict) -> int:
+    """The scale a model was trained at (its load size): translating at another scale changes what it sees."""
+    return int(config.get("data", {}).get("load_size") or 256)
+
+
+def write_evaluation(
+    out: str | os.PathLike, model: LoadedModel, pairs: Sequence[Pair], values: dict[str, float], info: dict,
+    markdown: str, tile: int | None = None,
+) -> None:
+    """metrics.json ({"metrics": values, preset, model, n_images, **info}), metrics.md and a samples.png grid."""
+    out = Path(out)
+    direction, size = info.get("direction", "AtoB"), info.get("size")
+    write_json(out / "metrics.json", {"metrics": values, "preset": model.config.get("preset", "?"),
+                                      "model": str(model.path), "n_images": len(pairs), **info})
+    write_bytes(out / "metrics.md", (markdown + "\n").encode())
+    oriented = model_pairs(model, pairs[:GRID_PAIRS], direction)
+    triples = translate_pairs(model.generator, oriented, size, tile, model.size_multiple, progress=False)
+    buf = io.BytesIO()
+    preview_grid(list(triples)).save(buf, format="png")
+    write_bytes(out / "samples.png", buf.getvalue())
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 
@@ -375,9 +397,10 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object {metric: value} instead of a table")
     p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
     p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
-    p.add_argument("--size", type=int, default=256,
-                   help="resize inputs and targets to size² before translating (CUT's test protocol); 0 keeps "
-                        f"their size. Accuracy and RMSE are always compared at {PAIRED_SIZE}² (GcGAN)")
+    p.add_argument("--size", type=int,
+                   help="resize inputs and targets to size² before translating (CUT's test protocol; default: the "
+                        "model's training load size, else 256); 0 keeps their size. Accuracy and RMSE are always "
+                        f"compared at {PAIRED_SIZE}² (GcGAN)")
     p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
     p.add_argument("--device", default="auto")
@@ -389,7 +412,7 @@ def add_parser(sub) -> None:
 def _run(args) -> int:
     from .metrics import FIDWeightsUnavailable
 
-    if args.size < 0:
+    if args.size is not None and args.size < 0:
         raise ValueError(f"--size must be 0 or positive, got {args.size}")
     split = read_split(args.split) if args.split else None
     pairs = select_pairs(args.data, args.phase, split, args.max_images)
@@ -400,23 +423,15 @@ def _run(args) -> int:
     except FIDWeightsUnavailable as e:  # a RuntimeError: the CLI's generic handler would print a traceback
         print(f"error: {e}\nOn the command line: --fid-weights PATH.", file=sys.stderr)
         return 2
-    size = args.size or None
+    size = training_size(model.config) if args.size is None else args.size or None
     values = evaluate_model(model, pairs, metrics, direction=args.direction, size=size, tile=args.tile,
                             fid_extractor=fid_extractor)
-    preset = model.config.get("preset", "?")
     scope = args.phase + (f", split {args.split.name}" if args.split else "")
-    markdown = f"{preset} · {model.path} · {len(pairs)} pairs of {args.data} ({scope})\n\n{metrics_table(values)}"
+    markdown = f"{model.config.get('preset', '?')} · {model.path} · {len(pairs)} pairs of {args.data} ({scope})\n\n"
+    markdown += metrics_table(values)
     if args.out:
-        info = {"preset": preset, "model": str(model.path), "data": str(args.data), "phase": args.phase,
-                "split": str(args.split) if args.split else None, "direction": args.direction, "size": size,
-                "n_images": len(pairs)}
-        write_json(args.out / "metrics.json", {"metrics": values, **info})
-        write_bytes(args.out / "metrics.md", (markdown + "\n").encode())
-        oriented = model_pairs(model, pairs[:GRID_PAIRS], args.direction)
-        triples = translate_pairs(model.generator, oriented, size, args.tile, model.size_multiple, progress=False)
-        grid = preview_grid(list(triples))
-        buf = io.BytesIO()
-        grid.save(buf, format="png")
-        write_bytes(args.out / "samples.png", buf.getvalue())
+        info = {"data": str(args.data), "phase": args.phase, "split": str(args.split) if args.split else None,
+                "direction": args.direction, "size": size}
+        write_evaluation(args.out, model, pairs, values, info, markdown, tile=args.tile)
     print(json.dumps(values) if args.json else markdown)
     return 0

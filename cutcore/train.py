@@ -118,7 +118,7 @@ class Trainer:
         return PeriodicEvaluator(
             t.eval_data or self.cfg.data.root, "train" if t.eval_split else "test",
             read_split(t.eval_split) if t.eval_split else None, t.eval_metrics, self.out, t.eval_max_images,
-            direction=self.cfg.data.direction, device=self.device,
+            size=self.cfg.data.load_size, direction=self.cfg.data.direction, device=self.device,
         )
 
     # --- checkpoints -------------------------------------------------------------------

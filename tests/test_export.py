@@ -1,0 +1,125 @@
+"""`cutcore.export`: a training run becomes a model folder that translates like the run's generator,
+with a model card whose numbers are the evaluation's, and the evaluation scale is the training scale."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from cutcore.checkpoint import load_tensors, split_state
+from cutcore.cli import main
+from cutcore.export import export_run, most_common_colour_baseline, read_log, training_seconds
+from cutcore.nets import ResnetGenerator
+from cutcore.train import Trainer, checkpoint_dirs
+from cutcore.translate import load_model
+
+from conftest import domain_a_image, domain_b_image, tiny_run_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def paired(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("paired") / "data"
+    for d in "AB":
+        (root / f"train{d}").mkdir(parents=True)
+    for i in range(5):
+        domain_a_image(i, (48, 48)).save(root / "trainA" / f"{i}.png")
+        domain_b_image(i, (48, 48)).save(root / "trainB" / f"{i}.png")
+    (root / "val.txt").write_text("3.png\n4.png\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(paired, tmp_path_factory) -> Path:
+    cfg = tiny_run_config("cut", paired, load=40, crop=32, max_steps=4)
+    cfg.data.exclude = ["3.png", "4.png"]
+    cfg.train.save_every = 2
+    out = tmp_path_factory.mktemp("run") / "cut"
+    Trainer(cfg, out).fit()
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run, paired, tmp_path_factory) -> Path:
+    return export_run(run, tmp_path_factory.mktemp("weights") / "tiny-cut", eval_data=str(paired),
+                      eval_split=paired / "val.txt", eval_metrics="accuracy,rmse")
+
+
+def test_only_generator_and_heads_ship_in_fp16(exported):
+    with safe_open(str(exported / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())  # noqa: SIM118 - safe_open is no dict
+        assert {k.split(".")[0] for k in keys} == {"G", "F"}
+        assert {f.get_tensor(k).dtype for k in keys} == {torch.float16}
+
+
+def test_exported_model_translates_like_the_checkpoint(run, exported):
+    ckpt = checkpoint_dirs(run)[-1]
+    reference = ResnetGenerator(load_model(exported, "cpu").generator.cfg)
+    reference.load_state_dict(split_state(load_tensors(ckpt / "model.safetensors"), "G"))
+    x = torch.rand(1, 3, 40, 40) * 2 - 1
+    with torch.no_grad():
+        want = reference.eval()(x)
+        got = load_model(exported, "cpu").generator(x)
+    assert (got - want).abs().max() < 2e-2  # fp16 weights, fp32 maths
+    assert load_model(exported, "cpu").heads is not None
+
+
+def test_config_records_training_and_evaluation_runs_at_the_training_scale(exported):
+    config = json.loads((exported / "config.json").read_text())
+    assert config["name"] == "tiny-cut" and config["source"] == "ours"
+    assert config["training"]["steps"] == 4 and config["training"]["images"] == 4
+    assert config["training"]["seconds"] > 0
+    evaluation = json.loads((exported / "metrics.json").read_text())
+    assert evaluation["size"] == 40 and evaluation["n_images"] == 2
+    assert set(evaluation["metrics"]) == {"accuracy", "rmse"}
+    assert 0 <= evaluation["baseline"]["accuracy"] <= 1
+
+
+def test_model_card_quotes_the_evaluation(exported):
+    card = (exported / "README.md").read_text()
+    values = json.loads((exported / "metrics.json").read_text())["metrics"]
+    assert card.startswith("---\nlibrary_name: cutcore")
+    assert f"| this model | {100 * values['accuracy']:.1f}% | {values['rmse']:.2f} |" in card
+    assert "most common map colour" in card and "![samples](samples.png)" in card
+    assert "4 iterations × batch 1 = 4 images" in card
+    assert Image.open(exported / "samples.png").size[0] == 3 * 256
+    assert (exported / "losses.png").is_file()
+
+
+def test_earlier_step_and_missing_step(run, tmp_path, capsys):
+    out = export_run(run, tmp_path / "early", step=2)
+    assert json.loads((out / "config.json").read_text())["training"]["steps"] == 2
+    assert not (out / "metrics.json").exists() and "## Metrics" not in (out / "README.md").read_text()
+    assert main(["export", str(run), str(tmp_path / "x"), "--step", "3"]) == 2
+    assert "no checkpoint of step 3" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
+
+
+def test_read_log_keeps_the_latest_record_of_a_step_and_sums_time(tmp_path):
+    log = tmp_path / "log.jsonl"
+    lines = [{"step": 50, "sec_per_iter": 1.0}, {"step": 100, "sec_per_iter": 9.0},  # killed, resumed from 50
+             {"step": 100, "sec_per_iter": 2.0}, {"step": 150, "sec_per_iter": 3.0}]
+    log.write_text("\n".join(json.dumps(r) for r in lines) + '\n{"step": 20')  # a line cut short
+    records = read_log(log)
+    assert [r["step"] for r in records] == [50, 100, 150] and records[1]["sec_per_iter"] == 2.0
+    assert training_seconds(records, 100) == 50 * 1.0 + 50 * 2.0
+    assert training_seconds(records, 150) == 50 * 1.0 + 50 * 2.0 + 50 * 3.0
+
+
+def test_most_common_colour_baseline_by_hand():
+    a = np.zeros((256, 256, 3), np.uint8)
+    a[:, :192] = (200, 190, 180)  # 3/4 of this map
+    b = np.full((256, 256, 3), 10, np.uint8)  # its own colour covers more of b than C does...
+    b[:128] = (200, 190, 180)  # ...but over both maps C is the most common
+    values = most_common_colour_baseline([a, b])
+    assert values["accuracy"] == pytest.approx((0.75 + 0.5) / 2)
+    # RMSE per image: sqrt(sum over pixels and channels / pixels).
+    rmse_a = np.sqrt(0.25 * (200**2 + 190**2 + 180**2))
+    rmse_b = np.sqrt(0.5 * (190**2 + 180**2 + 170**2))
+    assert values["rmse"] == pytest.approx((rmse_a + rmse_b) / 2, rel=1e-6)
