@@ -89,6 +89,9 @@ def _add_translate(sub) -> None:
     p.add_argument("--output", required=True, help="output folder (PNG files)")
     p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended")
+    p.add_argument("--scale", type=float,
+                   help="resize inputs by this factor before translating, the result back (default: the model's "
+                        "inference scale from its config.json, else 1)")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_translate)
@@ -98,7 +101,7 @@ def _translate(args) -> int:
     from .translate import load_model, translate_path
 
     model = load_model(args.model, args.device, args.direction)
-    for path in translate_path(model, args.input, args.output, args.tile, args.overlap):
+    for path in translate_path(model, args.input, args.output, args.tile, args.overlap, args.scale):
         print(path)
     return 0
 

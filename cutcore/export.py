@@ -23,6 +23,7 @@ import torch
 
 from . import __version__
 from .checkpoint import load_tensors, read_json, save_tensors, write_bytes, write_json
+from .data import domain_sources
 from .metrics.paired import paired_metrics, resize_rgb
 from .train import checkpoint_dirs
 
@@ -97,6 +98,21 @@ def most_common_colour_baseline(targets: Sequence[np.ndarray]) -> dict[str, floa
     return paired_metrics([np.broadcast_to(colour, (256, 256, 3)).copy()] * len(maps), maps)
 
 
+def inference_scale(config: dict) -> float | None:
+    """load_size / side of the training images (when they share one): the resize new inputs need so
+    the model sees them at its training ground resolution. None when the data is not at hand."""
+    d = config.get("data", {})
+    try:
+        a, _ = domain_sources(d["root"], d.get("phase", "train"))
+        sides = {max(src.load().size) for src in a[:8]}
+    except (KeyError, OSError, ValueError):  # data moved or unreadable: the card just omits the scale
+        return None
+    side = sides.pop() if len(sides) == 1 else None
+    if not side or not d.get("load_size"):
+        return None
+    return d["load_size"] / side
+
+
 def export_weights(ckpt: Path, out: Path, precision: str = "fp16") -> list[str]:
     tensors = load_tensors(ckpt / "model.safetensors")
     dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -131,6 +147,9 @@ def model_card(out: Path, config: dict) -> str:
              f"= {t.get('images')} images; LR {config.get('train', {}).get('lr')}, constant for "
              f"{config.get('train', {}).get('epochs')} epochs, then linear decay over "
              f"{config.get('train', {}).get('epochs_decay')}",
+             *([f"- Inputs are resized by {config['inference']['scale']:g} before translation (the training "
+                "scale) and the map back to the input's size; `translate` and the app do this by themselves"]
+               if config.get("inference", {}).get("scale") else []),
              f"- Training time: {t.get('seconds', 0) / 3600:.2f} h on {t.get('hardware', 'CPU')} (sum of the logged "
              "iteration times; evaluations and restarts not counted)", ""]
     values = evaluation.get("metrics", {})
@@ -193,6 +212,9 @@ def export_run(
         "steps": done, "images": done * config["train"]["batch_size"],
         "seconds": round(training_seconds(records, done), 1), "hardware": hardware, "precision": precision,
     })
+    scale = inference_scale(config)
+    if scale and scale != 1:
+        config["inference"] = {"scale": scale}
     write_json(out / "config.json", config)
     if records:
         plot_losses(records, out / "losses.png")

@@ -39,6 +39,12 @@ class LoadedModel:
     def size_multiple(self) -> int:
         return getattr(self.generator, "size_multiple", 4)
 
+    @property
+    def input_scale(self) -> float:
+        """Resize factor that brings an input to the ground resolution the model was trained at
+        (e.g. 0.25 for 512² satellite tiles trained at 128²); 1 when the config does not say."""
+        return float(self.config.get("inference", {}).get("scale", 1.0))
+
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
     """A model folder (model.safetensors + config.json), a checkpoint, or a run folder (newest checkpoint)."""
@@ -174,13 +180,23 @@ def translate_with(
 
 
 def translate_image(
-    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None
+    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None,
+    scale: float | None = None,
 ) -> Image.Image:
-    return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress)
+    """Translate at the model's working scale (`scale`, default `model.input_scale`); the result has `img`'s size."""
+    scale = model.input_scale if scale is None else scale
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if scale == 1:
+        return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress)
+    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+    out = translate_with(model.generator, small, tile, overlap, model.size_multiple, progress)
+    return out.resize(img.size, Image.BICUBIC)
 
 
 def translate_path(
-    model: LoadedModel, inp: str | os.PathLike, out_dir: str | os.PathLike, tile: int | None = None, overlap: int = 64
+    model: LoadedModel, inp: str | os.PathLike, out_dir: str | os.PathLike, tile: int | None = None, overlap: int = 64,
+    scale: float | None = None,
 ) -> list[Path]:
     """Translate a file or every image in a folder into `out_dir` as PNG; returns the written paths."""
     inp, out_dir = Path(inp), Path(out_dir)
@@ -193,6 +209,6 @@ def translate_path(
         # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
         dest = out_dir / r.parent / f"{r.stem if stems.count(stem) == 1 else r.name}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        translate_image(model, load_rgb(f), tile, overlap).save(dest)
+        translate_image(model, load_rgb(f), tile, overlap, scale=scale).save(dest)
         written.append(dest)
     return written

@@ -24,6 +24,11 @@ def max_side() -> int:
     return int(os.environ.get("CUTCORE_DEMO_CORR_SIDE", DEFAULT_MAX_SIDE))
 
 
+def analysis_side(model, image) -> int:
+    """At most max_side(), and no larger than the model's training scale makes the image."""
+    return max(16, min(max_side(), round(max(image.size) * model.input_scale)))
+
+
 def display_scale(image) -> int:
     return max(1, -(-384 // max(image.size)))
 
@@ -36,7 +41,7 @@ def analyse(model_key: str | None, file) -> tuple:
     model = models.load(model_key)
     if model.heads is None:
         raise UserError("This model has no PatchNCE heads (CycleGAN models have none); choose another one.")
-    image = prepare_image(upload.image, max_side())
+    image = prepare_image(upload.image, analysis_side(model, upload.image))
     emb = embeddings(model, image)
     s = display_scale(image)
     view = emb.output.resize((image.width * s, image.height * s)) if s > 1 else emb.output
@@ -49,7 +54,8 @@ def on_click(state: dict | None, x: float, y: float) -> tuple:
     if not state:
         raise UserError("Press “Translate” first, then click on the translation.")
     model = models.load(state["key"])
-    image = prepare_image(open_upload(state["file"]).image, max_side())
+    original = open_upload(state["file"]).image
+    image = prepare_image(original, analysis_side(model, original))
     s = state.get("scale", 1)
     px = min(max(int(x / s), 0), image.width - 1)
     py = min(max(int(y / s), 0), image.height - 1)

@@ -32,7 +32,7 @@ DEFAULT_HUB_REPO = "cutcore/sat2map"
 KEY_METRICS = ("accuracy", "rmse", "swd", "fid")
 METRIC_LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
 # The satellite → map methods the project trains (cutcore.config.PRESETS); used to say what is missing.
-EXPECTED_PRESETS = ("cut", "fastcut", "cut-focal", "put", "cyclegan")
+EXPECTED_PRESETS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
 
 
 def weights_dir() -> Path:

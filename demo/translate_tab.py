@@ -76,7 +76,7 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     model = models.load(model_key)
     img = upload.image
     tile = tile_size()
-    tiled = max(img.size) > tile
+    tiled = max(img.size) * model.input_scale > tile  # the size the generator will see
     start = time.perf_counter()
     out = translate_image(
         model, img, tile=tile if tiled else None, overlap=min(64, tile // 4), progress=progress)
@@ -85,6 +85,8 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     png = output_dir() / f"{stem}_{entry_name}.png"
     out.save(png, compress_level=1 if img.width * img.height > 4_000_000 else 6)
     how = f"in {tile}px tiles" if tiled else "in one pass"
+    if model.input_scale != 1:
+        how += f" at ×{model.input_scale:g} (the scale the model was trained at)"
     info = f"{upload.summary} → translated {how} in {seconds:.1f} s with `{entry_name}`."
     return TranslateResult(view(img), view(out), png, info, out)
 

@@ -123,3 +123,19 @@ def test_most_common_colour_baseline_by_hand():
     rmse_a = np.sqrt(0.25 * (200**2 + 190**2 + 180**2))
     rmse_b = np.sqrt(0.5 * (190**2 + 180**2 + 170**2))
     assert values["rmse"] == pytest.approx((rmse_a + rmse_b) / 2, rel=1e-6)
+
+
+def test_translation_happens_at_the_training_scale(exported):
+    """Trained on 48 px images resized to 40: new inputs are resized by 40/48, the result back."""
+    from cutcore.translate import translate_image, translate_with
+
+    model = load_model(exported, "cpu")
+    assert json.loads((exported / "config.json").read_text())["inference"]["scale"] == pytest.approx(40 / 48)
+    img = domain_a_image(7, (96, 96))
+    out = translate_image(model, img)
+    want = translate_with(model.generator, img.resize((80, 80), Image.BICUBIC)).resize((96, 96), Image.BICUBIC)
+    assert out.size == (96, 96) and np.array_equal(np.asarray(out), np.asarray(want))
+    native = translate_image(model, img, scale=1)
+    assert native.size == (96, 96) and not np.array_equal(np.asarray(native), np.asarray(out))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        translate_image(model, img, scale=0)
