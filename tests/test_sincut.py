@@ -438,3 +438,40 @@ def test_monet_etretat_batches_at_the_paper_settings():
     assert trainer.preview().size == (64, 48)
     assert trainer.content.size == (1024, 768)
     trainer.close()
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path):
+    from cutcore.cli import main
+    from cutcore.translate import load_model, translate_image
+
+    data = tmp_path / "pair"
+    for domain, make in (("A", domain_a_image), ("B", domain_b_image)):
+        (data / f"train{domain}").mkdir(parents=True)
+        make(domain == "B", (80, 64)).save(data / f"train{domain}" / "img.png")
+    out = tmp_path / "run"
+    assert main(["sincut", "--data", str(data), "--out", str(out), "--iters", "3", "--preview-every", "2",
+                 "--preview-size", "0"]) == 0
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["iter_00002.png", "iter_00003.png"]
+    assert Image.open(out / "previews" / "iter_00003.png").size == (80, 64)
+    logged = [line for line in (out / "losses.jsonl").read_text().splitlines() if line]
+    assert len(logged) == 2 and "NCE" in logged[-1]
+    model = load_model(out, "cpu")
+    assert model.heads is not None
+    reloaded = np.asarray(translate_image(model, domain_a_image(0, (80, 64))), dtype=np.int16)
+    # Same weights; the trainer runs channels_last, so a rounding step may differ.
+    assert np.abs(reloaded - np.asarray(Image.open(out / "translation.png"))).max() <= 2
+
+
+def test_sincut_command_refuses_a_folder_without_exactly_one_image_per_domain(tmp_path, capsys):
+    from cutcore.cli import main
+
+    for domain in "AB":
+        (tmp_path / f"train{domain}").mkdir()
+    domain_a_image(0).save(tmp_path / "trainA" / "a.png")
+    domain_a_image(1).save(tmp_path / "trainA" / "b.png")
+    assert main(["sincut", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "exactly one image" in capsys.readouterr().err
+    assert main(["sincut", "--out", str(tmp_path / "run")]) == 2

@@ -104,11 +104,15 @@ class LiveTrainer:
         on_event: Callable[[TrainEvent], None] | None = None,
         device: str | torch.device = "cpu",
         channels_last: bool = True,
+        max_iters: int | None = None,
     ):
         cfg = sincut_preset(config) if isinstance(config, str) else config
         cfg.validate()
         if event_every < 1:
             raise ValueError(f"event_every must be >= 1, got {event_every}")
+        if max_iters is not None and max_iters < 1:
+            raise ValueError(f"max_iters must be >= 1, got {max_iters}")
+        self.max_iters = max_iters  # stop early; the LR schedule stays the preset's
         self.cfg, self.event_every, self.on_event = cfg, event_every, on_event
         self.device = torch.device(device)
         content_img, content_name = open_image(content)
@@ -137,7 +141,7 @@ class LiveTrainer:
 
     @property
     def total(self) -> int:
-        return self.cfg.train.total_iters
+        return min(self.cfg.train.total_iters, self.max_iters or self.cfg.train.total_iters)
 
     @property
     def running(self) -> bool:
