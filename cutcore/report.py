@@ -28,6 +28,10 @@ class MethodRow:
     method: str
     values: dict[str, float] = field(default_factory=dict)  # metric names and BENCH keys
     curve: list[dict] = field(default_factory=list)  # the run's metrics.jsonl records
+    baseline: dict[str, float] = field(default_factory=dict)  # most-common-colour scores on the same pairs
+
+
+BASELINE = "every pixel the most common colour"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Report:
     markdown: str
     rows: list[MethodRow]
     notes: list[str]
+    baseline: dict[str, float] = field(default_factory=dict)
 
 
 def _load_json(path: Path, notes: list[str]) -> Any:
@@ -82,7 +87,9 @@ def read_run(folder: str | os.PathLike, notes: list[str]) -> MethodRow | None:
         notes.append(f"{folder}: no metrics.json (write one: evaluate --model {folder} --data ... --out {folder})")
     metrics = doc.get("metrics", doc)  # evaluate --out nests them; a flat {metric: value} file works too
     values = _numbers(metrics, METRICS) if isinstance(metrics, dict) else {}
-    return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes))
+    baseline = doc.get("baseline")  # written by `export --eval-data`
+    baseline = _numbers(baseline, METRICS) if isinstance(baseline, dict) else {}
+    return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes), baseline)
 
 
 def read_bench(path: str | os.PathLike, notes: list[str]) -> tuple[dict[str, dict], str]:
@@ -124,12 +131,25 @@ def _cell(key: str, value: float | None) -> str:
     return format_metric(key, value)
 
 
-def markdown_table(rows: Sequence[MethodRow]) -> str:
+def markdown_table(rows: Sequence[MethodRow], baseline: dict[str, float] | None = None) -> str:
     keys = [*METRICS, *BENCH]
     header = ["method", *(LABELS[m] for m in METRICS), *BENCH.values()]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(keys)]
     lines += ["| " + " | ".join([r.method, *(_cell(k, r.values.get(k)) for k in keys)]) + " |" for r in rows]
+    if baseline:
+        lines.append("| " + " | ".join([f"*{BASELINE}*", *(_cell(k, baseline.get(k)) for k in keys)]) + " |")
     return "\n".join(lines)
+
+
+def common_baseline(rows: Sequence[MethodRow], notes: list[str]) -> dict[str, float]:
+    """The runs' baseline scores when they agree (same evaluation pairs); otherwise none, with a note."""
+    seen = [r.baseline for r in rows if r.baseline]
+    if not seen:
+        return {}
+    if any(b.keys() != seen[0].keys() or any(abs(b[k] - seen[0][k]) > 1e-9 for k in b) for b in seen):
+        notes.append("the runs were evaluated on different pairs (their baselines differ); no baseline row")
+        return {}
+    return seen[0]
 
 
 def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike | None = None) -> Report:
@@ -150,12 +170,13 @@ def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike
         by_preset, footnote = read_bench(bench, notes)
         for preset, entry in by_preset.items():
             rows.setdefault(preset, MethodRow(preset)).values.update(_numbers(entry, list(BENCH)))
-    markdown = markdown_table(list(rows.values())) + (f"\n\n{footnote}" if footnote else "")
-    return Report(markdown, list(rows.values()), notes)
+    baseline = common_baseline(list(rows.values()), notes)
+    markdown = markdown_table(list(rows.values()), baseline) + (f"\n\n{footnote}" if footnote else "")
+    return Report(markdown, list(rows.values()), notes, baseline)
 
 
-def plot_bars(rows: Sequence[MethodRow], path: str | os.PathLike) -> None:
-    """One bar chart per column that has any value, methods side by side."""
+def plot_bars(rows: Sequence[MethodRow], path: str | os.PathLike, baseline: dict[str, float] | None = None) -> None:
+    """One bar chart per column that has any value, methods side by side; the baseline as a dashed line."""
     from matplotlib.figure import Figure
 
     titles = {**PLOT_LABELS, "sec_per_iter": "sec/iter ↓", "peak_mem_mib": "memory (MiB) ↓"}
@@ -169,6 +190,9 @@ def plot_bars(rows: Sequence[MethodRow], path: str | os.PathLike) -> None:
         heights = [plotted(key, r.values[key]) for r in shown]
         ax.bar(range(len(shown)), heights, color=[colour[r.method] for r in shown])
         ax.set_xticks(range(len(shown)), [r.method for r in shown], rotation=35, ha="right")
+        if baseline and key in baseline:
+            ax.axhline(plotted(key, baseline[key]), color="0.3", ls="--", lw=1, label="most common colour")
+            ax.legend(fontsize="x-small", loc="best")
         ax.set_title(titles[key])
         ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path)
@@ -199,7 +223,7 @@ def _run(args) -> int:
     if args.out:
         write_bytes(args.out, (report.markdown + "\n").encode())
     if args.plot:
-        plot_bars(report.rows, args.plot)
+        plot_bars(report.rows, args.plot, report.baseline)
         curves = {r.method: r.curve for r in report.rows if r.curve}
         if curves:
             plot_curves(curves, curves_path(args.plot))

@@ -48,7 +48,7 @@ def build_results() -> Results:
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     bars = out / "metrics.png"
-    plot_bars(report.rows, bars)
+    plot_bars(report.rows, bars, report.baseline)
     if bars.is_file():
         plots.append((str(bars), "metrics per method"))
     curves = {r.method: r.curve for r in report.rows if r.curve}
