@@ -64,6 +64,16 @@ def to_tensor(img: Image.Image):
     return a.float().div(127.5).sub(1.0)
 
 
+def tensor_grid(t, nrow: int, pad: int = 2) -> Image.Image:
+    """(N, 3, H, W) in [-1, 1] as one image, `nrow` per row, `pad` black pixels around each."""
+    n, _, h, w = t.shape
+    rows = -(-n // nrow)
+    grid = Image.new("RGB", (nrow * (w + pad) + pad, rows * (h + pad) + pad))
+    for i in range(n):
+        grid.paste(to_pil(t[i]), (pad + (i % nrow) * (w + pad), pad + (i // nrow) * (h + pad)))
+    return grid
+
+
 def to_pil(t) -> Image.Image:
     """Float tensor (3, H, W) in [-1, 1] -> PIL RGB."""
     a = ((t.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()

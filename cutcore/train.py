@@ -17,7 +17,6 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 from .checkpoint import (
@@ -32,6 +31,7 @@ from .checkpoint import (
 )
 from .config import RunConfig, from_dict
 from .data import StepSampler, UnpairedDataset
+from .imageio import tensor_grid
 from .models import CycleGANModel, build_model
 
 
@@ -182,7 +182,7 @@ class Trainer:
         fake = self.model.translate(real_a)
         self.model.train()
         rows = torch.cat([real_a, fake, real_b]).float()
-        save_image(rows * 0.5 + 0.5, self.out / "samples" / f"step_{self.step:08d}.png", nrow=real_a.shape[0])
+        tensor_grid(rows, nrow=real_a.shape[0]).save(self.out / "samples" / f"step_{self.step:08d}.png")
 
     def fit(self) -> Path:
         t, out = self.cfg.train, self.out

@@ -1,16 +1,24 @@
-"""Image-quality metrics: FID (pytorch-fid), Laplacian SWD (PGGAN) and paired map metrics (GcGAN)."""
-from cutcore.metrics.fid import (
-    FIDFeatureExtractor,
-    FIDWeightsUnavailable,
-    compute_fid,
-    extract_features,
-    fid_from_features,
-    frechet_distance,
-    load_fid_inception,
-    resolve_fid_weights,
-)
+"""Image-quality metrics: FID (pytorch-fid), Laplacian SWD (PGGAN) and paired map metrics (GcGAN).
+
+The FID names load on first use: pytorch-fid pulls in torchvision (seconds of start-up) and
+most callers — every CLI start among them — only need the paired metrics.
+"""
 from cutcore.metrics.paired import paired_metrics, pixel_accuracy, resize_rgb, rmse, to_rgb_uint8
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
+
+_FID_NAMES = {
+    "FIDFeatureExtractor", "FIDWeightsUnavailable", "compute_fid", "extract_features", "fid_from_features",
+    "frechet_distance", "load_fid_inception", "resolve_fid_weights",
+}
+
+
+def __getattr__(name: str):
+    if name in _FID_NAMES:
+        from cutcore.metrics import fid
+
+        return getattr(fid, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FIDFeatureExtractor",
