@@ -121,11 +121,11 @@ def select_metrics(
     stderr). FID asked for by name, or weights given by path, raise FIDWeightsUnavailable
     instead: a silently missing number is worse than an error.
     """
-    from .metrics import FIDFeatureExtractor, FIDWeightsUnavailable
-
     names = list(METRICS) if requested is None else parse_metrics(requested)
     if "fid" not in names:
         return names, None
+    from .metrics import FIDFeatureExtractor, FIDWeightsUnavailable  # pytorch-fid: seconds to import
+
     try:
         return names, FIDFeatureExtractor(fid_weights, device)
     except FIDWeightsUnavailable as e:
@@ -352,9 +352,10 @@ class PeriodicEvaluator:
         return values
 
 
-def training_size(config: dict) -> int:
-    """The scale a model was trained at (its load size): translating at another scale changes what it sees."""
-    return int(config.get("data", {}).get("load_size") or 256)
+def evaluation_size(config: dict) -> int:
+    """Square size inputs are resized to before translating: the model's own when it records one
+    (`export` writes its training load size as inference.size), else CUT's test protocol, 256."""
+    return int(config.get("inference", {}).get("size") or 256)
 
 
 def write_evaluation(
@@ -398,8 +399,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
     p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
     p.add_argument("--size", type=int,
-                   help="resize inputs and targets to size² before translating (CUT's test protocol; default: the "
-                        "model's training load size, else 256); 0 keeps their size. Accuracy and RMSE are always "
+                   help="resize inputs and targets to size² before translating (default: the size the model's "
+                        "config.json records under inference.size, else 256 as CUT's test protocol); 0 keeps their size. Accuracy and RMSE are always "
                         f"compared at {PAIRED_SIZE}² (GcGAN)")
     p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
@@ -423,7 +424,7 @@ def _run(args) -> int:
     except FIDWeightsUnavailable as e:  # a RuntimeError: the CLI's generic handler would print a traceback
         print(f"error: {e}\nOn the command line: --fid-weights PATH.", file=sys.stderr)
         return 2
-    size = training_size(model.config) if args.size is None else args.size or None
+    size = evaluation_size(model.config) if args.size is None else args.size or None
     values = evaluate_model(model, pairs, metrics, direction=args.direction, size=size, tile=args.tile,
                             fid_extractor=fid_extractor)
     scope = args.phase + (f", split {args.split.name}" if args.split else "")

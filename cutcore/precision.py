@@ -1,4 +1,4 @@
-"""Does bf16 autocast change what CUT learns? Train one run twice, fp32 and bf16, and compare.
+"""Does bf16 autocast change what CUT learns? Train one small run in fp32 and bf16, and compare.
 
     python -m cutcore.precision --data ../shared/data/sat2map --steps 300 --out runs/precision
 
@@ -18,25 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import write_bytes, write_json
-from .config import preset
-from .export import read_log
-from .train import Trainer
+from .checkpoint import read_json, write_bytes, write_json
+from .config import RunConfig, from_dict, preset
+from .train import Trainer, read_log
 
 LOSSES = ("D", "G_GAN", "NCE", "NCE_Y")
 
 
 def train_once(data: str, out: Path, precision: str, steps: int, ngf: int, crop: int, seed: int) -> list[dict]:
     name = f"{precision}-seed{seed}"
-    done = read_log(out / name / "log.jsonl")
-    if len(done) >= steps:  # finished before (e.g. bf16, slow on AVX2 CPUs): reuse it
-        return done[:steps]
     cfg = preset("cut")
     cfg.data.root, cfg.data.load_size, cfg.data.crop_size = data, 2 * crop, crop
     cfg.model.generator.ngf, cfg.model.generator.n_blocks, cfg.model.discriminator.ndf = ngf, 6, ngf
     t = cfg.train
     t.max_steps, t.precision, t.seed, t.device, t.num_workers = steps, precision, seed, "cpu", 0
     t.log_every, t.sample_every, t.save_every = 1, 10**9, 10**9
+    saved = out / name / "config.json"
+    done = read_log(out / name / "log.jsonl")
+    if saved.is_file() and from_dict(RunConfig, read_json(saved)) == cfg and len(done) >= steps:
+        return done[:steps]  # the same run finished before (bf16 is slow on AVX2 CPUs): reuse it
     shutil.rmtree(out / name, ignore_errors=True)  # an unfinished attempt would mix into the log
     Trainer(cfg, out / name).fit()
     return read_log(out / name / "log.jsonl")
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if not 1 <= args.window <= args.steps:
+        p.error(f"--window must be between 1 and --steps ({args.steps})")
     runs = {"fp32": ("fp32", args.seed), "bf16": ("bf16", args.seed), f"fp32 seed {args.seed + 1}": ("fp32", args.seed + 1)}
     logs = {label: train_once(args.data, args.out, prec, args.steps, args.ngf, args.crop, seed)
             for label, (prec, seed) in runs.items()}

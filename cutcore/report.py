@@ -29,6 +29,7 @@ class MethodRow:
     values: dict[str, float] = field(default_factory=dict)  # metric names and BENCH keys
     curve: list[dict] = field(default_factory=list)  # the run's metrics.jsonl records
     baseline: dict[str, float] = field(default_factory=dict)  # most-common-colour scores on the same pairs
+    evaluated_on: tuple = ()  # (data, phase, split, n_images, size) of its metrics.json
 
 
 BASELINE = "every pixel the most common colour"
@@ -89,7 +90,8 @@ def read_run(folder: str | os.PathLike, notes: list[str]) -> MethodRow | None:
     values = _numbers(metrics, METRICS) if isinstance(metrics, dict) else {}
     baseline = doc.get("baseline")  # written by `export --eval-data`
     baseline = _numbers(baseline, METRICS) if isinstance(baseline, dict) else {}
-    return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes), baseline)
+    evaluated_on = tuple(doc.get(k) for k in ("data", "phase", "split", "n_images", "size"))
+    return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes), baseline, evaluated_on)
 
 
 def read_bench(path: str | os.PathLike, notes: list[str]) -> tuple[dict[str, dict], str]:
@@ -142,14 +144,15 @@ def markdown_table(rows: Sequence[MethodRow], baseline: dict[str, float] | None 
 
 
 def common_baseline(rows: Sequence[MethodRow], notes: list[str]) -> dict[str, float]:
-    """The runs' baseline scores when they agree (same evaluation pairs); otherwise none, with a note."""
-    seen = [r.baseline for r in rows if r.baseline]
-    if not seen:
+    """The baseline scores, when every evaluated run was scored on the same pairs at the same size;
+    otherwise none, with a note (the table then compares unlike things anyway)."""
+    evaluated = [r for r in rows if r.values.keys() & set(METRICS)]
+    if not evaluated or not all(r.baseline for r in evaluated):
         return {}
-    if any(b.keys() != seen[0].keys() or any(abs(b[k] - seen[0][k]) > 1e-9 for k in b) for b in seen):
-        notes.append("the runs were evaluated on different pairs (their baselines differ); no baseline row")
+    if len({r.evaluated_on for r in evaluated}) > 1:
+        notes.append("the runs were evaluated on different data, splits or sizes; no baseline row")
         return {}
-    return seen[0]
+    return evaluated[0].baseline
 
 
 def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike | None = None) -> Report:

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -79,6 +79,34 @@ class _Dist:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+
+def read_log(path: Path) -> list[dict]:
+    """log.jsonl records by step; a resumed run logs some steps twice and the later record wins."""
+    if not path.is_file():
+        return []
+    by_step: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            by_step[rec["step"]] = rec
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def training_seconds(records: Sequence[dict], until: int) -> float:
+    """Wall time of the training loop up to step `until`: each record's sec_per_iter covers the
+    steps since the previous record (evaluations and checkpoints in between included)."""
+    total, prev = 0.0, 0
+    for r in records:
+        if r["step"] > until:
+            break
+        if isinstance(r.get("sec_per_iter"), (int, float)):
+            total += r["sec_per_iter"] * (r["step"] - prev)
+        prev = r["step"]
+    return total
 
 
 def checkpoint_dirs(out: Path) -> list[Path]:
@@ -209,7 +237,7 @@ class Trainer:
     def _loop(self, loader: DataLoader, log, bar: tqdm) -> Path | None:
         t = self.cfg.train
         sample_batch, ckpt = None, None
-        last_time = time.perf_counter()
+        last_time, last_step = time.perf_counter(), self.step
         for real_a, real_b in loader:
             if self.step >= self.total_steps:
                 break
@@ -227,8 +255,8 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
                     now = time.perf_counter()
                     rec = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "lr": lr, **losses,
-                           "sec_per_iter": (now - last_time) / t.log_every}
-                    last_time = now
+                           "sec_per_iter": (now - last_time) / (self.step - last_step)}
+                    last_time, last_step = now, self.step
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})

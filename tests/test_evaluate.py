@@ -267,16 +267,18 @@ def test_report_table_rows_in_order_with_dashes(runs):
 
 def test_report_baseline_row_only_when_the_runs_agree_on_it(runs, tmp_path):
     baseline = {"accuracy": 0.2, "rmse": 45.0, "n": 10}
+    where = {"data": "d", "phase": "train", "split": "val.txt", "n_images": 10, "size": 128}
     for name in ("cut", "put"):
         doc = json.loads((runs[name] / "metrics.json").read_text())
-        write_json(runs[name] / "metrics.json", {**doc, "baseline": baseline})
-    report = build_report([runs["cut"], runs["put"]])
+        write_json(runs[name] / "metrics.json", {**doc, **where, "baseline": baseline})
+    report = build_report([runs["cut"], runs["put"], runs["fastcut"]])  # fastcut: not evaluated, no say
     assert report.markdown.splitlines()[-1] == "| *every pixel the most common colour* | 20.0% | 45.00 | — | — | — | — |"
     assert report.baseline == {"accuracy": 0.2, "rmse": 45.0}
-    write_json(runs["put"] / "metrics.json", {"preset": "put", "rmse": 50.0, "baseline": {**baseline, "rmse": 44.0}})
+    write_json(runs["put"] / "metrics.json", {"preset": "put", "rmse": 50.0, **where, "size": 256,
+                                              "baseline": baseline})
     report = build_report([runs["cut"], runs["put"]])
     assert "most common" not in report.markdown and not report.baseline
-    assert any("baselines differ" in n for n in report.notes)
+    assert any("different data, splits or sizes" in n for n in report.notes)
 
 
 def test_report_cli_writes_markdown_and_plots(runs, tmp_path, capsys):

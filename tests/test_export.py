@@ -13,9 +13,10 @@ from safetensors import safe_open
 
 from cutcore.checkpoint import load_tensors, split_state
 from cutcore.cli import main
-from cutcore.export import export_run, most_common_colour_baseline, read_log, training_seconds
+from cutcore.export import CardText, Evaluation, export_run
+from cutcore.metrics import most_common_colour_baseline
 from cutcore.nets import ResnetGenerator
-from cutcore.train import Trainer, checkpoint_dirs
+from cutcore.train import Trainer, checkpoint_dirs, read_log, training_seconds
 from cutcore.translate import load_model
 
 from conftest import domain_a_image, domain_b_image, tiny_run_config
@@ -47,11 +48,12 @@ def run(paired, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(run, paired, tmp_path_factory) -> Path:
-    return export_run(run, tmp_path_factory.mktemp("weights") / "tiny-cut", eval_data=str(paired),
-                      eval_split=paired / "val.txt", eval_metrics="accuracy,rmse")
+    return export_run(run, tmp_path_factory.mktemp("weights") / "tiny-cut",
+                      evaluation=Evaluation(str(paired), split=paired / "val.txt", metrics="accuracy,rmse"),
+                      text=CardText("Stripes to blobs.", "Synthetic test images."))
 
 
-def test_only_generator_and_heads_ship_in_fp16(exported):
+def test_generator_and_heads_ship_in_fp16_without_discriminators(exported):
     with safe_open(str(exported / "model.safetensors"), "pt") as f:
         keys = list(f.keys())  # noqa: SIM118 - safe_open is no dict
         assert {k.split(".")[0] for k in keys} == {"G", "F"}
@@ -85,20 +87,51 @@ def test_model_card_quotes_the_evaluation(exported):
     card = (exported / "README.md").read_text()
     values = json.loads((exported / "metrics.json").read_text())["metrics"]
     assert card.startswith("---\nlibrary_name: cutcore")
+    assert "Stripes to blobs." in card and "Synthetic test images." in card
+    assert "the 2 images of `val.txt`, translated at 40²" in card and "not all held out" not in card
     assert f"| this model | {100 * values['accuracy']:.1f}% | {values['rmse']:.2f} |" in card
-    assert "most common map colour" in card and "![samples](samples.png)" in card
+    assert "most common colour of the targets" in card and "![samples](samples.png)" in card
     assert "4 iterations × batch 1 = 4 images" in card
     assert Image.open(exported / "samples.png").size[0] == 3 * 256
     assert (exported / "losses.png").is_file()
 
 
-def test_earlier_step_and_missing_step(run, tmp_path, capsys):
-    out = export_run(run, tmp_path / "early", step=2)
+def test_re_export_replaces_the_folder_and_a_failed_one_changes_nothing(run, paired, tmp_path, capsys):
+    out = export_run(run, tmp_path / "m", evaluation=Evaluation(str(paired), split=paired / "val.txt",
+                                                                metrics="rmse"))
+    assert (out / "metrics.json").is_file()
+    export_run(run, out, step=2)  # no evaluation this time: the old one must not linger
     assert json.loads((out / "config.json").read_text())["training"]["steps"] == 2
-    assert not (out / "metrics.json").exists() and "## Metrics" not in (out / "README.md").read_text()
+    assert not (out / "metrics.json").exists() and not (out / "samples.png").exists()
+    assert "## Metrics" not in (out / "README.md").read_text()
+    before = sorted(p.name for p in out.iterdir())
+    bad_split = tmp_path / "bad.txt"
+    bad_split.write_text("not-there.png\n")
+    assert main(["export", str(run), str(out), "--eval-data", str(paired), "--eval-split", str(bad_split)]) == 2
+    assert "split names have no" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before  # untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_missing_step_or_run_is_a_one_line_error(run, tmp_path, capsys):
     assert main(["export", str(run), str(tmp_path / "x"), "--step", "3"]) == 2
-    assert "no checkpoint of step 3" in capsys.readouterr().err
+    assert "no checkpoint of step 3 (have step_00000002, step_00000004)" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
+    assert "nothing: no checkpoints/step_* to export" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cyclegan_export_keeps_both_generators(paired, tmp_path):
+    from cutcore.translate import translate_image
+
+    cfg = tiny_run_config("cyclegan", paired, load=48, crop=32, max_steps=1)
+    Trainer(cfg, tmp_path / "run").fit()
+    out = export_run(tmp_path / "run", tmp_path / "cg", precision="fp32")
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {k.split(".")[0] for k in f.keys()} == {"G", "G_BA"}  # noqa: SIM118
+    assert "inference" not in json.loads((out / "config.json").read_text())  # trained at the images' own size
+    back = load_model(out, "cpu", direction="BtoA")
+    assert back.heads is None and translate_image(back, domain_b_image(0, (48, 48))).size == (48, 48)
 
 
 def test_read_log_keeps_the_latest_record_of_a_step_and_sums_time(tmp_path):

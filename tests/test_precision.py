@@ -42,3 +42,5 @@ def test_end_to_end_reuses_finished_runs(tmp_path, capsys):
     assert main(args) == 0  # nothing retrained: same table
     assert capsys.readouterr().out == first
     assert (tmp_path / "out" / "bf16-seed0" / "log.jsonl").stat().st_mtime == mtime
+    assert main([*args[:-4], "--ngf", "2", "--crop", "32"]) == 0  # another model: retrained, not reused
+    assert (tmp_path / "out" / "bf16-seed0" / "log.jsonl").stat().st_mtime != mtime

@@ -3,7 +3,7 @@
 The FID names load on first use: pytorch-fid pulls in torchvision (seconds of start-up) and
 most callers — every CLI start among them — only need the paired metrics.
 """
-from cutcore.metrics.paired import paired_metrics, pixel_accuracy, resize_rgb, rmse, to_rgb_uint8
+from cutcore.metrics.paired import most_common_colour_baseline, paired_metrics, pixel_accuracy, resize_rgb, rmse, to_rgb_uint8
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
 _FID_NAMES = {
@@ -29,6 +29,7 @@ __all__ = [
     "frechet_distance",
     "laplacian_pyramid",
     "load_fid_inception",
+    "most_common_colour_baseline",
     "paired_metrics",
     "pixel_accuracy",
     "resize_rgb",

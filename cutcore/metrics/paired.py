@@ -80,3 +80,13 @@ def paired_metrics(
     if not accs:
         raise ValueError("no image pairs given")
     return {"accuracy": float(np.mean(accs)), "rmse": float(np.mean(errs)), "n": len(accs)}
+
+
+def most_common_colour_baseline(targets: Iterable[ImageLike], size: int = 256) -> dict[str, float]:
+    """The scores of painting every pixel the single most common colour of the target maps:
+    the floor a map translator has to beat (shared/data/README.md's calibration)."""
+    maps = [resize_rgb(t, size) for t in targets]
+    packed = np.concatenate([(m.astype(np.int64) * [65536, 256, 1]).sum(-1).ravel() for m in maps])
+    mode = int(np.bincount(packed).argmax())
+    colour = np.array([mode >> 16, (mode >> 8) & 255, mode & 255], np.uint8)
+    return paired_metrics([np.broadcast_to(colour, (size, size, 3)).copy()] * len(maps), maps, size=size)

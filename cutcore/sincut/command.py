@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -23,6 +24,8 @@ from .live import LiveTrainer, TrainEvent
 
 def single_images(data: Path) -> tuple[Path, Path]:
     """The official single-image layout: trainA/ holds the content image, trainB/ the style image."""
+    if not data.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {data}")
     found = []
     for domain in "AB":
         folder = data / f"train{domain}"
@@ -64,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     last: TrainEvent | None = None
     trainer.start()
     try:
-        with open(out / "losses.jsonl", "a") as log:
+        with open(out / "losses.jsonl", "w") as log:
             while True:
                 ev = trainer.events.get()
                 last = ev
@@ -82,7 +85,8 @@ def _run(args: argparse.Namespace) -> int:
         trainer.stop()
     bar.close()
     if last is not None and last.kind == "error":
-        raise RuntimeError(f"SinCUT training failed at iteration {last.iteration}: {last.message}")
+        print(f"error: SinCUT training failed at iteration {last.iteration}: {last.message}", file=sys.stderr)
+        return 1
     trainer.export(out)
     trainer.translate().save(out / "translation.png")
     print(f"model: {out} (iteration {trainer.iteration}); previews: {out / 'previews'}")
