@@ -162,15 +162,18 @@ def translate_pairs(
     multiple: int | None = None,
     progress: bool = True,
 ) -> Iterator[tuple[Image.Image, Image.Image, Image.Image]]:
-    """(input, translation, target) per pair; inputs and targets resized to size² first (None: as they are).
+    """(input, translation, target) per pair: the input resized to size² (None: as it is) and
+    translated — the CUT/CycleGAN test protocol — then translation and target at PAIRED_SIZE².
 
-    Resizing before translating is the CUT/CycleGAN test protocol (load_size = crop_size).
+    The target is resized from its own resolution, never via `size`: a model that translates at
+    128² must not be compared against targets blurred to 128² (every model faces the same maps).
     """
     multiple = multiple or getattr(generator, "size_multiple", 4)
     with _eval_mode(generator):
         for src, tgt in tqdm(pairs, desc="translate", unit="img", disable=not progress, leave=False):
             img = _resize(src.load(), size)
-            yield img, translate_with(generator, img, tile, multiple=multiple), _resize(tgt.load(), size)
+            fake = translate_with(generator, img, tile, multiple=multiple)
+            yield img, _resize(fake, PAIRED_SIZE), _resize(tgt.load(), PAIRED_SIZE)
 
 
 def score(
@@ -332,7 +335,7 @@ class PeriodicEvaluator:
         fid_weights: str | os.PathLike | None = None,
     ):
         pairs = orient(select_pairs(data_root, phase, split_names, max_images), direction)
-        self.pairs = [(_Decoded(_resize(a.load(), size)), _Decoded(_resize(b.load(), size))) for a, b in pairs]
+        self.pairs = [(_Decoded(_resize(a.load(), size)), _Decoded(_resize(b.load(), PAIRED_SIZE))) for a, b in pairs]
         self.metrics, self.fid_extractor = select_metrics(metrics, fid_weights, device)
         self.size, self.out_dir = size, Path(out_dir)
 
@@ -399,9 +402,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
     p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
     p.add_argument("--size", type=int,
-                   help="resize inputs and targets to size² before translating (default: the size the model's "
-                        "config.json records under inference.size, else 256 as CUT's test protocol); 0 keeps their size. Accuracy and RMSE are always "
-                        f"compared at {PAIRED_SIZE}² (GcGAN)")
+                   help="resize inputs to size² before translating (default: the size the model's config.json "
+                        "records under inference.size, else 256 as CUT's test protocol); 0 keeps their size. "
+                        f"Translations and targets are always compared at {PAIRED_SIZE}² (GcGAN)")
     p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
     p.add_argument("--device", default="auto")

@@ -169,6 +169,22 @@ def test_perfect_translation_scores_exactly(same_pairs):
     assert list(values) == ["accuracy", "rmse", "swd"]
 
 
+def test_translating_small_is_scored_against_full_detail_targets(tmp_path):
+    """A perfect translator run at 16² loses the detail of 64² noise maps: that must cost it, so the
+    target is never shrunk to the translation size (which would score it nearly perfect)."""
+    rng = np.random.default_rng(0)
+    for d in "AB":
+        (tmp_path / f"test{d}").mkdir()
+    for i in range(2):
+        img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        img.save(tmp_path / "testA" / f"{i}.png")
+        img.save(tmp_path / "testB" / f"{i}.png")
+    pairs = select_pairs(tmp_path)
+    assert evaluate_generator(nn.Identity(), pairs, ["accuracy"], size=64, progress=False)["accuracy"] == 1.0
+    values = evaluate_generator(nn.Identity(), pairs, ["accuracy", "rmse"], size=16, progress=False)
+    assert values["accuracy"] < 0.2 and values["rmse"] > 50
+
+
 @pytest.mark.parametrize("levels, accuracy, rmse", [(10, 0.0, math.sqrt(3 * 10**2)), (3, 1.0, math.sqrt(3 * 3**2))])
 def test_brightness_shift_scores_by_hand(same_pairs, levels, accuracy, rmse):
     """Every channel off by `levels`: accuracy (δ = 5) is all or nothing, RMSE = sqrt(3 levels²)
