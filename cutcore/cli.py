@@ -45,7 +45,7 @@ _TRAIN_OVERRIDES = [
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a preset")
-    p.add_argument("--preset", default="cut", choices=sorted(PRESETS))
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: cut (with --resume: the checkpoint's)")
     p.add_argument("--data", required=True, help="dataset folder (trainA/ + trainB/, or train/ of AB images)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, samples/, checkpoints/")
     p.add_argument("--max-steps", type=int, help="stop after this many iterations (total, across resumes)")
@@ -62,22 +62,28 @@ def _add_train(sub) -> None:
 def _train(args) -> int:
     from .train import train
 
-    cfg = preset(args.preset)
-    cfg.data.root = args.data
-    cfg.train.max_steps = args.max_steps
-    cfg.train.channels_last = args.channels_last
+    changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
+    if args.channels_last:
+        changes["train.channels_last"] = True
     if args.no_flip:
-        cfg.data.flip = False
+        changes["data.flip"] = False
     if args.exclude:
-        cfg.data.exclude = [ln.strip() for ln in args.exclude.read_text().splitlines() if ln.strip()]
-    for flag, section, field, _ in _TRAIN_OVERRIDES:
+        changes["data.exclude"] = [ln.strip() for ln in args.exclude.read_text().splitlines() if ln.strip()]
+    for _, section, field, _ in _TRAIN_OVERRIDES:
         value = getattr(args, f"{section}.{field}")
         if value is not None:
-            target = cfg
-            for part in section.split("."):
-                target = getattr(target, part)
-            setattr(target, field, value)
-    ckpt = train(cfg, args.out, resume=args.resume)
+            changes[f"{section}.{field}"] = value
+    cfg = preset(args.preset or "cut")
+    cfg.train.max_steps = args.max_steps
+    for path, value in changes.items():
+        target = cfg
+        *sections, name = path.split(".")
+        for part in sections:
+            target = getattr(target, part)
+        setattr(target, name, value)
+    if args.resume and args.preset:
+        changes["preset"] = args.preset
+    ckpt = train(cfg, args.out, resume=args.resume, changes=changes if args.resume else None)
     print(f"checkpoint: {ckpt}")
     return 0
 

@@ -7,6 +7,7 @@ several generator calls that PatchNCE makes before one backward.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import math
 import os
 import shutil
@@ -270,17 +271,52 @@ class Trainer:
         return ckpt
 
 
-def train(cfg: RunConfig, out: str | Path, resume: bool = False) -> Path:
-    """Train `cfg` into `out`; with `resume`, continue from the newest checkpoint there."""
+# What a resume may change: where and how the run executes and reports, never what it learns.
+RUNTIME_FIELDS = {"data.root"} | {f"train.{f}" for f in (
+    "max_steps", "device", "num_workers", "channels_last", "log_every", "sample_every", "save_every",
+    "keep_checkpoints", "eval_every", "eval_data", "eval_split", "eval_metrics", "eval_max_images")}
+SCHEDULE_FIELDS = {"train.epochs", "train.epochs_decay"}  # allowed while the LR so far is unchanged
+
+
+def _field(cfg: RunConfig, path: str):
+    *sections, name = path.split(".")
+    for section in sections:
+        cfg = getattr(cfg, section)
+    return cfg, name
+
+
+def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
+    """The checkpoint's config with the requested `changes` ({"train.device": "cpu", ...}) applied;
+    a change to anything that shapes the model or its data is refused rather than ignored."""
+    cfg = from_dict(RunConfig, asdict(saved))
+    for path, value in changes.items():
+        target, name = _field(cfg, path)
+        if getattr(target, name) == value:
+            continue
+        if path not in RUNTIME_FIELDS | SCHEDULE_FIELDS:
+            raise ValueError(f"--resume: {path} is {getattr(target, name)!r} in the checkpoint and cannot change "
+                             f"mid-run (asked for {value!r}); start a new run instead")
+        setattr(target, name, value)
+    return cfg
+
+
+def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[str, object] | None = None) -> Path:
+    """Train `cfg` into `out`; with `resume`, continue from the newest checkpoint there, applying
+    `changes` (run-time settings, or a longer schedule; see resume_config)."""
     out = Path(out)
     if resume:
         ckpts = checkpoint_dirs(out)
         if not ckpts:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = from_dict(RunConfig, read_json(ckpts[-1] / "config.json"))
-        saved.train.max_steps = cfg.train.max_steps  # the one thing a resume may extend
-        trainer = Trainer(saved, out)
+        resumed = resume_config(saved, {"train.max_steps": cfg.train.max_steps, **(changes or {})})
+        trainer = Trainer(resumed, out)
         trainer.load(ckpts[-1])
+        old, new = saved.train, resumed.train
+        for epoch in range(trainer.step // trainer.steps_per_epoch + 1):  # every epoch trained so far
+            if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
+                raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
+                                 f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
     else:
         trainer = Trainer(cfg, out)
     return trainer.fit()

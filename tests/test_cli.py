@@ -168,9 +168,12 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     import shutil
 
     shutil.copytree(work / "fastcut", tmp_path / "run")
-    # --resume continues the saved run (fastcut, ngf 4), whatever --preset and the other flags say.
-    r = _main(capsys, "train", "--preset", "cut", "--data", work / "data", "--out", tmp_path / "run", "--resume",
-              "--max-steps", "3", "--ngf", "8")
+    # --resume continues the saved run (fastcut, ngf 4) and refuses flags that would change it.
+    for flags, needle in ((("--preset", "cut"), "preset is 'fastcut'"), (("--ngf", "8"), "ngf is 4")):
+        r = _main(capsys, "train", *flags, "--data", work / "data", "--out", tmp_path / "run", "--resume")
+        assert r.code == 2 and needle in r.stderr and "cannot change mid-run" in r.stderr, r
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "run", "--resume",
+              "--max-steps", "3", "--ngf", "4", "--num-workers", "0")
     assert r.code == 0, r
     ckpt = tmp_path / "run" / "checkpoints" / "step_00000003"
     assert f"checkpoint: {ckpt}" in r.stdout

@@ -269,6 +269,21 @@ def test_resume_without_checkpoint_is_an_error(session_unpaired, tmp_path):
         train(tiny_run_config("cut", session_unpaired), tmp_path / "empty", resume=True)
 
 
+def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=2)  # 4 steps per epoch
+    cfg.train.epochs, cfg.train.epochs_decay = 1, 1
+    train(cfg, tmp_path / "run")
+    with pytest.raises(ValueError, match="model.generator.ngf is 4 in the checkpoint and cannot change"):
+        train(cfg, tmp_path / "run", resume=True, changes={"model.generator.ngf": 8})
+    cfg.train.max_steps = None
+    # Still in epoch 0, where 1+1 and 2+1 epochs agree: the run grows from 8 to 12 steps.
+    end = train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 2, "train.num_workers": 0})
+    assert end.name == "step_00000012"
+    assert [r["lr"] for r in _log(tmp_path / "run")][-4:] == pytest.approx([cfg.train.lr / 2] * 4)
+    with pytest.raises(ValueError, match="would change the learning rate of epoch 1"):
+        train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 1, "train.epochs_decay": 2})
+
+
 def test_checkpoints_atomic_and_pruned(session_unpaired, tmp_path):
     cfg = tiny_run_config("cut", session_unpaired, max_steps=4)
     cfg.train.save_every, cfg.train.keep_checkpoints = 1, 2
