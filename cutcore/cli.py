@@ -33,6 +33,7 @@ _TRAIN_OVERRIDES = [
     ("--gan-mode", "model", "gan_mode", ["lsgan", "vanilla", "nonsaturating", "hinge"]),
     ("--lambda-nce", "model", "lambda_nce", float),
     ("--num-patches", "model", "num_patches", int),
+    ("--lambda-l1-idt", "model", "lambda_l1_idt", float),
     ("--ngf", "model.generator", "ngf", int),
     ("--n-blocks", "model.generator", "n_blocks", int),
     ("--ndf", "model.discriminator", "ndf", int),

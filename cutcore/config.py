@@ -28,6 +28,8 @@ class ModelConfig:
     head_dim: int = 256
     nce: NCEConfig = field(default_factory=NCEConfig)
     flip_equivariance: bool = False
+    # L1 identity ‖G(y) − y‖₁ on target-domain images (SinCUT's identity term; 0 in the CUT paper)
+    lambda_l1_idt: float = 0.0
     # CycleGAN
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5

@@ -79,6 +79,19 @@ def test_cut_without_nce_leaves_heads_alone():
     assert all(torch.equal(p, before[k]) for k, p in model.F.named_parameters())
 
 
+@pytest.mark.parametrize("preset_name", ["cut", "fastcut"])
+def test_l1_identity_term_is_lambda_times_mean_abs_error_of_g_on_b(preset_name):
+    model, opts = _model(preset_name, lambda_l1_idt=3.0, flip_equivariance=False)  # G sees B as given
+    real_a, real_b = _batch(2)
+    with torch.no_grad():  # G in train mode, as in the step: same instance-norm statistics
+        expected = 3.0 * (model.G(torch.cat([real_a, real_b]))[2:] - real_b).abs().mean().item()
+    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(0))
+    assert logs["idt"] == pytest.approx(expected, rel=1e-5)
+    assert ("NCE_Y" in logs) == (preset_name == "cut")  # FastCUT: G sees B for the L1 term only
+    assert logs["G"] == pytest.approx(logs["G_GAN"] + logs["idt"] + (
+        0.5 * (logs["NCE"] + logs["NCE_Y"]) if preset_name == "cut" else logs["NCE"]), rel=1e-5)
+
+
 def test_cyclegan_step_updates_all_four_networks():
     model, opts = _model("cyclegan")
     assert isinstance(model, CycleGANModel)

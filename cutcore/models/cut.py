@@ -59,9 +59,10 @@ class CUTModel(nn.Module):
     ) -> dict[str, float]:
         c, layers, n = self.cfg, self.cfg.nce_layers, real_a.shape[0]
         use_idt = c.nce_idt and c.lambda_nce > 0
+        with_b = use_idt or c.lambda_l1_idt > 0  # G also translates the real B images
         flipped = c.flip_equivariance and torch.rand((), generator=rng).item() < 0.5
         with autocast(real_a.device, precision):
-            real = torch.cat([real_a, real_b]) if use_idt else real_a
+            real = torch.cat([real_a, real_b]) if with_b else real_a
             if flipped:
                 real = real.flip(3)
             fake, feats = self.G(real, layers)
@@ -77,15 +78,19 @@ class CUTModel(nn.Module):
                 loss_gan = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
             logs = {"D": loss_d.item(), "G_GAN": loss_gan.item()}
             loss_g = loss_gan
+            if c.lambda_l1_idt > 0:
+                loss_idt = (fake[n:] - real[n:]).abs().mean() * c.lambda_l1_idt
+                logs["idt"] = loss_idt.item()
+                loss_g = loss_g + loss_idt
             if c.lambda_nce > 0:
                 # Keys: encoder features of the unflipped inputs (detached, as PatchNCE never
                 # back-propagates through keys). Reused from the forward pass unless it saw a flip.
                 if flipped:
                     with torch.no_grad():
-                        key_feats = self.G.encode(torch.cat([real_a, real_b]) if use_idt else real_a, layers)
+                        key_feats = self.G.encode(torch.cat([real_a, real_b]) if with_b else real_a, layers)
                 else:
                     key_feats = [f.detach() for f in feats]
-                query_feats = self.G.encode(fake, layers)
+                query_feats = self.G.encode(fake if use_idt else fake[:n], layers)
                 if flipped:
                     query_feats = [f.flip(3) for f in query_feats]
                 loss_nce = self.nce_loss([f[:n] for f in key_feats], [f[:n] for f in query_feats], rng)
