@@ -64,6 +64,8 @@ def _train(args) -> int:
     from .train import train
 
     changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
+    if args.max_steps is not None:
+        changes["train.max_steps"] = args.max_steps
     if args.channels_last:
         changes["train.channels_last"] = True
     if args.no_flip:
@@ -75,7 +77,6 @@ def _train(args) -> int:
         if value is not None:
             changes[f"{section}.{field}"] = value
     cfg = preset(args.preset or "cut")
-    cfg.train.max_steps = args.max_steps
     for path, value in changes.items():
         target = cfg
         *sections, name = path.split(".")

@@ -369,7 +369,8 @@ def write_evaluation(
     out = Path(out)
     direction, size = info.get("direction", "AtoB"), info.get("size")
     write_json(out / "metrics.json", {"metrics": values, "preset": model.config.get("preset", "?"),
-                                      "model": str(model.path), "n_images": len(pairs), **info})
+                                      "model": str(model.path), "n_images": len(pairs),
+                                      "paired_size": PAIRED_SIZE, **info})  # paired_size: the protocol
     write_bytes(out / "metrics.md", (markdown + "\n").encode())
     oriented = model_pairs(model, pairs[:GRID_PAIRS], direction)
     triples = translate_pairs(model.generator, oriented, size, tile, model.size_multiple, progress=False)

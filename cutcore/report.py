@@ -90,7 +90,7 @@ def read_run(folder: str | os.PathLike, notes: list[str]) -> MethodRow | None:
     values = _numbers(metrics, METRICS) if isinstance(metrics, dict) else {}
     baseline = doc.get("baseline")  # written by `export --eval-data`
     baseline = _numbers(baseline, METRICS) if isinstance(baseline, dict) else {}
-    evaluated_on = tuple(doc.get(k) for k in ("data", "phase", "split", "n_images", "size"))
+    evaluated_on = tuple(doc.get(k) for k in ("data", "phase", "split", "n_images", "size", "paired_size"))
     return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes), baseline, evaluated_on)
 
 

@@ -182,7 +182,9 @@ class Trainer:
             training.update({f"pool.{k}": v for k, v in self.model.pool_state().items()})
         save_tensors(folder / "training.safetensors", training)
         write_json(folder / "config.json", self.cfg)
-        write_json(folder / "state.json", {"step": self.step, "optimizers": skeletons})
+        # steps_per_epoch pins the data (size, exclude list, processes) the LR schedule was laid out on
+        write_json(folder / "state.json", {"step": self.step, "steps_per_epoch": self.steps_per_epoch,
+                                           "optimizers": skeletons})
 
     def load(self, ckpt: Path) -> None:
         state = read_json(ckpt / "state.json")
@@ -195,6 +197,11 @@ class Trainer:
         if isinstance(self.model, CycleGANModel):
             self.model.load_pool_state(split_state(training, "pool"))
         self.step = state["step"]
+        saved_spe = state.get("steps_per_epoch", self.steps_per_epoch)  # absent in older checkpoints
+        if saved_spe != self.steps_per_epoch:
+            raise ValueError(f"{ckpt}: trained with {saved_spe} steps per epoch, the data now gives "
+                             f"{self.steps_per_epoch} (another dataset, exclude list or number of processes); "
+                             "resuming would shift the LR schedule and the data order")
 
     # --- loop --------------------------------------------------------------------------
     def set_lr(self) -> float:
@@ -309,11 +316,11 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
         if not ckpts:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = from_dict(RunConfig, read_json(ckpts[-1] / "config.json"))
-        resumed = resume_config(saved, {"train.max_steps": cfg.train.max_steps, **(changes or {})})
+        resumed = resume_config(saved, changes or {})
         trainer = Trainer(resumed, out)
         trainer.load(ckpts[-1])
         old, new = saved.train, resumed.train
-        for epoch in range(trainer.step // trainer.steps_per_epoch + 1):  # every epoch trained so far
+        for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
             if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
                 raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
                                  f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")

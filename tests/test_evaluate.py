@@ -183,6 +183,8 @@ def test_translating_small_is_scored_against_full_detail_targets(tmp_path):
     assert evaluate_generator(nn.Identity(), pairs, ["accuracy"], size=64, progress=False)["accuracy"] == 1.0
     values = evaluate_generator(nn.Identity(), pairs, ["accuracy", "rmse"], size=16, progress=False)
     assert values["accuracy"] < 0.2 and values["rmse"] > 50
+    periodic = PeriodicEvaluator(tmp_path, "test", None, "accuracy,rmse", tmp_path / "out", size=16)
+    assert periodic(nn.Identity(), 1, 0.5) == pytest.approx(values)  # training-time curves: the same protocol
 
 
 @pytest.mark.parametrize("levels, accuracy, rmse", [(10, 0.0, math.sqrt(3 * 10**2)), (3, 1.0, math.sqrt(3 * 3**2))])

@@ -92,6 +92,19 @@ def test_l1_identity_term_is_lambda_times_mean_abs_error_of_g_on_b(preset_name):
         0.5 * (logs["NCE"] + logs["NCE_Y"]) if preset_name == "cut" else logs["NCE"]), rel=1e-5)
 
 
+def test_l1_identity_under_a_flip_compares_the_flipped_image_with_its_translation():
+    model, opts = _model("fastcut", lambda_l1_idt=2.0)  # flip equivariance on
+    seed = next(s for s in range(100) if torch.rand((), generator=torch.Generator().manual_seed(s)) < 0.5)
+    real_a, _ = _batch(1)
+    real_b = torch.cat([torch.full((1, 3, 24, 12), -0.9), torch.full((1, 3, 24, 12), 0.9)], dim=3)  # a flip shows
+    with torch.no_grad():
+        out = model.G(torch.cat([real_a, real_b]).flip(3))
+        flipped = 2.0 * (out[1:] - real_b.flip(3)).abs().mean().item()
+        unflipped = 2.0 * (out[1:] - real_b).abs().mean().item()
+    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(seed))
+    assert logs["idt"] == pytest.approx(flipped, rel=1e-5) and abs(flipped - unflipped) > 1e-3
+
+
 def test_cyclegan_step_updates_all_four_networks():
     model, opts = _model("cyclegan")
     assert isinstance(model, CycleGANModel)
@@ -260,7 +273,7 @@ def test_resume_is_bit_identical(session_unpaired, tmp_path, preset_name, total)
     straight = train(cfg(total), tmp_path / "straight")
     half = train(cfg(total // 2), tmp_path / "split")
     assert half.name == f"step_{total // 2:08d}"
-    resumed = train(cfg(total), tmp_path / "split", resume=True)
+    resumed = train(cfg(total), tmp_path / "split", resume=True, changes={"train.max_steps": total})
     assert resumed.name == straight.name == f"step_{total:08d}"
     a, b = _all_tensors(straight), _all_tensors(resumed)
     assert set(a) == set(b)
@@ -288,13 +301,37 @@ def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unp
     train(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="model.generator.ngf is 4 in the checkpoint and cannot change"):
         train(cfg, tmp_path / "run", resume=True, changes={"model.generator.ngf": 8})
-    cfg.train.max_steps = None
+    assert train(cfg, tmp_path / "run", resume=True).name == "step_00000002"  # the saved step limit holds
     # Still in epoch 0, where 1+1 and 2+1 epochs agree: the run grows from 8 to 12 steps.
-    end = train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 2, "train.num_workers": 0})
+    end = train(cfg, tmp_path / "run", resume=True,
+                changes={"train.max_steps": None, "train.epochs": 2, "train.num_workers": 0})
     assert end.name == "step_00000012"
+    assert read_json(end / "config.json")["train"]["num_workers"] == 0
     assert [r["lr"] for r in _log(tmp_path / "run")][-4:] == pytest.approx([cfg.train.lr / 2] * 4)
     with pytest.raises(ValueError, match="would change the learning rate of epoch 1"):
         train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 1, "train.epochs_decay": 2})
+
+
+def test_resume_stops_at_an_epoch_boundary_can_extend_and_refuses_other_data(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=4)  # 4 steps per epoch: exactly epoch 0
+    cfg.train.epochs, cfg.train.epochs_decay = 1, 1
+    train(cfg, tmp_path / "run")
+    # Epoch 1 was never trained, so turning it from decay into constant LR changes nothing done.
+    assert train(cfg, tmp_path / "run", resume=True, changes={"train.max_steps": 5, "train.epochs": 2}).name \
+        == "step_00000005"
+    with pytest.raises(ValueError, match="steps per epoch"):  # one image fewer: the schedule would shift
+        train(cfg, tmp_path / "run", resume=True, changes={"data.root": str(_fewer_images(session_unpaired, tmp_path))})
+
+
+def _fewer_images(root: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "fewer"
+    shutil.copytree(root, copy)
+    for d in ("trainA", "trainB"):
+        files = sorted((copy / d).iterdir())
+        files[-1].unlink()
+    return copy
 
 
 def test_checkpoints_atomic_and_pruned(session_unpaired, tmp_path):

@@ -87,7 +87,7 @@ class CUTModel(nn.Module):
                 # back-propagates through keys). Reused from the forward pass unless it saw a flip.
                 if flipped:
                     with torch.no_grad():
-                        key_feats = self.G.encode(torch.cat([real_a, real_b]) if with_b else real_a, layers)
+                        key_feats = self.G.encode(torch.cat([real_a, real_b]) if use_idt else real_a, layers)
                 else:
                     key_feats = [f.detach() for f in feats]
                 query_feats = self.G.encode(fake if use_idt else fake[:n], layers)
