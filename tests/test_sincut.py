@@ -461,8 +461,10 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path):
     model = load_model(out, "cpu")
     assert model.heads is not None
     reloaded = np.asarray(translate_image(model, domain_a_image(0, (80, 64))), dtype=np.int16)
-    # Same weights; the trainer runs channels_last, so a rounding step may differ.
-    assert np.abs(reloaded - np.asarray(Image.open(out / "translation.png"))).max() <= 2
+    # Same weights; the trainer runs channels_last (other conv kernels), so a few levels may differ
+    # here and there; a wrong export would differ everywhere by tens of levels.
+    diff = np.abs(reloaded - np.asarray(Image.open(out / "translation.png")))
+    assert diff.mean() < 0.5 and diff.max() <= 8
 
 
 def test_sincut_command_refuses_a_folder_without_exactly_one_image_per_domain(tmp_path, capsys):
