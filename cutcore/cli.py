@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PRESETS, preset
+from .config import PRESETS, config_field, preset
 
 # Overrides of the preset, as (flag, config section, field, type or list of choices).
 _TRAIN_OVERRIDES = [
@@ -78,11 +78,7 @@ def _train(args) -> int:
             changes[f"{section}.{field}"] = value
     cfg = preset(args.preset or "cut")
     for path, value in changes.items():
-        target = cfg
-        *sections, name = path.split(".")
-        for part in sections:
-            target = getattr(target, part)
-        setattr(target, name, value)
+        setattr(*config_field(cfg, path), value)
     if args.resume and args.preset:
         changes["preset"] = args.preset
     ckpt = train(cfg, args.out, resume=args.resume, changes=changes if args.resume else None)
@@ -125,7 +121,8 @@ def _add_lazy(module: str):
     return add
 
 
-COMMANDS = [_add_train, _add_translate, _add_lazy("evaluate"), _add_lazy("export"), _add_lazy("sincut.command"), _add_lazy("report"), _add_lazy("official")]
+COMMANDS = [_add_train, _add_translate, _add_lazy("evaluate"), _add_lazy("export"), _add_lazy("sincut.command"),
+            _add_lazy("report"), _add_lazy("official")]
 
 
 def main(argv: list[str] | None = None) -> int:

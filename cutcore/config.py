@@ -11,6 +11,20 @@ from .nets.patchgan import PatchGANConfig
 from .nets.resnet import ResnetGeneratorConfig
 
 
+def config_field(cfg: Any, path: str) -> tuple[Any, str]:
+    """The object holding the field a dotted path ("model.generator.ngf") names, and the field's name."""
+    *sections, name = path.split(".")
+    for section in sections:
+        cfg = getattr(cfg, section)
+    return cfg, name
+
+
+def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
+    """The reference's linear policy: constant for `epochs`, then linear decay (epoch is 0-based).
+    Shared by CUT/CycleGAN training (per data epoch) and SinCUT (per epoch of iterations)."""
+    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
 @dataclass
 class ModelConfig:
     kind: Literal["cut", "cyclegan"] = "cut"

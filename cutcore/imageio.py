@@ -64,6 +64,16 @@ def to_tensor(img: Image.Image):
     return a.float().div(127.5).sub(1.0)
 
 
+def rescale(img: Image.Image, scale: float, resample: int = Image.BICUBIC) -> Image.Image:
+    """`img` resized by `scale` on both axes (at least 1 px each)."""
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample)
+
+
+def fit_within(img: Image.Image, side: int, resample: int = Image.BICUBIC) -> Image.Image:
+    """`img` shrunk, keeping its aspect, so its longer side is at most `side` (never enlarged)."""
+    return img if max(img.size) <= side else rescale(img, side / max(img.size), resample)
+
+
 def tensor_grid(t, nrow: int, pad: int = 2) -> Image.Image:
     """(N, 3, H, W) in [-1, 1] as one image, `nrow` per row, `pad` black pixels around each."""
     n, _, h, w = t.shape

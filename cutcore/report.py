@@ -29,7 +29,7 @@ class MethodRow:
     values: dict[str, float] = field(default_factory=dict)  # metric names and BENCH keys
     curve: list[dict] = field(default_factory=list)  # the run's metrics.jsonl records
     baseline: dict[str, float] = field(default_factory=dict)  # most-common-colour scores on the same pairs
-    evaluated_on: tuple = ()  # (data, phase, split, n_images, size) of its metrics.json
+    evaluated_on: tuple = ()  # (data, phase, split, n_images, size, paired_size) of its metrics.json
 
 
 BASELINE = "every pixel the most common colour"

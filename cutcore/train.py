@@ -7,11 +7,11 @@ several generator calls that PatchNCE makes before one backward.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import math
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,21 +30,17 @@ from .checkpoint import (
     split_state,
     write_json,
 )
-from .config import RunConfig, from_dict
+from .config import RunConfig, config_field, from_dict, lr_factor
 from .data import StepSampler, UnpairedDataset
 from .imageio import tensor_grid
 from .models import CycleGANModel, build_model
+from .models.common import apply_lr
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
-    """The reference's linear policy: constant for `epochs`, then linear decay (epoch is 0-based)."""
-    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
 
 
 class _Dist:
@@ -207,9 +203,7 @@ class Trainer:
     def set_lr(self) -> float:
         t = self.cfg.train
         lr = t.lr * lr_factor(self.step // self.steps_per_epoch, t.epochs, t.epochs_decay)
-        for opt in self.opts.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+        apply_lr(self.opts, lr)
         return lr
 
     def save_samples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -285,19 +279,12 @@ RUNTIME_FIELDS = {"data.root"} | {f"train.{f}" for f in (
 SCHEDULE_FIELDS = {"train.epochs", "train.epochs_decay"}  # allowed while the LR so far is unchanged
 
 
-def _field(cfg: RunConfig, path: str):
-    *sections, name = path.split(".")
-    for section in sections:
-        cfg = getattr(cfg, section)
-    return cfg, name
-
-
 def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
     """The checkpoint's config with the requested `changes` ({"train.device": "cpu", ...}) applied;
     a change to anything that shapes the model or its data is refused rather than ignored."""
     cfg = from_dict(RunConfig, asdict(saved))
     for path, value in changes.items():
-        target, name = _field(cfg, path)
+        target, name = config_field(cfg, path)
         if getattr(target, name) == value:
             continue
         if path not in RUNTIME_FIELDS | SCHEDULE_FIELDS:

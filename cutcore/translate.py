@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import load_tensors, read_json, split_state
-from .imageio import list_images, load_rgb, to_pil, to_tensor
+from .imageio import list_images, load_rgb, rescale, to_pil, to_tensor
 from .nets import PatchProjector, ResnetGenerator, ResnetGeneratorConfig
 from .train import checkpoint_dirs, resolve_device
 
@@ -189,8 +189,7 @@ def translate_image(
         raise ValueError(f"scale must be positive, got {scale}")
     if scale == 1:
         return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress)
-    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
-    out = translate_with(model.generator, small, tile, overlap, model.size_multiple, progress)
+    out = translate_with(model.generator, rescale(img, scale), tile, overlap, model.size_multiple, progress)
     return out.resize(img.size, Image.BICUBIC)
 
 

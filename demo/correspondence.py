@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from cutcore.imageio import to_pil, to_tensor
+from cutcore.imageio import fit_within, to_pil, to_tensor
 
+DISPLAY_SIDE = 384  # the clickable translation and the heatmaps are shown about this large
 DEFAULT_MAX_SIDE = 256  # the analysis runs on the image resized to this (layer 0 has one location per pixel)
 
 
@@ -98,12 +99,8 @@ class _Geometry:
 
 
 def prepare_image(image: Image.Image, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
-    """The image resized (keeping its aspect) so its longer side is at most `max_side`."""
-    image = image.convert("RGB")
-    if max(image.size) <= max_side:
-        return image
-    s = max_side / max(image.size)
-    return image.resize((max(1, round(image.width * s)), max(1, round(image.height * s))), Image.BICUBIC)
+    """The image in RGB, resized (keeping its aspect) so its longer side is at most `max_side`."""
+    return fit_within(image.convert("RGB"), max_side)
 
 
 def _pad(x: torch.Tensor, m: int) -> torch.Tensor:
@@ -199,12 +196,13 @@ def _colormap(name: str):
     return colormaps[name]
 
 
-def _scale_for(image: Image.Image, min_side: int) -> int:
-    return max(1, -(-min_side // max(1, max(image.size))))
+def display_scale(image: Image.Image, side: int = DISPLAY_SIDE) -> int:
+    """Integer upscale that brings a small analysis image to about `side` px for display."""
+    return max(1, -(-side // max(1, max(image.size))))
 
 
 def render_overlay(image: Image.Image, layer_map: LayerMap, *, alpha: float = 0.6, cmap: str = "inferno",
-                   display_side: int = 384) -> Image.Image:
+                   display_side: int = DISPLAY_SIDE) -> Image.Image:
     """The heatmap (min-max scaled) blended over a grayscale copy of `image`, upscaled to about
     `display_side` px, with the positive as a green ring and the negatives as numbered cyan crosses."""
     heat = layer_map.heatmap
@@ -213,7 +211,7 @@ def render_overlay(image: Image.Image, layer_map: LayerMap, *, alpha: float = 0.
     colours = (_colormap(cmap)(norm)[..., :3] * 255).astype(np.float32)
     gray = np.asarray(image.convert("L").convert("RGB"), dtype=np.float32)
     blended = Image.fromarray(np.clip(alpha * colours + (1 - alpha) * gray, 0, 255).astype(np.uint8), "RGB")
-    s = _scale_for(image, display_side)
+    s = display_scale(image, display_side)
     if s > 1:
         blended = blended.resize((image.width * s, image.height * s), Image.NEAREST)
     draw = ImageDraw.Draw(blended)
@@ -234,9 +232,9 @@ def render_overlay(image: Image.Image, layer_map: LayerMap, *, alpha: float = 0.
     return blended
 
 
-def mark_point(image: Image.Image, point: tuple[float, float], display_side: int = 384) -> Image.Image:
+def mark_point(image: Image.Image, point: tuple[float, float], display_side: int = DISPLAY_SIDE) -> Image.Image:
     """`image` upscaled like the overlays, with a crosshair at `point` (the query)."""
-    s = _scale_for(image, display_side)
+    s = display_scale(image, display_side)
     out = image.convert("RGB").resize((image.width * s, image.height * s), Image.NEAREST) if s > 1 else image.copy()
     draw = ImageDraw.Draw(out)
     cx, cy = (point[0] + 0.5) * s, (point[1] + 0.5) * s

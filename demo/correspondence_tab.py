@@ -10,6 +10,7 @@ from .correspondence import (
     DEFAULT_MAX_SIDE,
     caption,
     correspondence_maps,
+    display_scale,
     embeddings,
     mark_point,
     prepare_image,
@@ -27,10 +28,6 @@ def max_side() -> int:
 def analysis_side(model, image) -> int:
     """At most max_side(), and no larger than the model's training scale makes the image."""
     return max(16, min(max_side(), round(max(image.size) * model.input_scale)))
-
-
-def display_scale(image) -> int:
-    return max(1, -(-384 // max(image.size)))
 
 
 def analyse(model_key: str | None, file) -> tuple:

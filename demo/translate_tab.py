@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from cutcore.imageio import IMAGE_EXTENSIONS
+from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
 from cutcore.translate import translate_image
 
 from . import models
@@ -50,11 +50,7 @@ def example_images(n: int = N_EXAMPLES) -> list[Path]:
 
 
 def view(img: Image.Image, side: int | None = None) -> Image.Image:
-    side = side or VIEW_SIDE
-    if max(img.size) <= side:
-        return img
-    s = side / max(img.size)
-    return img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BILINEAR)
+    return fit_within(img, side or VIEW_SIDE, Image.BILINEAR)
 
 
 @dataclass

@@ -3,7 +3,14 @@
 The FID names load on first use: pytorch-fid pulls in torchvision (seconds of start-up) and
 most callers — every CLI start among them — only need the paired metrics.
 """
-from cutcore.metrics.paired import most_common_colour_baseline, paired_metrics, pixel_accuracy, resize_rgb, rmse, to_rgb_uint8
+from cutcore.metrics.paired import (
+    most_common_colour_baseline,
+    paired_metrics,
+    pixel_accuracy,
+    resize_rgb,
+    rmse,
+    to_rgb_uint8,
+)
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
 _FID_NAMES = {

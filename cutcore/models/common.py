@@ -49,6 +49,12 @@ def adam(params: Iterable[nn.Parameter], lr: float, beta1: float, beta2: float) 
     return torch.optim.Adam(list(params), lr=lr, betas=(beta1, beta2), fused=True)
 
 
+def apply_lr(opts: dict[str, torch.optim.Optimizer], lr: float) -> None:
+    for opt in opts.values():
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
 def step(opt: torch.optim.Optimizer, loss: torch.Tensor, sync: GradSync | None) -> None:
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from ..config import lr_factor
 from ..losses import GANMode, NCEConfig
 from ..nets.stylegan2 import StyleGAN2DiscriminatorConfig, StyleGAN2GeneratorConfig
 
@@ -56,8 +57,7 @@ class SinCUTTrainConfig:
 
     def lr_at(self, iteration: int) -> float:
         """The reference's linear policy, stepped per epoch (the last epoch runs at lr/(decay+1))."""
-        epoch = iteration // self.iters_per_epoch
-        return self.lr * (1.0 - max(0, epoch + 1 - self.epochs) / (self.epochs_decay + 1))
+        return self.lr * lr_factor(iteration // self.iters_per_epoch, self.epochs, self.epochs_decay)
 
 
 @dataclass

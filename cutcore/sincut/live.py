@@ -27,6 +27,7 @@ from PIL import Image
 from ..checkpoint import module_state, save_tensors, write_json
 from ..config import from_dict
 from ..imageio import to_pil, to_tensor
+from ..models.common import apply_lr
 from ..nets.stylegan2 import StyleGAN2Generator, StyleGAN2GeneratorConfig
 from .config import SinCUTConfig, sincut_preset
 from .data import ZoomPatchSampler, open_image
@@ -227,11 +228,7 @@ class LiveTrainer:
             self.on_event(event)
 
     def _step(self) -> dict[str, float]:
-        t = self.cfg.train
-        lr = t.lr_at(self.iteration)
-        for opt in self.opts.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+        apply_lr(self.opts, self.cfg.train.lr_at(self.iteration))
         a, b = (s.sample().to(self.device).contiguous(memory_format=self._memory_format) for s in self.samplers)
         return self.model.train_step(a, b, self.opts, self.rng)
 
