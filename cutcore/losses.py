@@ -1,6 +1,7 @@
 """Losses: PatchNCE (cross-entropy, focal, PUT-pruned) and the GAN objectives."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,13 +27,35 @@ class NCEConfig:
     negatives_from_minibatch: bool = False
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 -> fp32; fp32 and fp64 unchanged (the tests compare against fp64 hand values)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _autocast_off(device: torch.device):
+    """Autocast disabled for `device`'s type (a no-op context where autocast does not exist)."""
+    try:
+        return torch.autocast(device_type=device.type, enabled=False)
+    except (RuntimeError, ValueError):
+        return contextlib.nullcontext()
+
+
 def nce_logits(query: torch.Tensor, key: torch.Tensor, batch_size: int, cfg: NCEConfig) -> torch.Tensor:
     """Logits (N, 1 + M): column 0 is the positive, the rest are negatives.
 
     `query`/`key` are (N, D) L2-normalised patch embeddings where N = batch_size * patches and
     row i of `key` is the positive of row i of `query`. Keys carry no gradient.
+
+    The similarities are always computed in (at least) fp32, also under bf16/fp16 autocast:
+    divided by tau = 0.07, a bf16 dot product's rounding (spacing 2^-8 near 1) becomes logit errors
+    of up to ~0.14 (measured), enough to reorder PUT's top-k near ties. The matmul is small (N x N x D per
+    image), so fp32 costs little; the gradient flows back to `query` in its own dtype.
     """
-    key = key.detach()
+    with _autocast_off(query.device):
+        return _nce_logits_fp32(_at_least_fp32(query), _at_least_fp32(key.detach()), batch_size, cfg)
+
+
+def _nce_logits_fp32(query: torch.Tensor, key: torch.Tensor, batch_size: int, cfg: NCEConfig) -> torch.Tensor:
     n, dim = query.shape
     pos = (query * key).sum(dim=1, keepdim=True)
     groups = 1 if cfg.negatives_from_minibatch else batch_size

@@ -327,3 +327,59 @@ def test_gan_loss_matches_reference(reference_networks):
 def test_gan_loss_unknown_mode():
     with pytest.raises(ValueError, match="unknown GAN mode"):
         gan_loss(_PRED, True, "wgan")  # type: ignore[arg-type]
+
+
+# --- fp32 similarities under bf16 autocast (issue 12) ----------------------------------------
+
+
+def _close_pairs(n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 unit queries and keys with q_i.k_i ~ 0.9: positives sit where bf16's spacing is 2^-8."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+    k = torch.nn.functional.normalize(q + 0.35 * torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1), dim=1)
+    return q, k
+
+
+@pytest.mark.parametrize("cfg", [NCEConfig(), NCEConfig(prune_k=3), NCEConfig(negatives_from_minibatch=True)],
+                         ids=["ce", "put", "minibatch"])
+def test_similarities_are_fp32_under_bf16_autocast(cfg):
+    q, k = _close_pairs(16, 32, seed=7)  # tiny: bf16 matmul is emulated (slow) on AVX2-only CPUs
+    ref_logits = nce_logits(q, k, 2, cfg)
+    ref_loss = patch_nce_loss(q, k, 2, cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = nce_logits(q, k, 2, cfg)
+        loss = patch_nce_loss(q, k, 2, cfg)
+    assert logits.dtype == torch.float32
+    # A bf16 similarity divided by tau = 0.07 is off by up to ~0.03 here; fp32 agrees to rounding.
+    assert (logits - ref_logits).abs().max().item() < 1e-2
+    assert (loss - ref_loss).abs().max().item() < 1e-2
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_put_topk_near_tie_under_bf16_autocast():
+    # Query e1; two negatives with similarity 0.9001 and 0.9030, which bf16 (spacing 2^-8 = 0.0039
+    # near 0.9) rounds to one value. PUT with k = 1 must keep the 0.9030 one, at its fp32 logit.
+    sims = torch.tensor([0.9001, 0.9030])
+    q = torch.zeros(3, 2)
+    q[:, 0] = 1.0
+    k = torch.stack([torch.tensor([1.0, 0.0]), *[torch.stack([s, (1 - s * s).sqrt()]) for s in sims]])
+    cfg = NCEConfig(prune_k=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = nce_logits(q, k, 1, cfg)
+    assert logits[0, 1].item() == pytest.approx(0.9030 / 0.07, abs=1e-4)
+    assert logits[0, 0].item() == pytest.approx(1.0 / 0.07, abs=1e-4)
+
+
+def test_bf16_embeddings_gradient_flows_in_their_dtype():
+    q, k = _close_pairs(8, 16, seed=8)
+    qb = q.bfloat16().requires_grad_()
+    kb = k.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = nce_logits(qb, kb, 2, NCEConfig())
+        loss = patch_nce_loss(qb, kb, 2, NCEConfig()).mean()
+    loss.backward()
+    assert loss.dtype == torch.float32
+    assert qb.grad is not None and qb.grad.dtype == torch.bfloat16 and qb.grad.abs().sum() > 0
+    # Only the bf16 rounding of the embeddings themselves remains, not that of their products.
+    ref = nce_logits(qb.detach().float(), kb.float(), 2, NCEConfig())
+    torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-5)
