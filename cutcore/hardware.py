@@ -1,0 +1,104 @@
+"""Which precision to train in: does this device do bf16 natively? (issue 12)
+
+bf16 autocast pays off only where the hardware multiplies bf16 natively: NVIDIA GPUs from
+Ampere (compute capability 8.0) on, and x86 CPUs with AVX512-BF16 or AMX-BF16 (oneDNN uses
+them for matmuls and convolutions). Elsewhere PyTorch emulates bf16 — on an AVX2-only CPU a
+bf16 2048² GEMM ran at 0.2 GFLOP/s against 153 fp32 — so "auto" picks fp32 there.
+
+    resolve_precision("auto", "cpu")  # -> ("bf16", "bf16 (auto): this CPU has avx512_bf16") here
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# /proc/cpuinfo flags that mean native bf16 matmuls: x86 AVX512-BF16 and AMX-BF16 (Sapphire
+# Rapids and later), and on aarch64 the "bf16" feature (BFMMLA/BFDOT, e.g. Graviton3, Neoverse V1).
+_X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_ARM_BF16_FLAGS = ("bf16",)
+_CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU feature flags from /proc/cpuinfo text (x86 'flags', aarch64 'Features'); None if unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = _CPUINFO.read_text(errors="replace")
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return flags or None
+
+
+def _cpu_bf16(cpuinfo: str | None = None) -> tuple[bool, str]:
+    flags = cpu_flags(cpuinfo)
+    if flags is not None:
+        found = [f for f in _X86_BF16_FLAGS + _ARM_BF16_FLAGS if f in flags]
+        if found:
+            return True, f"this CPU has {'/'.join(found)}"
+        return False, "this CPU has no avx512_bf16/amx_bf16 (bf16 would be emulated, slowly)"
+    # No cpuinfo (macOS, Windows, a sandbox): ask PyTorch's dispatcher, which names the vector
+    # ISA it picked; only a name that mentions bf16 or AMX counts (today's 'AVX512' does not).
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001  (older torch: no such function)
+        capability = ""
+    if any(tag in capability.upper() for tag in ("BF16", "AMX")):
+        return True, f"PyTorch reports CPU capability {capability}"
+    return False, f"CPU bf16 support unknown (no /proc/cpuinfo; PyTorch capability {capability or 'n/a'})"
+
+
+def _cuda_bf16(device: torch.device) -> tuple[bool, str]:
+    if not torch.cuda.is_available():
+        return False, "CUDA is not available"
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    name = torch.cuda.get_device_name(index)
+    major, minor = torch.cuda.get_device_capability(index)
+    try:  # torch >= 2.3: without emulation, pre-Ampere GPUs answer False
+        supported = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        supported = torch.cuda.is_bf16_supported()
+    if getattr(torch.version, "hip", None):  # ROCm: capability numbers are not NVIDIA's
+        return bool(supported), f"{name} ({'native' if supported else 'no'} bf16 per ROCm)"
+    if supported and major >= 8:
+        return True, f"{name} (sm_{major}{minor}) has native bf16"
+    return False, f"{name} (sm_{major}{minor}) has no native bf16 (needs compute capability >= 8.0)"
+
+
+def bf16_support(device: str | torch.device, cpuinfo: str | None = None) -> tuple[bool, str]:
+    """(native bf16?, why) for `device`; `cpuinfo` overrides /proc/cpuinfo's text (tests)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _cuda_bf16(device)
+    if device.type == "cpu":
+        return _cpu_bf16(cpuinfo)
+    return False, f"native bf16 on {device.type} is not detected by cutcore"
+
+
+def native_bf16(device: str | torch.device, cpuinfo: str | None = None) -> bool:
+    """True where bf16 matmuls/convolutions run in hardware on `device` (not emulated)."""
+    return bf16_support(device, cpuinfo)[0]
+
+
+def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str | None = None) -> tuple[str, str]:
+    """("bf16" | "fp32", one line for the log) for a requested precision of "auto", "fp32" or "bf16".
+
+    "auto" picks bf16 exactly where it is native. An explicit choice is always honoured; an
+    explicit bf16 on a device that would emulate it says so in the reason.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    if requested == "fp32":
+        return "fp32", "fp32 (requested)"
+    native, why = bf16_support(device, cpuinfo)
+    if requested == "bf16":
+        return "bf16", "bf16 (requested)" + ("" if native else f"; warning: {why}, so bf16 may be much slower than fp32")
+    if native:
+        return "bf16", f"bf16 (auto): {why}"
+    return "fp32", f"fp32 (auto): {why}"
