@@ -4,6 +4,13 @@ Claims checked: the run completes and rank 0 alone writes one checkpoint and one
 different data whose union is the single-process stream; and, since gradients are averaged and every
 layer (instance norm included) is per-sample, 2 processes x batch 1 give the same weights as
 1 process x batch 2, up to float summation order.
+
+The runs train in float64 (default dtype and data; CUTCORE_TEST_FLOAT64). In float32 the two runs'
+gradients differ in the last bits (batch 1 vs 2 kernels, all-reduce order; which kernels depends on the
+CPU: AVX2 vs AVX512), and Adam divides each gradient element by its own running magnitude, so an element
+whose gradient nearly cancels turns that noise into a visible step: 1.2e-6 (0.16% of the tensor's
+largest update) on one element of F.mlp_2.2.weight on an AVX512 CPU. In float64 the same amplification
+leaves ~1e-12 of the update, so the comparison can be tight on any machine.
 """
 from __future__ import annotations
 
@@ -31,6 +38,13 @@ STEPS = 4
 # (RANK set) it records a digest of each step's batch, per rank.
 SITECUSTOMIZE = '''
 import os
+if os.environ.get("CUTCORE_TEST_FLOAT64") and "RANK" in os.environ:
+    import torch
+    from cutcore import data as _data
+
+    torch.set_default_dtype(torch.float64)
+    _to_tensor = _data.to_tensor
+    _data.to_tensor = lambda img: _to_tensor(img).double()
 if os.environ.get("CUTCORE_TEST_RECORD") and "RANK" in os.environ:
     import hashlib, json
     from cutcore.models import cut as _cut
@@ -38,7 +52,7 @@ if os.environ.get("CUTCORE_TEST_RECORD") and "RANK" in os.environ:
     _orig = _cut.CUTModel.train_step
 
     def _recording_train_step(self, real_a, real_b, *args, **kwargs):
-        digest = lambda t: [hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest() for x in t]
+        digest = lambda t: [hashlib.sha256(x.float().contiguous().numpy().tobytes()).hexdigest() for x in t]
         path = os.path.join(os.environ["CUTCORE_TEST_RECORD"], "rank%s.jsonl" % os.environ["RANK"])
         with open(path, "a") as f:
             f.write(json.dumps({"a": digest(real_a), "b": digest(real_b)}) + "\\n")
@@ -49,7 +63,20 @@ if os.environ.get("CUTCORE_TEST_RECORD") and "RANK" in os.environ:
 
 
 def _digests(t: torch.Tensor) -> list[str]:
-    return [hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest() for x in t]
+    return [hashlib.sha256(x.float().contiguous().numpy().tobytes()).hexdigest() for x in t]
+
+
+@pytest.fixture
+def float64_training(monkeypatch):
+    """What CUTCORE_TEST_FLOAT64 does in the torchrun workers, in this process: float64 weights and data."""
+    from cutcore import data
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    to_tensor = data.to_tensor
+    monkeypatch.setattr(data, "to_tensor", lambda img: to_tensor(img).double())
+    yield
+    torch.set_default_dtype(before)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +90,7 @@ def ddp_run(tmp_path_factory):
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     record = work / "record"
     record.mkdir()
-    env = subprocess_env(CUTCORE_TEST_RECORD=str(record))
+    env = subprocess_env(CUTCORE_TEST_RECORD=str(record), CUTCORE_TEST_FLOAT64="1")
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env["PYTHONPATH"]])
     # `torchrun` is `python -m torch.distributed.run`; the module form needs no console script on PATH.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cutcore",
@@ -131,10 +158,14 @@ def _norm_cancelled_biases(model: torch.nn.Module, prefix: str) -> set[str]:
     return keys
 
 
-def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path):
+def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path, float64_training):
     """Finding: equal for every weight that matters. Biases feeding an instance norm have an exactly-zero
     true gradient; Adam normalises the float noise there into steps of up to lr, so those (functionally
-    inert) biases differ by up to 2 * steps * lr between the two runs -- and the networks' outputs do not."""
+    inert) biases differ by up to 2 * steps * lr between the two runs -- and the networks' outputs do not.
+
+    Every other weight agrees to a millionth of what training can move it (Adam: about lr per step), in
+    float64 (see the module docstring); a rank training on its own gradient, or on other data, differs by
+    a good fraction of it."""
     from cutcore.models import build_model
     from cutcore.translate import load_model
 
@@ -146,6 +177,7 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path):
     model = build_model(cfg.model)
     inert = _norm_cancelled_biases(model.G, "G") | _norm_cancelled_biases(model.D, "D")
     assert "G.model.1.bias" in inert and "D.model.3.bias" in inert and "G.model.23.bias" not in inert
+    reach = STEPS * cfg.train.lr  # how far training moves a weight, to within a small factor
     checked = 0
     for name in ("model.safetensors", "training.safetensors"):
         a, b = load_tensors(ddp_ckpt / name), load_tensors(single_ckpt / name)
@@ -155,11 +187,13 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path):
                 if k.endswith(".step"):
                     assert torch.equal(a[k], b[k]), k
                 continue
+            assert a[k].dtype == b[k].dtype == torch.float64, k
             if k in inert:
-                # Each run moves them by up to ~lr per step, in unrelated directions.
-                assert (a[k] - b[k]).abs().max() <= 2 * STEPS * cfg.train.lr * 1.1, k
+                # In float32 each run moves them by up to ~lr per step, in unrelated directions (Adam normalising
+                # float noise); in float64 Adam's eps swamps that noise and they barely move (~1e-6 reach).
+                assert (a[k] - b[k]).abs().max() <= 2 * reach * 1.1, k
             else:
-                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+                torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6 * reach, msg=lambda m, k=k: f"{k}: {m}")
                 checked += 1
     assert checked > 20
     # Functionally the same networks.
