@@ -67,12 +67,12 @@ def _ours_sincut(spec: dict):
     cfg = sincut_preset(spec["preset"])
     device = torch.device(spec["device"])
     model = SinCUTModel(cfg.model).to(device).to(memory_format=torch.channels_last)
-    opts = model.make_optimizers(cfg.train)
+    model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2)
     shape = (cfg.train.batch_size, 3, cfg.data.crop_size, cfg.data.crop_size)
     a, b = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
     spec["size"] = cfg.data.crop_size
     counter = iter(range(10**9))
-    return lambda: model.train_step(a, b, opts, torch.Generator().manual_seed(next(counter))), device
+    return lambda: model.train_step(a, b, torch.Generator().manual_seed(next(counter))), device
 
 
 def _ours_train(spec: dict):
@@ -87,13 +87,13 @@ def _ours_train(spec: dict):
     cfg = preset(spec["preset"])
     device = torch.device(spec["device"])
     model = build_model(cfg.model).to(device)
-    opts = model.make_optimizers(cfg.train)
+    model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2, spec["precision"])
     a, b = (torch.randn(1, 3, spec["size"], spec["size"], device=device) for _ in range(2))
     if spec.get("channels_last"):
         model.to(memory_format=torch.channels_last)
         a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
     counter = iter(range(10**9))
-    return lambda: model.train_step(a, b, opts, torch.Generator().manual_seed(next(counter)), spec["precision"]), device
+    return lambda: model.train_step(a, b, torch.Generator().manual_seed(next(counter))), device
 
 
 def _ours_inference(spec: dict):

@@ -3,45 +3,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
-from .config import PRESETS, config_field, preset
+from .config import PRESETS, config_field, config_options, preset
 
-# Overrides of the preset, as (flag, config section, field, type or list of choices).
-_TRAIN_OVERRIDES = [
-    ("--load-size", "data", "load_size", int),
-    ("--crop-size", "data", "crop_size", int),
-    ("--direction", "data", "direction", ["AtoB", "BtoA"]),
-    ("--max-items", "data", "max_items", int),
-    ("--batch-size", "train", "batch_size", int),
-    ("--epochs", "train", "epochs", int),
-    ("--epochs-decay", "train", "epochs_decay", int),
-    ("--lr", "train", "lr", float),
-    ("--seed", "train", "seed", int),
-    ("--device", "train", "device", str),
-    ("--precision", "train", "precision", ["fp32", "bf16"]),
-    ("--num-workers", "train", "num_workers", int),
-    ("--log-every", "train", "log_every", int),
-    ("--sample-every", "train", "sample_every", int),
-    ("--save-every", "train", "save_every", int),
-    ("--keep-checkpoints", "train", "keep_checkpoints", int),
-    ("--eval-every", "train", "eval_every", int),
-    ("--eval-data", "train", "eval_data", str),
-    ("--eval-split", "train", "eval_split", str),
-    ("--eval-metrics", "train", "eval_metrics", str),
-    ("--eval-max-images", "train", "eval_max_images", int),
-    ("--gan-mode", "model", "gan_mode", ["lsgan", "vanilla", "nonsaturating", "hinge"]),
-    ("--lambda-nce", "model", "lambda_nce", float),
-    ("--num-patches", "model", "num_patches", int),
-    ("--lambda-l1-idt", "model", "lambda_l1_idt", float),
-    ("--ngf", "model.generator", "ngf", int),
-    ("--n-blocks", "model.generator", "n_blocks", int),
-    ("--ndf", "model.discriminator", "ndf", int),
-    ("--nce-loss", "model.nce", "loss", ["ce", "focal"]),
-    ("--focal-gamma", "model.nce", "focal_gamma", float),
-    ("--focal-alpha", "model.nce", "focal_alpha", float),
-    ("--prune-k", "model.nce", "prune_k", int),
-]
+def _flag(path: str, f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _argument(hint) -> dict:
+    """argparse keywords for a config field's type: choices for a Literal, the type otherwise."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        return {"choices": list(args)}
+    return {"type": args[0] if args else hint}
 
 
 def _add_train(sub) -> None:
@@ -49,39 +25,43 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="default: cut (with --resume: the checkpoint's)")
     p.add_argument("--data", required=True, help="dataset folder (trainA/ + trainB/, or train/ of AB images)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, samples/, checkpoints/")
-    p.add_argument("--max-steps", type=int, help="stop after this many iterations (total, across resumes)")
     p.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convs on many CPUs/GPUs)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--exclude", type=Path, help="text file of file names to hold out (one per line)")
-    for flag, section, field, typ in _TRAIN_OVERRIDES:
-        kind = {"choices": typ} if isinstance(typ, list) else {"type": typ}
-        p.add_argument(flag, dest=f"{section}.{field}", **kind)
+    # Every other flag is a config field that declares one (cutcore.config.option): the preset's
+    # value unless given.
+    for path, f, hint in config_options():
+        p.add_argument(_flag(path, f), dest=path, help=f.metadata["help"], **_argument(hint))
     p.set_defaults(func=_train)
 
 
 def _train(args) -> int:
+    from .evaluate import periodic_evaluator
     from .train import train
 
     changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
-    if args.max_steps is not None:
-        changes["train.max_steps"] = args.max_steps
     if args.channels_last:
-        changes["train.channels_last"] = True
+        changes["runtime.channels_last"] = True
     if args.no_flip:
         changes["data.flip"] = False
     if args.exclude:
         changes["data.exclude"] = [ln.strip() for ln in args.exclude.read_text().splitlines() if ln.strip()]
-    for _, section, field, _ in _TRAIN_OVERRIDES:
-        value = getattr(args, f"{section}.{field}")
-        if value is not None:
-            changes[f"{section}.{field}"] = value
+    options = config_options()
+    changes |= {path: getattr(args, path) for path, _, _ in options if getattr(args, path) is not None}
     cfg = preset(args.preset or "cut")
     for path, value in changes.items():
-        setattr(*config_field(cfg, path), value)
+        try:
+            target, name = config_field(cfg, path)
+            getattr(target, name)
+        except AttributeError:  # e.g. --lambda-nce with the cyclegan preset
+            flag = next(_flag(p, f) for p, f, _ in options if p == path)
+            raise ValueError(f"{flag} does not apply to the {cfg.preset} preset") from None
+        setattr(target, name, value)
     if args.resume and args.preset:
         changes["preset"] = args.preset
-    ckpt = train(cfg, args.out, resume=args.resume, changes=changes if args.resume else None)
+    ckpt = train(cfg, args.out, resume=args.resume, changes=changes if args.resume else None,
+                 make_evaluator=periodic_evaluator)
     print(f"checkpoint: {ckpt}")
     return 0
 

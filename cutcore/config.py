@@ -25,82 +25,114 @@ def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
     return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
 
 
+def option(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str | None = None,
+           flag: str | None = None, resume: Literal["runtime", "schedule"] | None = None) -> Any:
+    """A config field that, with `help`, is also a `train` flag (`--name-with-dashes` unless `flag`).
+
+    `resume` says what `--resume` may change besides the `runtime` section (which it may change at
+    will): "runtime" fields likewise, "schedule" fields while the learning rate already used stays
+    the same; every other field of a saved run is fixed.
+    """
+    meta = {"help": help, "flag": flag, "resume": resume}
+    return field(default=default, default_factory=factory, metadata=meta)
+
+
 @dataclass
-class ModelConfig:
-    kind: Literal["cut", "cyclegan"] = "cut"
+class GANModelConfig:
+    """What CUT and CycleGAN share: ResNet generator(s), PatchGAN discriminator(s), initialisation."""
+
     generator: ResnetGeneratorConfig = field(default_factory=ResnetGeneratorConfig)
     discriminator: PatchGANConfig = field(default_factory=PatchGANConfig)
-    gan_mode: GANMode = "lsgan"
+    gan_mode: GANMode = option("lsgan", help="GAN objective")
     init: Literal["xavier", "normal"] = "xavier"
     init_gain: float = 0.02
-    # CUT
+
+
+@dataclass
+class CUTModelConfig(GANModelConfig):
+    kind: Literal["cut"] = "cut"
     lambda_gan: float = 1.0
-    lambda_nce: float = 1.0
+    lambda_nce: float = option(1.0, help="weight of the PatchNCE loss")
     nce_idt: bool = True
     nce_layers: list[int] = field(default_factory=lambda: [0, 4, 8, 12, 16])
-    num_patches: int = 256
+    num_patches: int = option(256, help="PatchNCE locations per layer and image")
     head_dim: int = 256
     nce: NCEConfig = field(default_factory=NCEConfig)
     flip_equivariance: bool = False
     # L1 identity ‖G(y) − y‖₁ on target-domain images (SinCUT's identity term; 0 in the CUT paper)
-    lambda_l1_idt: float = 0.0
-    # CycleGAN
+    lambda_l1_idt: float = option(0.0, help="weight of an L1 identity term on target images (0 = paper CUT)")
+
+
+@dataclass
+class CycleGANModelConfig(GANModelConfig):
+    kind: Literal["cyclegan"] = "cyclegan"
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
 
 
+ModelConfig = CUTModelConfig | CycleGANModelConfig
+
+
 @dataclass
 class DataConfig:
-    root: str = ""
-    load_size: int = 286  # resize to load_size², then random crop_size² crop
-    crop_size: int = 256
+    root: str = option("", resume="runtime")  # the --data folder
+    load_size: int = option(286, help="resize images to this square size ...")
+    crop_size: int = option(256, help="... then take random crops of this size")
     flip: bool = True
-    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    direction: Literal["AtoB", "BtoA"] = option("AtoB", help="which domain is translated")
     phase: str = "train"
-    max_items: int | None = None  # cap per domain (quick experiments)
+    max_items: int | None = option(None, help="use at most this many images per domain")
     exclude: list[str] = field(default_factory=list)  # file names held out (validation split)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200  # at the full learning rate
-    epochs_decay: int = 200  # then linearly decayed to ~0
-    lr: float = 2e-4
+    """What the run learns from: optimiser, schedule, batch, seed, arithmetic."""
+
+    epochs: int = option(200, help="epochs at the full learning rate", resume="schedule")
+    epochs_decay: int = option(200, help="then epochs of linear decay to ~0", resume="schedule")
+    lr: float = option(2e-4, help="Adam learning rate")
     beta1: float = 0.5
     beta2: float = 0.999
-    batch_size: int = 1
-    max_steps: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    batch_size: int = option(1, help="images per step and process")
+    seed: int = option(0, help="initialisation, data order and sampling seed")
+    precision: Literal["fp32", "bf16"] = option("fp32", help="fp32, or bf16 autocast")
+
+
+@dataclass
+class RuntimeConfig:
+    """How and where the run executes and reports; `--resume` may change any of it."""
+
+    max_steps: int | None = option(None, help="stop after this many iterations (total, across resumes)")
+    device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
     channels_last: bool = False
-    num_workers: int = 2
-    log_every: int = 10
-    sample_every: int = 500
-    save_every: int = 1000
-    keep_checkpoints: int = 2
+    num_workers: int = option(2, help="data loader processes")
+    log_every: int = option(10, help="log.jsonl every this many steps")
+    sample_every: int = option(500, help="samples/ grid every this many steps")
+    save_every: int = option(1000, help="checkpoint every this many steps")
+    keep_checkpoints: int = option(2, help="newest checkpoints kept")
     # Held-out evaluation every `eval_every` steps (0 = never): metrics.jsonl + metrics.png in the run.
-    eval_every: int = 0
-    eval_data: str | None = None  # default: the training data root
-    eval_split: str | None = None  # file of held-out names inside train{A,B}; None = the test{A,B} pairs
-    eval_metrics: str | None = None  # e.g. "accuracy,rmse,swd"; None = all available
-    eval_max_images: int | None = None
+    eval_every: int = option(0, help="held-out evaluation every this many steps (0 = never)")
+    eval_data: str | None = option(None, help="evaluation dataset (default: --data)")
+    eval_split: str | None = option(None, help="file of held-out names in train{A,B} (default: the test pairs)")
+    eval_metrics: str | None = option(None, help="e.g. accuracy,rmse,swd (default: all available)")
+    eval_max_images: int | None = option(None, help="evaluate on at most this many pairs")
 
 
 @dataclass
 class RunConfig:
     preset: str = "cut"
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=CUTModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def _cyclegan() -> RunConfig:
     return RunConfig(
         preset="cyclegan",
-        model=ModelConfig(
-            kind="cyclegan",
+        model=CycleGANModelConfig(
             generator=ResnetGeneratorConfig(antialias_down=False, antialias_up=False),
             discriminator=PatchGANConfig(antialias=False),
             init="normal",
@@ -110,11 +142,11 @@ def _cyclegan() -> RunConfig:
 
 
 def _cut(preset: str, **model: Any) -> RunConfig:
-    return RunConfig(preset=preset, model=ModelConfig(**model))
+    return RunConfig(preset=preset, model=CUTModelConfig(**model))
 
 
 def _fastcut(preset: str, **model: Any) -> RunConfig:
-    run = RunConfig(preset=preset, model=ModelConfig(lambda_nce=10.0, nce_idt=False, flip_equivariance=True, **model))
+    run = RunConfig(preset=preset, model=CUTModelConfig(lambda_nce=10.0, nce_idt=False, flip_equivariance=True, **model))
     run.train.epochs, run.train.epochs_decay = 150, 50
     return run
 
@@ -144,6 +176,44 @@ def from_dict(cls: type, data: dict[str, Any]):
         raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
     kwargs = {}
     for key, value in data.items():
-        hint = hints[key]
+        hint = _by_kind(hints[key], value)
         kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
     return cls(**kwargs)
+
+
+def _by_kind(hint: Any, value: Any) -> Any:
+    """For a union of config classes (ModelConfig), the one whose `kind` the saved dict names."""
+    options = [t for t in typing.get_args(hint) if dataclasses.is_dataclass(t)]
+    if not options or not isinstance(value, dict):
+        return hint
+    for cls in options:
+        if value.get("kind") == cls.kind:
+            return cls
+    raise ValueError(f"unknown model kind {value.get('kind')!r}; expected one of {[c.kind for c in options]}")
+
+
+def config_options(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, dataclasses.Field, Any]]:
+    """Every field of `cls` that carries `option` metadata, recursively, as (dotted path, field, type).
+
+    Fields of both model kinds are listed (once, where their paths coincide): the command line is
+    built from this list and a flag the chosen preset's model lacks is refused when applied.
+    """
+    found: dict[str, tuple[str, dataclasses.Field, Any]] = {}
+    for klass in [t for t in typing.get_args(cls) if dataclasses.is_dataclass(t)] or [cls]:
+        hints = typing.get_type_hints(klass)
+        for f in dataclasses.fields(klass):
+            path, hint = f"{prefix}{f.name}", hints[f.name]
+            if f.metadata.get("help"):
+                found.setdefault(path, (path, f, hint))
+            elif dataclasses.is_dataclass(hint) or any(dataclasses.is_dataclass(t) for t in typing.get_args(hint)):
+                for item in config_options(hint, f"{path}."):
+                    found.setdefault(item[0], item)
+    return list(found.values())
+
+
+def resume_policy(cfg: RunConfig, path: str) -> str | None:
+    """What `--resume` may do with the field at `path`: "runtime", "schedule" or None (fixed)."""
+    if path.startswith("runtime."):
+        return "runtime"
+    target, name = config_field(cfg, path)
+    return next(f for f in dataclasses.fields(target) if f.name == name).metadata.get("resume")

@@ -440,3 +440,13 @@ def _run(args) -> int:
         write_evaluation(args.out, model, pairs, values, info, markdown, tile=args.tile)
     print(json.dumps(values) if args.json else markdown)
     return 0
+
+
+def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluator:
+    """The held-out evaluation a training run's config asks for (`runtime.eval_*`), handed to the trainer."""
+    r = cfg.runtime
+    return PeriodicEvaluator(
+        r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
+        read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
+        size=cfg.data.load_size, direction=cfg.data.direction, device=device,
+    )

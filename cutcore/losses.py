@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -18,11 +18,11 @@ class NCEConfig:
     """How PatchNCE scores a query against its positive and negatives."""
 
     temperature: float = 0.07
-    loss: Literal["ce", "focal"] = "ce"
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
+    loss: Literal["ce", "focal"] = field(default="ce", metadata={"help": "PatchNCE loss", "flag": "--nce-loss"})
+    focal_gamma: float = field(default=2.0, metadata={"help": "focal PatchNCE's gamma"})
+    focal_alpha: float = field(default=0.25, metadata={"help": "focal PatchNCE's alpha"})
     # PUT (Lin et al. 2022): keep only the k most similar negatives of each query. None = all.
-    prune_k: int | None = None
+    prune_k: int | None = field(default=None, metadata={"help": "PUT: keep each query's k hardest negatives"})
     # Draw negatives from every patch of the minibatch (SinCUT) instead of the same image.
     negatives_from_minibatch: bool = False
 

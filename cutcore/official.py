@@ -27,7 +27,7 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import module_state, save_tensors, write_json
-from .config import ModelConfig, preset
+from .config import CUTModelConfig, preset
 from .nets import PatchProjector, ResnetGenerator, ResnetGeneratorConfig
 from .official_urls import (
     CUT_REPO,
@@ -292,7 +292,7 @@ def convert_official(
                                           f"{describe(cfg)}; both generators of a model must match")
         modules["G_BA"] = generator_ba
         originals["generator B->A"] = Path(generator_ba_path)
-    layers = list(nce_layers) if nce_layers else ModelConfig().nce_layers
+    layers = list(nce_layers) if nce_layers else CUTModelConfig().nce_layers
     heads = None
     if heads_path is not None:
         heads = load_official_heads(heads_path)

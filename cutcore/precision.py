@@ -30,9 +30,10 @@ def train_once(data: str, out: Path, precision: str, steps: int, ngf: int, crop:
     cfg = preset("cut")
     cfg.data.root, cfg.data.load_size, cfg.data.crop_size = data, 2 * crop, crop
     cfg.model.generator.ngf, cfg.model.generator.n_blocks, cfg.model.discriminator.ndf = ngf, 6, ngf
-    t = cfg.train
-    t.max_steps, t.precision, t.seed, t.device, t.num_workers = steps, precision, seed, "cpu", 0
-    t.log_every, t.sample_every, t.save_every = 1, 10**9, 10**9
+    cfg.train.precision, cfg.train.seed = precision, seed
+    r = cfg.runtime
+    r.max_steps, r.device, r.num_workers = steps, "cpu", 0
+    r.log_every, r.sample_every, r.save_every = 1, 10**9, 10**9
     saved = out / name / "config.json"
     done = read_log(out / name / "log.jsonl")
     if saved.is_file() and from_dict(RunConfig, read_json(saved)) == cfg and len(done) >= steps:

@@ -1,4 +1,8 @@
-"""The training loop: data, LR schedule, logging, sample grids, atomic checkpoints, exact resume.
+"""Training runs: data, LR schedule, logging, sample grids, atomic checkpoints, exact resume.
+
+The steps themselves run in `cutcore.loop.TrainingLoop`; a `Trainer` feeds it batches of the
+dataset and, after each step, logs, saves samples and checkpoints, and calls the evaluator it
+was handed (training never imports evaluation).
 
 Multi-process (torchrun) training averages gradients with one all-reduce per optimiser step:
 the same update as DistributedDataParallel, without DDP's wrapper, which cannot follow the
@@ -13,7 +17,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -30,11 +34,15 @@ from .checkpoint import (
     split_state,
     write_json,
 )
-from .config import RunConfig, config_field, from_dict, lr_factor
+from .config import RunConfig, config_field, from_dict, lr_factor, resume_policy
 from .data import StepSampler, UnpairedDataset
 from .imageio import tensor_grid
-from .models import CycleGANModel, build_model
-from .models.common import apply_lr
+from .loop import StepResult, TrainingLoop
+from .models import build_model
+
+# Called as evaluator(generator, step, epoch) every `runtime.eval_every` steps (see cutcore.evaluate).
+Evaluator = Callable[[torch.nn.Module, int, float], None]
+EvaluatorFactory = Callable[[RunConfig, Path, torch.device], Evaluator]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -112,39 +120,29 @@ def checkpoint_dirs(out: Path) -> list[Path]:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out: str | Path):
+    def __init__(self, cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None):
         self.cfg, self.out = cfg, Path(out)
-        t = cfg.train
-        self.device = resolve_device(t.device)
+        t, r = cfg.train, cfg.runtime
+        self.device = resolve_device(r.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.dist = _Dist(self.device)
         torch.manual_seed(t.seed)
         self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
         self.model = build_model(cfg.model).to(self.device)
-        if t.channels_last:
+        if r.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.dist.broadcast(self.model)
-        self.opts = self.model.make_optimizers(t)
-        self.evaluator = self._make_evaluator() if t.eval_every and self.dist.main else None
+        self.model.configure_training(t.lr, t.beta1, t.beta2, t.precision, self.dist.sync_grads)
+        self.evaluator = make_evaluator(cfg, self.out, self.device) if make_evaluator and r.eval_every and self.dist.main else None
         self.step = 0
         per_step = t.batch_size * self.dist.world
         self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
         self.total_steps = (t.epochs + t.epochs_decay) * self.steps_per_epoch
-        if t.max_steps is not None:
-            if t.max_steps < 1:
-                raise ValueError(f"max_steps must be at least 1, got {t.max_steps}")
-            self.total_steps = min(self.total_steps, t.max_steps)
-
-    def _make_evaluator(self):
-        from .evaluate import PeriodicEvaluator, read_split
-
-        t = self.cfg.train
-        return PeriodicEvaluator(
-            t.eval_data or self.cfg.data.root, "train" if t.eval_split else "test",
-            read_split(t.eval_split) if t.eval_split else None, t.eval_metrics, self.out, t.eval_max_images,
-            size=self.cfg.data.load_size, direction=self.cfg.data.direction, device=self.device,
-        )
+        if r.max_steps is not None:
+            if r.max_steps < 1:
+                raise ValueError(f"max_steps must be at least 1, got {r.max_steps}")
+            self.total_steps = min(self.total_steps, r.max_steps)
 
     # --- checkpoints -------------------------------------------------------------------
     def save(self) -> Path:
@@ -163,7 +161,7 @@ class Trainer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         kept = checkpoint_dirs(self.out)
-        for old in kept[: len(kept) - max(1, self.cfg.train.keep_checkpoints)]:
+        for old in kept[: len(kept) - max(1, self.cfg.runtime.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
@@ -171,11 +169,10 @@ class Trainer:
         save_tensors(folder / "model.safetensors", module_state(self.model.inference_modules()))
         training = module_state(self.model.training_modules())
         skeletons = {}
-        for name, opt in self.opts.items():
+        for name, opt in self.model.optimizers.items():
             tensors, skeletons[name] = optimizer_state(opt, f"opt_{name}")
             training.update(tensors)
-        if isinstance(self.model, CycleGANModel):
-            training.update({f"pool.{k}": v for k, v in self.model.pool_state().items()})
+        training.update(self.model.extra_state())
         save_tensors(folder / "training.safetensors", training)
         write_json(folder / "config.json", self.cfg)
         # steps_per_epoch pins the data (size, exclude list, processes) the LR schedule was laid out on
@@ -188,10 +185,9 @@ class Trainer:
         training = load_tensors(ckpt / "training.safetensors", self.device)
         for name, module in {**self.model.inference_modules(), **self.model.training_modules()}.items():
             module.load_state_dict(split_state(weights if name in self.model.inference_modules() else training, name))
-        for name, opt in self.opts.items():
+        for name, opt in self.model.optimizers.items():
             load_optimizer_state(opt, state["optimizers"][name], training)
-        if isinstance(self.model, CycleGANModel):
-            self.model.load_pool_state(split_state(training, "pool"))
+        self.model.load_extra_state(training)
         self.step = state["step"]
         saved_spe = state.get("steps_per_epoch", self.steps_per_epoch)  # absent in older checkpoints
         if saved_spe != self.steps_per_epoch:
@@ -200,11 +196,9 @@ class Trainer:
                              "resuming would shift the LR schedule and the data order")
 
     # --- loop --------------------------------------------------------------------------
-    def set_lr(self) -> float:
+    def lr_at(self, step: int) -> float:
         t = self.cfg.train
-        lr = t.lr * lr_factor(self.step // self.steps_per_epoch, t.epochs, t.epochs_decay)
-        apply_lr(self.opts, lr)
-        return lr
+        return t.lr * lr_factor(step // self.steps_per_epoch, t.epochs, t.epochs_decay)
 
     def save_samples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         real_a, real_b = batch
@@ -215,7 +209,7 @@ class Trainer:
         tensor_grid(rows, nrow=real_a.shape[0]).save(self.out / "samples" / f"step_{self.step:08d}.png")
 
     def fit(self) -> Path:
-        t, out = self.cfg.train, self.out
+        t, r, out = self.cfg.train, self.cfg.runtime, self.out
         if self.dist.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", self.cfg)
@@ -223,80 +217,79 @@ class Trainer:
             self.dataset,
             batch_size=t.batch_size,
             sampler=StepSampler(self.step, t.batch_size, self.dist.rank, self.dist.world),
-            num_workers=t.num_workers,
+            num_workers=r.num_workers,
             persistent_workers=False,
         )
+        loop = TrainingLoop(self.model, iter(loader), self.lr_at, self.total_steps, seed=t.seed, step=self.step,
+                            device=self.device, channels_last=r.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=self.cfg.preset, unit="it")
+        reporter = _Reporter(self, log, bar)
         try:
-            ckpt = self._loop(loader, log, bar)
+            loop.run(reporter)
         finally:  # an error message must not land on the progress bar's line
             bar.close()
             if log:
                 log.close()
-        return ckpt if ckpt is not None else checkpoint_dirs(out)[-1]
-
-    def _loop(self, loader: DataLoader, log, bar: tqdm) -> Path | None:
-        t = self.cfg.train
-        sample_batch, ckpt = None, None
-        last_time, last_step = time.perf_counter(), self.step
-        for real_a, real_b in loader:
-            if self.step >= self.total_steps:
-                break
-            real_a, real_b = real_a.to(self.device), real_b.to(self.device)
-            if t.channels_last:
-                real_a, real_b = real_a.contiguous(memory_format=torch.channels_last), real_b.contiguous(memory_format=torch.channels_last)
-            if sample_batch is None:
-                sample_batch = (real_a, real_b)
-            lr = self.set_lr()
-            rng = torch.Generator().manual_seed(t.seed * 1_000_003 + self.step)
-            losses = self.model.train_step(real_a, real_b, self.opts, rng, t.precision, self.dist.sync_grads)
-            self.step += 1
-            bar.update(1)
-            if self.dist.main:
-                if self.step % t.log_every == 0 or self.step == self.total_steps:
-                    now = time.perf_counter()
-                    rec = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "lr": lr, **losses,
-                           "sec_per_iter": (now - last_time) / (self.step - last_step)}
-                    last_time, last_step = now, self.step
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
-                if self.step % t.sample_every == 0 or self.step == self.total_steps:
-                    self.save_samples(sample_batch)
-                if self.step % t.save_every == 0 or self.step == self.total_steps:
-                    ckpt = self.save()
-                if self.evaluator and (self.step % t.eval_every == 0 or self.step == self.total_steps):
-                    self.evaluator(self.model.G, self.step, self.step / self.steps_per_epoch)
-            self.dist.barrier()
-        return ckpt
+        return reporter.checkpoint if reporter.checkpoint is not None else checkpoint_dirs(out)[-1]
 
 
-# What a resume may change: where and how the run executes and reports, never what it learns.
-RUNTIME_FIELDS = {"data.root"} | {f"train.{f}" for f in (
-    "max_steps", "device", "num_workers", "channels_last", "log_every", "sample_every", "save_every",
-    "keep_checkpoints", "eval_every", "eval_data", "eval_split", "eval_metrics", "eval_max_images")}
-SCHEDULE_FIELDS = {"train.epochs", "train.epochs_decay"}  # allowed while the LR so far is unchanged
+class _Reporter:
+    """What a Trainer does after each step: log, samples, checkpoints, evaluation (on rank 0)."""
+
+    def __init__(self, trainer: Trainer, log, bar: tqdm):
+        self.trainer, self.log, self.bar = trainer, log, bar
+        self.sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.checkpoint: Path | None = None
+        self.last_time, self.last_step = time.perf_counter(), trainer.step
+
+    def __call__(self, result: StepResult) -> None:
+        tr, r = self.trainer, self.trainer.cfg.runtime
+        tr.step = step = result.step
+        last = step == tr.total_steps
+        if self.sample_batch is None:
+            self.sample_batch = result.batch
+        self.bar.update(1)
+        if tr.dist.main:
+            if step % r.log_every == 0 or last:
+                losses = result.loss_values()  # the one host synchronisation, when logging
+                now = time.perf_counter()
+                rec = {"step": step, "epoch": step / tr.steps_per_epoch, "lr": result.lr, **losses,
+                       "sec_per_iter": (now - self.last_time) / (step - self.last_step)}
+                self.last_time, self.last_step = now, step
+                self.log.write(json.dumps(rec) + "\n")
+                self.log.flush()
+                self.bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+            if step % r.sample_every == 0 or last:
+                tr.save_samples(self.sample_batch)
+            if step % r.save_every == 0 or last:
+                self.checkpoint = tr.save()
+            if tr.evaluator and (step % r.eval_every == 0 or last):
+                tr.evaluator(tr.model.G, step, step / tr.steps_per_epoch)
+        tr.dist.barrier()
 
 
 def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
-    """The checkpoint's config with the requested `changes` ({"train.device": "cpu", ...}) applied;
-    a change to anything that shapes the model or its data is refused rather than ignored."""
+    """The checkpoint's config with the requested `changes` ({"runtime.device": "cpu", ...}) applied;
+    a change to anything that shapes the model or its data is refused rather than ignored (what may
+    change is declared on the config fields: see `cutcore.config.option`)."""
     cfg = from_dict(RunConfig, asdict(saved))
     for path, value in changes.items():
         target, name = config_field(cfg, path)
         if getattr(target, name) == value:
             continue
-        if path not in RUNTIME_FIELDS | SCHEDULE_FIELDS:
+        if resume_policy(cfg, path) is None:
             raise ValueError(f"--resume: {path} is {getattr(target, name)!r} in the checkpoint and cannot change "
                              f"mid-run (asked for {value!r}); start a new run instead")
         setattr(target, name, value)
     return cfg
 
 
-def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[str, object] | None = None) -> Path:
+def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[str, object] | None = None,
+          make_evaluator: EvaluatorFactory | None = None) -> Path:
     """Train `cfg` into `out`; with `resume`, continue from the newest checkpoint there, applying
-    `changes` (run-time settings, or a longer schedule; see resume_config)."""
+    `changes` (run-time settings, or a longer schedule; see resume_config). `make_evaluator`
+    builds the periodic held-out evaluation when `runtime.eval_every` asks for one."""
     out = Path(out)
     if resume:
         ckpts = checkpoint_dirs(out)
@@ -304,7 +297,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = from_dict(RunConfig, read_json(ckpts[-1] / "config.json"))
         resumed = resume_config(saved, changes or {})
-        trainer = Trainer(resumed, out)
+        trainer = Trainer(resumed, out, make_evaluator)
         trainer.load(ckpts[-1])
         old, new = saved.train, resumed.train
         for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
@@ -312,5 +305,5 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
                 raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
                                  f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
     else:
-        trainer = Trainer(cfg, out)
+        trainer = Trainer(cfg, out, make_evaluator)
     return trainer.fit()

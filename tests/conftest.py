@@ -123,12 +123,14 @@ def tiny_run_config(preset_name: str, root: Path, *, ngf: int = 4, ndf: int = 4,
     g = cfg.model.generator
     g.ngf, g.n_blocks = ngf, n_blocks
     cfg.model.discriminator.ndf = ndf
-    cfg.model.num_patches, cfg.model.head_dim = num_patches, head_dim
-    # With 2 residual blocks the layer indices of the 9-block default past 12 do not exist.
-    cfg.model.nce_layers = [layer for layer in cfg.model.nce_layers if layer < 12 + n_blocks]
-    t = cfg.train
-    t.max_steps, t.num_workers, t.seed, t.device = max_steps, 0, seed, "cpu"
-    t.log_every, t.sample_every, t.save_every = 1, 10_000, 10_000
+    if cfg.model.kind == "cut":
+        cfg.model.num_patches, cfg.model.head_dim = num_patches, head_dim
+        # With 2 residual blocks the layer indices of the 9-block default past 12 do not exist.
+        cfg.model.nce_layers = [layer for layer in cfg.model.nce_layers if layer < 12 + n_blocks]
+    cfg.train.seed = seed
+    r = cfg.runtime
+    r.max_steps, r.num_workers, r.device = max_steps, 0, "cpu"
+    r.log_every, r.sample_every, r.save_every = 1, 10_000, 10_000
     return cfg
 
 

@@ -113,8 +113,12 @@ def test_train_every_preset(trained, preset):
     cfg = json.loads((ckpt / "config.json").read_text())
     assert cfg["preset"] == preset
     assert cfg["model"]["generator"]["ngf"] == 4 and cfg["model"]["discriminator"]["ndf"] == 4
-    assert (cfg["data"]["load_size"], cfg["data"]["crop_size"], cfg["train"]["max_steps"]) == (40, 32, 2)
-    assert cfg["train"]["num_workers"] == 0
+    assert (cfg["data"]["load_size"], cfg["data"]["crop_size"], cfg["runtime"]["max_steps"]) == (40, 32, 2)
+    assert cfg["runtime"]["num_workers"] == 0
+    assert cfg["model"]["kind"] == ("cyclegan" if preset == "cyclegan" else "cut")
+    if preset == "cyclegan":  # the saved model section holds only what CycleGAN uses
+        assert "nce" not in cfg["model"] and cfg["model"]["lambda_cycle"] == 10.0
+        return
     nce = cfg["model"]["nce"]
     assert nce["loss"] == ("focal" if "focal" in preset else "ce")
     assert nce["prune_k"] == (5 if preset == "put" else None)
@@ -180,7 +184,7 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [rec["step"] for rec in log] == [2, 3]  # log_every 10: only each run's last step
     cfg = json.loads((ckpt / "config.json").read_text())
-    assert (cfg["preset"], cfg["model"]["generator"]["ngf"], cfg["train"]["max_steps"]) == ("fastcut", 4, 3)
+    assert (cfg["preset"], cfg["model"]["generator"]["ngf"], cfg["runtime"]["max_steps"]) == ("fastcut", 4, 3)
 
 
 @pytest.mark.parametrize("args,needle", [

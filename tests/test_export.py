@@ -40,7 +40,7 @@ def paired(tmp_path_factory) -> Path:
 def run(paired, tmp_path_factory) -> Path:
     cfg = tiny_run_config("cut", paired, load=40, crop=32, max_steps=4)
     cfg.data.exclude = ["3.png", "4.png"]
-    cfg.train.save_every = 2
+    cfg.runtime.save_every = 2
     out = tmp_path_factory.mktemp("run") / "cut"
     Trainer(cfg, out).fit()
     return out

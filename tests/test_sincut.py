@@ -216,12 +216,12 @@ def test_train_step_losses_add_up_and_only_real_images_get_r1():
     cfg = tiny_config()
     torch.manual_seed(0)
     model = SinCUTModel(cfg.model)
-    opts = model.make_optimizers(cfg.train)
+    model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2)
     seen = []
     orig = model.D.forward
     model.D.forward = lambda x: (seen.append(x.requires_grad), orig(x))[1]
     a, b = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
-    logs = model.train_step(a, b, opts, torch.Generator().manual_seed(0))
+    logs = {k: float(v) for k, v in model.train_step(a, b, torch.Generator().manual_seed(0)).items()}
     assert set(logs) == {"D", "D_fake", "D_real", "D_R1", "G", "G_GAN", "NCE", "NCE_Y", "idt"}
     assert logs["D"] == pytest.approx(0.5 * (logs["D_fake"] + logs["D_real"]) + logs["D_R1"], rel=1e-5)
     assert logs["G"] == pytest.approx(logs["G_GAN"] + 0.5 * (logs["NCE"] + logs["NCE_Y"]) + logs["idt"], rel=1e-5)

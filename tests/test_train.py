@@ -26,13 +26,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CKPT_FILES = {"model.safetensors", "training.safetensors", "config.json", "state.json"}
 
 
-def _model(preset_name: str, seed: int = 0, **model_overrides):
+def _model(preset_name: str, seed: int = 0, precision: str = "fp32", **model_overrides):
     cfg = tiny_run_config(preset_name, Path("unused"))
     for k, v in model_overrides.items():
         setattr(cfg.model, k, v)
     torch.manual_seed(seed)
     model = build_model(cfg.model)
-    return model, model.make_optimizers(cfg.train)
+    model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2, precision)
+    return model
+
+
+def _step(model, real_a, real_b, seed=0) -> dict[str, float]:
+    return {k: float(v) for k, v in model.train_step(real_a, real_b, torch.Generator().manual_seed(seed)).items()}
 
 
 def _batch(n=1, size=24, seed=0):
@@ -58,11 +63,11 @@ def _assert_trained(name, module, before):
 
 @pytest.mark.parametrize("preset_name", ["cut", "fastcut", "cut-focal", "put"])
 def test_cut_step_updates_g_f_and_d(preset_name):
-    model, opts = _model(preset_name)
+    model = _model(preset_name)
     assert isinstance(model, CUTModel)
     before = {n: _snapshot(m) for n, m in (("G", model.G), ("F", model.F), ("D", model.D))}
     real_a, real_b = _batch(2)
-    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(0))
+    logs = _step(model, real_a, real_b, seed=0)
     expected_keys = {"D", "G_GAN", "NCE", "G"} | ({"NCE_Y"} if model.cfg.nce_idt else set())
     assert set(logs) == expected_keys
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
@@ -71,9 +76,9 @@ def test_cut_step_updates_g_f_and_d(preset_name):
 
 
 def test_cut_without_nce_leaves_heads_alone():
-    model, opts = _model("cut", lambda_nce=0.0)
+    model = _model("cut", lambda_nce=0.0)
     before = _snapshot(model.F)
-    logs = model.train_step(*_batch(1), opts, torch.Generator().manual_seed(0))
+    logs = _step(model, *_batch(1), seed=0)
     assert "NCE" not in logs
     assert all(p.grad is None for p in model.F.parameters())
     assert all(torch.equal(p, before[k]) for k, p in model.F.named_parameters())
@@ -81,11 +86,11 @@ def test_cut_without_nce_leaves_heads_alone():
 
 @pytest.mark.parametrize("preset_name", ["cut", "fastcut"])
 def test_l1_identity_term_is_lambda_times_mean_abs_error_of_g_on_b(preset_name):
-    model, opts = _model(preset_name, lambda_l1_idt=3.0, flip_equivariance=False)  # G sees B as given
+    model = _model(preset_name, lambda_l1_idt=3.0, flip_equivariance=False)  # G sees B as given
     real_a, real_b = _batch(2)
     with torch.no_grad():  # G in train mode, as in the step: same instance-norm statistics
         expected = 3.0 * (model.G(torch.cat([real_a, real_b]))[2:] - real_b).abs().mean().item()
-    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(0))
+    logs = _step(model, real_a, real_b, seed=0)
     assert logs["idt"] == pytest.approx(expected, rel=1e-5)
     assert ("NCE_Y" in logs) == (preset_name == "cut")  # FastCUT: G sees B for the L1 term only
     assert logs["G"] == pytest.approx(logs["G_GAN"] + logs["idt"] + (
@@ -93,7 +98,7 @@ def test_l1_identity_term_is_lambda_times_mean_abs_error_of_g_on_b(preset_name):
 
 
 def test_l1_identity_under_a_flip_compares_the_flipped_image_with_its_translation():
-    model, opts = _model("fastcut", lambda_l1_idt=2.0)  # flip equivariance on
+    model = _model("fastcut", lambda_l1_idt=2.0)  # flip equivariance on
     seed = next(s for s in range(100) if torch.rand((), generator=torch.Generator().manual_seed(s)) < 0.5)
     real_a, _ = _batch(1)
     real_b = torch.cat([torch.full((1, 3, 24, 12), -0.9), torch.full((1, 3, 24, 12), 0.9)], dim=3)  # a flip shows
@@ -101,16 +106,16 @@ def test_l1_identity_under_a_flip_compares_the_flipped_image_with_its_translatio
         out = model.G(torch.cat([real_a, real_b]).flip(3))
         flipped = 2.0 * (out[1:] - real_b.flip(3)).abs().mean().item()
         unflipped = 2.0 * (out[1:] - real_b).abs().mean().item()
-    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(seed))
+    logs = _step(model, real_a, real_b, seed=seed)
     assert logs["idt"] == pytest.approx(flipped, rel=1e-5) and abs(flipped - unflipped) > 1e-3
 
 
 def test_cyclegan_step_updates_all_four_networks():
-    model, opts = _model("cyclegan")
+    model = _model("cyclegan")
     assert isinstance(model, CycleGANModel)
     nets = {"G_A": model.G_A, "G_B": model.G_B, "D_A": model.D_A, "D_B": model.D_B}
     before = {n: _snapshot(m) for n, m in nets.items()}
-    logs = model.train_step(*_batch(2), opts, torch.Generator().manual_seed(0))
+    logs = _step(model, *_batch(2), seed=0)
     assert set(logs) == {"G", "G_GAN", "cycle", "idt", "D"}
     for name, module in nets.items():
         _assert_trained(name, module, before[name])
@@ -119,9 +124,9 @@ def test_cyclegan_step_updates_all_four_networks():
 
 @pytest.mark.parametrize("preset_name", ["cut", "cyclegan"])
 def test_bf16_step_runs_and_keeps_fp32_weights(preset_name):
-    model, opts = _model(preset_name)
+    model = _model(preset_name, precision="bf16")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    logs = model.train_step(*_batch(1), opts, torch.Generator().manual_seed(0), precision="bf16")
+    logs = _step(model, *_batch(1))
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert all(v.dtype == torch.float32 for v in model.state_dict().values())
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -150,11 +155,11 @@ def _seed_with_flip(want: bool) -> int:
 
 @pytest.mark.parametrize("preset_name,want_flip", [("cut", False), ("fastcut", False), ("fastcut", True)])
 def test_nce_matches_reference_formulation(preset_name, want_flip):
-    model, opts = _model(preset_name)
+    model = _model(preset_name)
     real_a, real_b = _batch(2, seed=3)
     ref_model = copy.deepcopy(model)  # the D step comes first and does not change G or F
     seed = _seed_with_flip(want_flip)
-    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(seed))
+    logs = _step(model, real_a, real_b, seed=seed)
     rng = torch.Generator().manual_seed(seed)
     flipped = model.cfg.flip_equivariance and torch.rand((), generator=rng).item() < 0.5
     assert flipped == want_flip
@@ -178,10 +183,10 @@ def test_nce_matches_reference_formulation(preset_name, want_flip):
 
 
 def test_cyclegan_losses_match_definitions():
-    model, opts = _model("cyclegan")
+    model = _model("cyclegan")
     ref = copy.deepcopy(model)
     real_a, real_b = _batch(2, seed=4)
-    logs = model.train_step(real_a, real_b, opts, torch.Generator().manual_seed(0))
+    logs = _step(model, real_a, real_b, seed=0)
     c, mode = model.cfg, model.cfg.gan_mode
     l1 = torch.nn.functional.l1_loss
     with torch.no_grad():
@@ -273,7 +278,7 @@ def test_resume_is_bit_identical(session_unpaired, tmp_path, preset_name, total)
     straight = train(cfg(total), tmp_path / "straight")
     half = train(cfg(total // 2), tmp_path / "split")
     assert half.name == f"step_{total // 2:08d}"
-    resumed = train(cfg(total), tmp_path / "split", resume=True, changes={"train.max_steps": total})
+    resumed = train(cfg(total), tmp_path / "split", resume=True, changes={"runtime.max_steps": total})
     assert resumed.name == straight.name == f"step_{total:08d}"
     a, b = _all_tensors(straight), _all_tensors(resumed)
     assert set(a) == set(b)
@@ -304,9 +309,9 @@ def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unp
     assert train(cfg, tmp_path / "run", resume=True).name == "step_00000002"  # the saved step limit holds
     # Still in epoch 0, where 1+1 and 2+1 epochs agree: the run grows from 8 to 12 steps.
     end = train(cfg, tmp_path / "run", resume=True,
-                changes={"train.max_steps": None, "train.epochs": 2, "train.num_workers": 0})
+                changes={"runtime.max_steps": None, "train.epochs": 2, "runtime.num_workers": 0})
     assert end.name == "step_00000012"
-    assert read_json(end / "config.json")["train"]["num_workers"] == 0
+    assert read_json(end / "config.json")["runtime"]["num_workers"] == 0
     assert [r["lr"] for r in _log(tmp_path / "run")][-4:] == pytest.approx([cfg.train.lr / 2] * 4)
     with pytest.raises(ValueError, match="would change the learning rate of epoch 1"):
         train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 1, "train.epochs_decay": 2})
@@ -317,7 +322,7 @@ def test_resume_stops_at_an_epoch_boundary_can_extend_and_refuses_other_data(ses
     cfg.train.epochs, cfg.train.epochs_decay = 1, 1
     train(cfg, tmp_path / "run")
     # Epoch 1 was never trained, so turning it from decay into constant LR changes nothing done.
-    assert train(cfg, tmp_path / "run", resume=True, changes={"train.max_steps": 5, "train.epochs": 2}).name \
+    assert train(cfg, tmp_path / "run", resume=True, changes={"runtime.max_steps": 5, "train.epochs": 2}).name \
         == "step_00000005"
     with pytest.raises(ValueError, match="steps per epoch"):  # one image fewer: the schedule would shift
         train(cfg, tmp_path / "run", resume=True, changes={"data.root": str(_fewer_images(session_unpaired, tmp_path))})
@@ -336,7 +341,7 @@ def _fewer_images(root: Path, tmp_path: Path) -> Path:
 
 def test_checkpoints_atomic_and_pruned(session_unpaired, tmp_path):
     cfg = tiny_run_config("cut", session_unpaired, max_steps=4)
-    cfg.train.save_every, cfg.train.keep_checkpoints = 1, 2
+    cfg.runtime.save_every, cfg.runtime.keep_checkpoints = 1, 2
     _fit(cfg, tmp_path / "run")
     root = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["step_00000003", "step_00000004"]  # no .tmp leftovers
@@ -432,13 +437,13 @@ def test_trainer_sets_lr_per_epoch(session_unpaired, tmp_path):
     assert trainer.total_steps == 12
     for step in range(12):
         trainer.step = step
-        lr = trainer.set_lr()
+        lr = trainer.lr_at(step)
+        trainer.model.set_lr(lr)
         assert lr == pytest.approx(cfg.train.lr * lr_factor(step // 4, 1, 2))
-        assert all(g["lr"] == lr for o in trainer.opts.values() for g in o.param_groups)
+        assert all(g["lr"] == lr for o in trainer.model.optimizers.values() for g in o.param_groups)
     lrs = []
     for step in (0, 4, 8):
-        trainer.step = step
-        lrs.append(trainer.set_lr())
+        lrs.append(trainer.lr_at(step))
     assert lrs == pytest.approx([cfg.train.lr, cfg.train.lr * 2 / 3, cfg.train.lr / 3])
 
 

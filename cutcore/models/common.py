@@ -1,4 +1,4 @@
-"""Pieces shared by the CUT and CycleGAN training models."""
+"""What every trainable model shares: the training protocol, initialisation, optimiser steps."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +8,70 @@ import torch
 import torch.nn as nn
 
 GradSync = Callable[[Iterable[nn.Parameter]], None]
+
+
+class TrainableModel(nn.Module):
+    """The protocol `cutcore.loop.TrainingLoop` drives: CUT, FastCUT, CycleGAN and SinCUT implement it.
+
+    A subclass names its parameter groups (`optimizer_params`), its modules (`inference_modules`,
+    the ones a model folder ships; `training_modules`, the rest of a checkpoint) and one
+    `train_step`. `configure_training` is called once per run: it builds the optimisers and fixes
+    how steps execute (precision, gradient averaging across processes), so a step is just data.
+    """
+
+    optimizers: dict[str, torch.optim.Optimizer]
+    precision: str = "fp32"
+    grad_sync: GradSync | None = None
+
+    def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
+        raise NotImplementedError
+
+    def inference_modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """One update of every network; returns the detached loss tensors (read back only when logged)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Checkpointed training state that is not a module or an optimiser (CycleGAN's image pools)."""
+        return {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        del tensors
+
+    # -- run-time set-up, called by the loop's owner ----------------------------------------------
+    def configure_training(self, lr: float, beta1: float, beta2: float, precision: str = "fp32",
+                           grad_sync: GradSync | None = None) -> None:
+        self.optimizers = {name: adam(params, lr, beta1, beta2) for name, params in self.optimizer_params().items()}
+        self.precision, self.grad_sync = precision, grad_sync
+
+    def set_lr(self, lr: float) -> None:
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    # -- helpers for train_step -----------------------------------------------------------------
+    def autocast(self, device: torch.device):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Back-propagate `loss` and step the optimiser `name` (gradients averaged across processes)."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(p for g in opt.param_groups for p in g["params"])
+        opt.step()
 
 
 def init_weights(net: nn.Module, kind: str, gain: float) -> None:
@@ -38,26 +102,6 @@ def frozen(*nets: nn.Module):
             p.requires_grad_(f)
 
 
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def adam(params: Iterable[nn.Parameter], lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
     # The fused kernel (CPU and CUDA) is the same update in one pass over memory: ~2x faster steps.
     return torch.optim.Adam(list(params), lr=lr, betas=(beta1, beta2), fused=True)
-
-
-def apply_lr(opts: dict[str, torch.optim.Optimizer], lr: float) -> None:
-    for opt in opts.values():
-        for group in opt.param_groups:
-            group["lr"] = lr
-
-
-def step(opt: torch.optim.Optimizer, loss: torch.Tensor, sync: GradSync | None) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if sync is not None:
-        sync(p for g in opt.param_groups for p in g["params"])
-    opt.step()

@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..config import ModelConfig, TrainConfig
+from ..config import CUTModelConfig
 from ..losses import gan_loss, layered_patch_nce
 from ..nets import PatchGANDiscriminator, PatchProjector, ResnetGenerator
-from .common import GradSync, adam, autocast, frozen, init_weights, step
+from .common import TrainableModel, frozen, init_weights
 
 
-class CUTModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+class CUTModel(TrainableModel):
+    def __init__(self, cfg: CUTModelConfig):
         super().__init__()
         self.cfg = cfg
         self.G = ResnetGenerator(cfg.generator)
@@ -34,11 +34,8 @@ class CUTModel(nn.Module):
     def training_modules(self) -> dict[str, nn.Module]:
         return {"D": self.D}
 
-    def make_optimizers(self, t: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "G": adam(list(self.G.parameters()) + list(self.F.parameters()), t.lr, t.beta1, t.beta2),
-            "D": adam(self.D.parameters(), t.lr, t.beta1, t.beta2),
-        }
+    def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
+        return {"G": [*self.G.parameters(), *self.F.parameters()], "D": list(self.D.parameters())}
 
     def nce_loss(self, feat_k: list[torch.Tensor], feat_q: list[torch.Tensor], rng: torch.Generator) -> torch.Tensor:
         """Mean over layers of lambda_NCE * PatchNCE(query patches of the output, key patches of the input)."""
@@ -48,20 +45,12 @@ class CUTModel(nn.Module):
         queries, _ = self.F(feat_q, c.num_patches, ids)
         return layered_patch_nce(queries, keys, feat_q[0].shape[0], c.nce, c.lambda_nce)
 
-    def train_step(
-        self,
-        real_a: torch.Tensor,
-        real_b: torch.Tensor,
-        opts: dict[str, torch.optim.Optimizer],
-        rng: torch.Generator,
-        precision: str = "fp32",
-        sync: GradSync | None = None,
-    ) -> dict[str, float]:
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         c, layers, n = self.cfg, self.cfg.nce_layers, real_a.shape[0]
         use_idt = c.nce_idt and c.lambda_nce > 0
         with_b = use_idt or c.lambda_l1_idt > 0  # G also translates the real B images
         flipped = c.flip_equivariance and torch.rand((), generator=rng).item() < 0.5
-        with autocast(real_a.device, precision):
+        with self.autocast(real_a.device):
             real = torch.cat([real_a, real_b]) if with_b else real_a
             if flipped:
                 real = real.flip(3)
@@ -71,16 +60,16 @@ class CUTModel(nn.Module):
             # Discriminator: fake and real in one pass.
             pred = self.D(torch.cat([fake_b.detach(), real_b]))
             loss_d = 0.5 * (gan_loss(pred[:n], False, c.gan_mode) + gan_loss(pred[n:], True, c.gan_mode))
-        step(opts["D"], loss_d, sync)
+        self.update("D", loss_d)
 
-        with autocast(real_a.device, precision):
+        with self.autocast(real_a.device):
             with frozen(self.D):
                 loss_gan = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
-            logs = {"D": loss_d.item(), "G_GAN": loss_gan.item()}
+            logs = {"D": loss_d.detach(), "G_GAN": loss_gan.detach()}
             loss_g = loss_gan
             if c.lambda_l1_idt > 0:
                 loss_idt = (fake[n:] - real[n:]).abs().mean() * c.lambda_l1_idt
-                logs["idt"] = loss_idt.item()
+                logs["idt"] = loss_idt.detach()
                 loss_g = loss_g + loss_idt
             if c.lambda_nce > 0:
                 # Keys: encoder features of the unflipped inputs (detached, as PatchNCE never
@@ -94,16 +83,12 @@ class CUTModel(nn.Module):
                 if flipped:
                     query_feats = [f.flip(3) for f in query_feats]
                 loss_nce = self.nce_loss([f[:n] for f in key_feats], [f[:n] for f in query_feats], rng)
-                logs["NCE"] = loss_nce.item()
+                logs["NCE"] = loss_nce.detach()
                 if use_idt:
                     loss_nce_y = self.nce_loss([f[n:] for f in key_feats], [f[n:] for f in query_feats], rng)
-                    logs["NCE_Y"] = loss_nce_y.item()
+                    logs["NCE_Y"] = loss_nce_y.detach()
                     loss_nce = 0.5 * (loss_nce + loss_nce_y)
                 loss_g = loss_g + loss_nce
-        step(opts["G"], loss_g, sync)
-        logs["G"] = loss_g.item()
+        self.update("G", loss_g)
+        logs["G"] = loss_g.detach()
         return logs
-
-    @torch.no_grad()
-    def translate(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G(x)

@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ModelConfig, TrainConfig
+from ..config import CycleGANModelConfig
 from ..losses import gan_loss
 from ..nets import PatchGANDiscriminator, ResnetGenerator
-from .common import GradSync, adam, autocast, frozen, init_weights, step
+from .common import TrainableModel, frozen, init_weights
 
 
 class ImagePool:
@@ -37,8 +37,8 @@ class ImagePool:
         return torch.stack(out)
 
 
-class CycleGANModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+class CycleGANModel(TrainableModel):
+    def __init__(self, cfg: CycleGANModelConfig):
         super().__init__()
         self.cfg = cfg
         self.G_A, self.G_B = ResnetGenerator(cfg.generator), ResnetGenerator(cfg.generator)  # A->B, B->A
@@ -57,31 +57,22 @@ class CycleGANModel(nn.Module):
     def training_modules(self) -> dict[str, nn.Module]:
         return {"D_A": self.D_A, "D_B": self.D_B}
 
-    def make_optimizers(self, t: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "G": adam(list(self.G_A.parameters()) + list(self.G_B.parameters()), t.lr, t.beta1, t.beta2),
-            "D": adam(list(self.D_A.parameters()) + list(self.D_B.parameters()), t.lr, t.beta1, t.beta2),
-        }
+    def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
+        return {"G": [*self.G_A.parameters(), *self.G_B.parameters()],
+                "D": [*self.D_A.parameters(), *self.D_B.parameters()]}
 
-    def pool_state(self) -> dict[str, torch.Tensor]:
-        return {k: torch.stack(p.images) for k, p in self.pools.items() if p.images}
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """The image pools, as `pool.A` / `pool.B` stacks: a resume shows D the same history."""
+        return {f"pool.{k}": torch.stack(p.images) for k, p in self.pools.items() if p.images}
 
-    def load_pool_state(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
         for k, p in self.pools.items():
-            p.images = list(tensors[k].unbind(0)) if k in tensors else []
+            p.images = list(tensors[f"pool.{k}"].unbind(0)) if f"pool.{k}" in tensors else []
 
-    def train_step(
-        self,
-        real_a: torch.Tensor,
-        real_b: torch.Tensor,
-        opts: dict[str, torch.optim.Optimizer],
-        rng: torch.Generator,
-        precision: str = "fp32",
-        sync: GradSync | None = None,
-    ) -> dict[str, float]:
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         c, n = self.cfg, real_a.shape[0]
         lam_idt = c.lambda_identity * c.lambda_cycle
-        with autocast(real_a.device, precision):
+        with self.autocast(real_a.device):
             # Batched passes (instance norm is per sample): G_B(B, A) -> fake_A, idt_B;
             # G_A(A, fake_A, B) -> fake_B, rec_B, idt_A; G_B(fake_B) -> rec_A.
             fake_a, idt_b = self.G_B(torch.cat([real_b, real_a])).split(n)
@@ -93,20 +84,16 @@ class CycleGANModel(nn.Module):
             loss_cycle = c.lambda_cycle * (F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b))
             loss_idt = lam_idt * (F.l1_loss(idt_a, real_b) + F.l1_loss(idt_b, real_a))
             loss_g = loss_gan_a + loss_gan_b + loss_cycle + loss_idt
-        step(opts["G"], loss_g, sync)
+        self.update("G", loss_g)
 
         pool_rng = random.Random(int(torch.randint(2**31, (), generator=rng)))
-        with autocast(real_a.device, precision):
+        with self.autocast(real_a.device):
             pa = self.D_A(torch.cat([self.pools["B"].query(fake_b, pool_rng), real_b]))
             pb = self.D_B(torch.cat([self.pools["A"].query(fake_a, pool_rng), real_a]))
             loss_d_a = 0.5 * (gan_loss(pa[:n], False, c.gan_mode) + gan_loss(pa[n:], True, c.gan_mode))
             loss_d_b = 0.5 * (gan_loss(pb[:n], False, c.gan_mode) + gan_loss(pb[n:], True, c.gan_mode))
-        step(opts["D"], loss_d_a + loss_d_b, sync)
+        self.update("D", loss_d_a + loss_d_b)
         return {
-            "G": loss_g.item(), "G_GAN": (loss_gan_a + loss_gan_b).item(), "cycle": loss_cycle.item(),
-            "idt": loss_idt.item(), "D": (loss_d_a + loss_d_b).item(),
+            "G": loss_g.detach(), "G_GAN": (loss_gan_a + loss_gan_b).detach(), "cycle": loss_cycle.detach(),
+            "idt": loss_idt.detach(), "D": (loss_d_a + loss_d_b).detach(),
         }
-
-    @torch.no_grad()
-    def translate(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G_A(x)

@@ -1,7 +1,7 @@
 """PatchGAN discriminator (pix2pix; 70×70 receptive field with 3 layers), optionally anti-aliased as in CUT."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -12,7 +12,7 @@ from .blur import BlurDownsample
 @dataclass
 class PatchGANConfig:
     in_channels: int = 3
-    ndf: int = 64
+    ndf: int = field(default=64, metadata={"help": "discriminator width"})
     n_layers: int = 3
     antialias: bool = True  # CUT default; CycleGAN uses strided convs
 

@@ -7,7 +7,7 @@ second downsampling convs, and the first and fifth residual blocks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -19,8 +19,8 @@ from .blur import BlurDownsample, BlurUpsample
 class ResnetGeneratorConfig:
     in_channels: int = 3
     out_channels: int = 3
-    ngf: int = 64
-    n_blocks: int = 9
+    ngf: int = field(default=64, metadata={"help": "generator width (channels of the first conv)"})
+    n_blocks: int = field(default=9, metadata={"help": "residual blocks"})
     antialias_down: bool = True  # False: strided convs (CycleGAN)
     antialias_up: bool = True  # False: transposed convs (CycleGAN)
     dropout: bool = False

@@ -27,7 +27,7 @@ from PIL import Image
 from ..checkpoint import module_state, save_tensors, write_json
 from ..config import from_dict
 from ..imageio import to_pil, to_tensor
-from ..models.common import apply_lr
+from ..loop import StepResult, TrainingLoop
 from ..nets.stylegan2 import StyleGAN2Generator, StyleGAN2GeneratorConfig
 from .config import SinCUTConfig, sincut_preset
 from .data import ZoomPatchSampler, open_image
@@ -124,14 +124,15 @@ class LiveTrainer:
             ZoomPatchSampler(content_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed, content_name),
             ZoomPatchSampler(style_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + 1, style_name),
         )
-        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
             torch.manual_seed(t.seed)
             self.model = SinCUTModel(cfg.model).to(self.device)
-        self.opts = self.model.make_optimizers(t)
-        self.rng = torch.Generator().manual_seed(t.seed)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.model.configure_training(t.lr, t.beta1, t.beta2)
+        self.loop = TrainingLoop(self.model, self._batches(), t.lr_at, self.total, seed=t.seed, device=self.device,
+                                 channels_last=channels_last)
         self.preview_input = self._preview_tensor(preview_size)
-        self.iteration = 0
         self.last_losses: dict[str, float] = {}
         self.events: queue.Queue[TrainEvent] = queue.Queue(self.MAX_QUEUED_EVENTS)
         self._thread: threading.Thread | None = None
@@ -143,6 +144,10 @@ class LiveTrainer:
     @property
     def total(self) -> int:
         return min(self.cfg.train.total_iters, self.max_iters or self.cfg.train.total_iters)
+
+    @property
+    def iteration(self) -> int:
+        return self.loop.step
 
     @property
     def running(self) -> bool:
@@ -171,7 +176,7 @@ class LiveTrainer:
         """Stop and release the networks and optimiser state."""
         self.stop()
         self._thread = None
-        self.model = self.opts = None  # type: ignore[assignment]
+        self.model = self.loop = None  # type: ignore[assignment]
 
     def __enter__(self) -> Self:
         return self
@@ -227,35 +232,31 @@ class LiveTrainer:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _step(self) -> dict[str, float]:
-        apply_lr(self.opts, self.cfg.train.lr_at(self.iteration))
-        a, b = (s.sample().to(self.device).contiguous(memory_format=self._memory_format) for s in self.samplers)
-        return self.model.train_step(a, b, self.opts, self.rng)
+    def _batches(self):
+        while True:
+            yield tuple(s.sample() for s in self.samplers)
 
     def _run(self) -> None:
         total = self.total
+        window = [time.perf_counter(), self.iteration, 0.0]  # start time, start iteration, last speed
+
+        def on_step(result: StepResult) -> None:
+            if result.step % self.event_every and result.step < total:
+                return
+            self.last_losses = result.loss_values()
+            now = time.perf_counter()
+            speed = window[2] = (result.step - window[1]) / (now - window[0])
+            preview = None if self._stop.is_set() else self.preview()
+            eta = (total - result.step) / speed
+            self._emit(TrainEvent("progress", result.step, total, dict(self.last_losses), speed, eta, preview))
+            window[:2] = time.perf_counter(), result.step
+
         try:
             self._emit(TrainEvent("started", self.iteration, total, self.last_losses))
-            window_start, window_iters, speed = time.perf_counter(), 0, 0.0
-            while self.iteration < total and not self._stop.is_set():
-                with self._lock:
-                    self.last_losses = self._step()
-                    self.iteration += 1
-                window_iters += 1
-                if self.iteration % self.event_every and self.iteration < total:
-                    continue
-                now = time.perf_counter()
-                speed = window_iters / (now - window_start)
-                preview = None if self._stop.is_set() else self.preview()
-                eta = (total - self.iteration) / speed
-                self._emit(TrainEvent("progress", self.iteration, total, dict(self.last_losses), speed, eta, preview))
-                window_start, window_iters = time.perf_counter(), 0
+            self.loop.run(on_step, self._stop.is_set, self._lock)
             kind: EventKind = "finished" if self.iteration >= total else "stopped"
-            self._emit(
-                TrainEvent(
-                    kind, self.iteration, total, dict(self.last_losses), speed, 0.0 if kind == "finished" else None
-                )
-            )
+            self._emit(TrainEvent(kind, self.iteration, total, dict(self.last_losses), window[2],
+                                  0.0 if kind == "finished" else None))
         except Exception as e:  # noqa: BLE001 - reported to the UI instead of dying silently in the thread
             self._emit(
                 TrainEvent("error", self.iteration, total, dict(self.last_losses), message=f"{type(e).__name__}: {e}")

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import gan_loss, layered_patch_nce
-from ..models.common import adam, frozen, init_weights, step
+from ..models.common import TrainableModel, frozen, init_weights
 from ..nets.heads import PatchProjector
 from ..nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from .config import SinCUTModelConfig, SinCUTTrainConfig
+from .config import SinCUTModelConfig
 
 
 def r1_penalty(pred_real: torch.Tensor, real: torch.Tensor, weight: float) -> torch.Tensor:
@@ -41,7 +41,7 @@ def identity_loss(idt: torch.Tensor, real: torch.Tensor, weight: float) -> torch
     return F.l1_loss(idt, real) * weight
 
 
-class SinCUTModel(nn.Module):
+class SinCUTModel(TrainableModel):
     def __init__(self, cfg: SinCUTModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -50,12 +50,15 @@ class SinCUTModel(nn.Module):
         self.F = PatchProjector(self.G.layer_channels(cfg.nce_layers), cfg.head_dim)
         init_weights(self.F, "xavier", cfg.head_init_gain)
 
-    def make_optimizers(self, t: SinCUTTrainConfig) -> dict[str, torch.optim.Optimizer]:
+    def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
         # The reference gives F its own Adam with G's settings; Adam is per-parameter, so one is the same.
-        return {
-            "G": adam(list(self.G.parameters()) + list(self.F.parameters()), t.lr, t.beta1, t.beta2),
-            "D": adam(self.D.parameters(), t.lr, t.beta1, t.beta2),
-        }
+        return {"G": [*self.G.parameters(), *self.F.parameters()], "D": list(self.D.parameters())}
+
+    def inference_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "F": self.F}
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"D": self.D}
 
     def nce_loss(
         self, key_feats: list[torch.Tensor], images: torch.Tensor, rng: torch.Generator | None
@@ -87,13 +90,7 @@ class SinCUTModel(nn.Module):
             queries, _ = self.F(self.G.encode(images, c.nce_layers), c.num_patches, ids)
         return layered_patch_nce(queries, keys, images.shape[0], c.nce, c.lambda_nce)
 
-    def train_step(
-        self,
-        real_a: torch.Tensor,
-        real_b: torch.Tensor,
-        opts: dict[str, torch.optim.Optimizer],
-        rng: torch.Generator | None = None,
-    ) -> dict[str, float]:
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """One D update then one G (+F) update; returns the loss values."""
         c, layers, n = self.cfg, self.cfg.nce_layers, real_a.shape[0]
         use_nce = c.lambda_nce > 0
@@ -109,31 +106,31 @@ class SinCUTModel(nn.Module):
         loss_d_fake = gan_loss(pred_fake, False, c.gan_mode)
         loss_d_real = gan_loss(pred_real, True, c.gan_mode)
         loss_d = 0.5 * (loss_d_fake + loss_d_real)
-        logs = {"D_fake": loss_d_fake.item(), "D_real": loss_d_real.item()}
+        logs = {"D_fake": loss_d_fake.detach(), "D_real": loss_d_real.detach()}
         if c.lambda_r1 > 0:
             loss_r1 = r1_penalty(pred_real, real_b_d, c.lambda_r1)
             loss_d = loss_d + loss_r1
-            logs["D_R1"] = loss_r1.item()
-        step(opts["D"], loss_d, None)
-        logs["D"] = loss_d.item()
+            logs["D_R1"] = loss_r1.detach()
+        self.update("D", loss_d)
+        logs["D"] = loss_d.detach()
 
         # Generator (+ heads).
         with frozen(self.D):
             loss_g = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
-        logs["G_GAN"] = loss_g.item()
+        logs["G_GAN"] = loss_g.detach()
         if use_nce:
             keys = [f.detach() for f in feats]
             loss_nce = self.nce_loss([k[:n] for k in keys], fake_b, rng)
-            logs["NCE"] = loss_nce.item()
+            logs["NCE"] = loss_nce.detach()
             if c.nce_idt:
                 loss_nce_y = self.nce_loss([k[n:] for k in keys], fake[n:], rng)
-                logs["NCE_Y"] = loss_nce_y.item()
+                logs["NCE_Y"] = loss_nce_y.detach()
                 loss_nce = 0.5 * (loss_nce + loss_nce_y)
             loss_g = loss_g + loss_nce
         if c.lambda_idt > 0:
             loss_idt = identity_loss(fake[n:], real_b, c.lambda_idt)
-            logs["idt"] = loss_idt.item()
+            logs["idt"] = loss_idt.detach()
             loss_g = loss_g + loss_idt
-        step(opts["G"], loss_g, None)
-        logs["G"] = loss_g.item()
+        self.update("G", loss_g)
+        logs["G"] = loss_g.detach()
         return logs
