@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +18,15 @@ def config_field(cfg: Any, path: str) -> tuple[Any, str]:
     for section in sections:
         cfg = getattr(cfg, section)
     return cfg, name
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "9m", "1h30m", "1.5h"."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
+    if not match or not any(match.groups()):
+        raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 9m or 1h30m)")
+    h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + s
 
 
 def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
@@ -105,6 +115,9 @@ class RuntimeConfig:
     """How and where the run executes and reports; `--resume` may change any of it."""
 
     max_steps: int | None = option(None, help="stop after this many iterations (total, across resumes)")
+    # Wall-clock budget, e.g. "9m", "1h30m", "600s": the schedule is laid over the steps that fit.
+    time_budget: str | None = option(None, help="train for this long (e.g. 9m, 1h30m): the preset's schedule "
+                                                "(constant LR, then linear decay) is fitted to the measured step rate")
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
     channels_last: bool = False
     num_workers: int = option(2, help="data loader processes")

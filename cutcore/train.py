@@ -34,7 +34,7 @@ from .checkpoint import (
     split_state,
     write_json,
 )
-from .config import RunConfig, config_field, from_dict, lr_factor, resume_policy
+from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
 from .data import StepSampler, UnpairedDataset
 from .imageio import tensor_grid
 from .loop import StepResult, TrainingLoop
@@ -136,6 +136,10 @@ class Trainer:
         self.model.configure_training(t.lr, t.beta1, t.beta2, t.precision, self.dist.sync_grads)
         self.evaluator = make_evaluator(cfg, self.out, self.device) if make_evaluator and r.eval_every and self.dist.main else None
         self.step = 0
+        if r.time_budget and self.dist.world > 1:
+            raise ValueError("--time-budget runs in one process (each rank would measure its own rate)")
+        self.budget = TimeBudget(parse_duration(r.time_budget)) if r.time_budget else None
+        self.schedule_steps: int | None = None  # the steps a time budget laid the schedule over
         per_step = t.batch_size * self.dist.world
         self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
         self.total_steps = (t.epochs + t.epochs_decay) * self.steps_per_epoch
@@ -177,7 +181,7 @@ class Trainer:
         write_json(folder / "config.json", self.cfg)
         # steps_per_epoch pins the data (size, exclude list, processes) the LR schedule was laid out on
         write_json(folder / "state.json", {"step": self.step, "steps_per_epoch": self.steps_per_epoch,
-                                           "optimizers": skeletons})
+                                           "schedule_steps": self.schedule_steps, "optimizers": skeletons})
 
     def load(self, ckpt: Path) -> None:
         state = read_json(ckpt / "state.json")
@@ -189,6 +193,8 @@ class Trainer:
             load_optimizer_state(opt, state["optimizers"][name], training)
         self.model.load_extra_state(training)
         self.step = state["step"]
+        if state.get("schedule_steps"):  # a budgeted run keeps the schedule it was laid on
+            self.plan_schedule(state["schedule_steps"])
         saved_spe = state.get("steps_per_epoch", self.steps_per_epoch)  # absent in older checkpoints
         if saved_spe != self.steps_per_epoch:
             raise ValueError(f"{ckpt}: trained with {saved_spe} steps per epoch, the data now gives "
@@ -197,8 +203,16 @@ class Trainer:
 
     # --- loop --------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
+        """The preset's policy per epoch of data, or per equal share of a time budget's steps."""
         t = self.cfg.train
-        return t.lr * lr_factor(step // self.steps_per_epoch, t.epochs, t.epochs_decay)
+        per_epoch = self.schedule_steps / (t.epochs + t.epochs_decay) if self.schedule_steps else self.steps_per_epoch
+        return t.lr * lr_factor(int(step // per_epoch), t.epochs, t.epochs_decay)
+
+    def plan_schedule(self, steps: int) -> None:
+        """Lay the schedule (constant LR, then linear decay, in the preset's proportions) over `steps`."""
+        self.schedule_steps = max(1, steps)
+        r = self.cfg.runtime
+        self.total_steps = min(self.schedule_steps, r.max_steps) if r.max_steps else self.schedule_steps
 
     def save_samples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         real_a, real_b = batch
@@ -224,9 +238,11 @@ class Trainer:
                             device=self.device, channels_last=r.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=self.cfg.preset, unit="it")
-        reporter = _Reporter(self, log, bar)
+        reporter = _Reporter(self, loop, log, bar)
         try:
-            loop.run(reporter)
+            loop.run(reporter, should_stop=self.budget.exhausted if self.budget else lambda: False)
+            if self.budget and self.step < self.total_steps and self.dist.main:  # out of time: keep what was learnt
+                reporter.checkpoint = self.save()
         finally:  # an error message must not land on the progress bar's line
             bar.close()
             if log:
@@ -234,11 +250,47 @@ class Trainer:
         return reporter.checkpoint if reporter.checkpoint is not None else checkpoint_dirs(out)[-1]
 
 
+class TimeBudget:
+    """A wall-clock limit for a run: measures the step rate after a warm-up, then says how many
+    steps fit, keeping a reserve for the final checkpoint and export."""
+
+    WARMUP_STEPS, MEASURE_STEPS = 3, 20
+
+    def __init__(self, seconds: float):
+        if seconds <= 0:
+            raise ValueError(f"time budget must be positive, got {seconds} s")
+        self.seconds, self.start = seconds, time.perf_counter()
+        self.reserve = min(60.0, max(2.0, 0.03 * seconds))
+        self.steps_seen, self.mark = 0, None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def exhausted(self) -> bool:
+        return self.elapsed() >= self.seconds - self.reserve
+
+    def steps_that_fit(self, step: int) -> int | None:
+        """Called after every step; once the rate is measured, the total number of steps that fit."""
+        self.steps_seen += 1
+        now = time.perf_counter()
+        if self.steps_seen == self.WARMUP_STEPS:  # first steps pay for allocation and autotuning
+            self.mark = (now, step)
+            return None
+        if self.mark is None:
+            return None
+        measured = step - self.mark[1]
+        if measured < self.MEASURE_STEPS and now - self.mark[0] < 0.05 * self.seconds:
+            return None
+        per_step = (now - self.mark[0]) / measured
+        self.mark = None
+        return step + int(max(0.0, self.seconds - self.reserve - self.elapsed()) / per_step)
+
+
 class _Reporter:
     """What a Trainer does after each step: log, samples, checkpoints, evaluation (on rank 0)."""
 
-    def __init__(self, trainer: Trainer, log, bar: tqdm):
-        self.trainer, self.log, self.bar = trainer, log, bar
+    def __init__(self, trainer: Trainer, loop: TrainingLoop, log, bar: tqdm):
+        self.trainer, self.loop, self.log, self.bar = trainer, loop, log, bar
         self.sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.checkpoint: Path | None = None
         self.last_time, self.last_step = time.perf_counter(), trainer.step
@@ -246,6 +298,10 @@ class _Reporter:
     def __call__(self, result: StepResult) -> None:
         tr, r = self.trainer, self.trainer.cfg.runtime
         tr.step = step = result.step
+        if tr.budget and tr.schedule_steps is None and (fit := tr.budget.steps_that_fit(step)) is not None:
+            tr.plan_schedule(fit)
+            self.loop.total = self.bar.total = tr.total_steps
+            self.bar.refresh()
         last = step == tr.total_steps
         if self.sample_batch is None:
             self.sample_batch = result.batch

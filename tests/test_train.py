@@ -467,3 +467,59 @@ def test_config_round_trip_and_unknown_keys():
         from_dict(RunConfig, bad)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("cut++")
+
+
+# --- time budget ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """perf_counter that advances one second per training step and not otherwise."""
+    import cutcore.train as train_module
+
+    clock = [0.0]
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock[0])
+    orig = CUTModel.train_step
+
+    def step(self, *args, **kwargs):
+        clock[0] += 1.0
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(CUTModel, "train_step", step)
+    return clock
+
+
+def test_time_budget_lays_the_schedule_over_the_steps_that_fit(session_unpaired, tmp_path, fake_clock):
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
+    cfg.runtime.time_budget = "1m"  # 60 s at 1 s/step, 2 s kept for the final checkpoint
+    trainer, ckpt = _fit(cfg, tmp_path / "run")
+    # Rate measured over steps 4-6 (5% of the budget), then the steps that fit: 6 + (60 - 2 - 6).
+    assert trainer.schedule_steps == trainer.total_steps == 58 and ckpt.name == "step_00000058"
+    lrs = [r["lr"] for r in _log(tmp_path / "run")]
+    assert len(lrs) == 58
+    # cut's 200 + 200 epochs become two halves of the budget: constant LR, then linear decay to ~0.
+    assert lrs[:28] == pytest.approx([cfg.train.lr] * 28)
+    assert all(a >= b for a, b in zip(lrs[28:], lrs[29:])) and lrs[-1] < 0.05 * cfg.train.lr
+    assert read_json(ckpt / "state.json")["schedule_steps"] == 58
+    # A resume keeps the planned schedule (the budget bounds only the new invocation).
+    cfg.runtime.max_steps = 60
+    resumed = Trainer(cfg, tmp_path / "run")
+    resumed.load(ckpt)
+    assert resumed.schedule_steps == 58 and resumed.lr_at(57) == pytest.approx(lrs[-1])
+
+
+def test_time_budget_stops_on_time_with_a_checkpoint(session_unpaired, tmp_path, fake_clock, monkeypatch):
+    from cutcore.train import TimeBudget
+
+    monkeypatch.setattr(TimeBudget, "steps_that_fit", lambda self, step: None)  # never measured: the guard alone
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
+    cfg.runtime.time_budget = "20s"
+    _, ckpt = _fit(cfg, tmp_path / "run")
+    assert ckpt.name == "step_00000018"  # 20 s less the 2 s reserve
+
+
+def test_time_budget_refuses_nonsense(session_unpaired, tmp_path):
+    cfg = tiny_run_config("cut", session_unpaired)
+    cfg.runtime.time_budget = "soon"
+    with pytest.raises(ValueError, match="not a duration"):
+        Trainer(cfg, tmp_path / "run")
