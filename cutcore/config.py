@@ -107,7 +107,9 @@ class TrainConfig:
     beta2: float = 0.999
     batch_size: int = option(1, help="images per step and process")
     seed: int = option(0, help="initialisation, data order and sampling seed")
-    precision: Literal["fp32", "bf16"] = option("fp32", help="fp32, or bf16 autocast")
+    # "auto": bf16 autocast where the device multiplies bf16 natively (Ampere+ GPUs, CPUs with
+    # AVX512-BF16 or AMX), fp32 elsewhere; a run saves the precision it resolved to.
+    precision: Literal["auto", "fp32", "bf16"] = option("auto", help="auto, fp32, or bf16 autocast")
 
 
 @dataclass

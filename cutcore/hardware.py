@@ -102,3 +102,10 @@ def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str |
     if native:
         return "bf16", f"bf16 (auto): {why}"
     return "fp32", f"fp32 (auto): {why}"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto": the GPU when CUDA is present, else the CPU; any other name as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

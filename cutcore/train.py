@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +37,7 @@ from .checkpoint import (
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
 from .data import StepSampler, UnpairedDataset
+from .hardware import resolve_device, resolve_precision
 from .imageio import tensor_grid
 from .loop import StepResult, TrainingLoop
 from .models import build_model
@@ -43,12 +45,6 @@ from .models import build_model
 # Called as evaluator(generator, step, epoch) every `runtime.eval_every` steps (see cutcore.evaluate).
 Evaluator = Callable[[torch.nn.Module, int, float], None]
 EvaluatorFactory = Callable[[RunConfig, Path, torch.device], Evaluator]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class _Dist:
@@ -127,6 +123,8 @@ class Trainer:
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.dist = _Dist(self.device)
+        # The run records the precision it trains in ("auto" resolved), so a resume elsewhere keeps it.
+        t.precision, self.precision_note = resolve_precision(t.precision, self.device)
         torch.manual_seed(t.seed)
         self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
         self.model = build_model(cfg.model).to(self.device)
@@ -237,6 +235,8 @@ class Trainer:
         loop = TrainingLoop(self.model, iter(loader), self.lr_at, self.total_steps, seed=t.seed, step=self.step,
                             device=self.device, channels_last=r.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
+        if self.dist.main:
+            tqdm.write(f"{self.cfg.preset} on {self.device}, precision {self.precision_note}", file=sys.stderr)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=self.cfg.preset, unit="it")
         reporter = _Reporter(self, loop, log, bar)
         try:

@@ -127,7 +127,7 @@ def tiny_run_config(preset_name: str, root: Path, *, ngf: int = 4, ndf: int = 4,
         cfg.model.num_patches, cfg.model.head_dim = num_patches, head_dim
         # With 2 residual blocks the layer indices of the 9-block default past 12 do not exist.
         cfg.model.nce_layers = [layer for layer in cfg.model.nce_layers if layer < 12 + n_blocks]
-    cfg.train.seed = seed
+    cfg.train.seed, cfg.train.precision = seed, "fp32"  # the same arithmetic on every CPU
     r = cfg.runtime
     r.max_steps, r.num_workers, r.device = max_steps, 0, "cpu"
     r.log_every, r.sample_every, r.save_every = 1, 10_000, 10_000

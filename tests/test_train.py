@@ -523,3 +523,15 @@ def test_time_budget_refuses_nonsense(session_unpaired, tmp_path):
     cfg.runtime.time_budget = "soon"
     with pytest.raises(ValueError, match="not a duration"):
         Trainer(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize("native,expected", [(False, "fp32"), (True, "bf16")])
+def test_auto_precision_resolves_per_device_and_is_saved(session_unpaired, tmp_path, monkeypatch, native, expected):
+    import cutcore.hardware as hardware
+
+    monkeypatch.setattr(hardware, "bf16_support", lambda device, cpuinfo=None: (native, "test"))
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
+    cfg.train.precision = "auto"
+    trainer, ckpt = _fit(cfg, tmp_path / "run")
+    assert trainer.model.precision == expected
+    assert read_json(ckpt / "config.json")["train"]["precision"] == expected  # a resume keeps what it learnt with
