@@ -68,7 +68,9 @@ def _train(args) -> int:
 
 def _add_translate(sub) -> None:
     p = sub.add_parser("translate", help="translate an image or a folder with a trained model")
-    p.add_argument("--model", required=True, help="model folder, checkpoint, or run folder")
+    p.add_argument("--model", required=True,
+                   help="model folder, checkpoint, run folder, or an official generator file (latest_net_G.pth, "
+                        "read without unpickling objects; latest_net_F.pth beside it is used as the heads)")
     p.add_argument("--input", required=True, help="image file or folder")
     p.add_argument("--output", required=True, help="output folder (PNG files)")
     p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")

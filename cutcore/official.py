@@ -9,6 +9,9 @@ the generator we build, so a file either loads 1:1 or is refused with the differ
     python -m cutcore official list
     python -m cutcore official download horse2zebra_cut
     python -m cutcore official convert --generator latest_net_G.pth --heads latest_net_F.pth --out DIR
+
+`cutcore.translate.load_model` (so `translate`, `evaluate` and `--model`) also takes a generator
+file as it is (`load_official_file`), converting it in memory.
 """
 from __future__ import annotations
 
@@ -80,7 +83,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
         if found:
             raise OfficialCheckpointError(
                 f"{path}: refused: it contains a pickled Python object ({found.group(1)}), not a plain state dict "
@@ -301,21 +304,70 @@ def convert_official(
         originals["PatchNCE heads"] = Path(heads_path)
 
     method: Method = kind or ("cut" if cfg.antialias_down and generator_ba_path is None else "cyclegan")
-    run = preset(method)
-    run.model.generator = cfg
-    run.model.nce_layers = layers
-    if heads is not None:
-        run.model.head_dim = heads.dim
     name = name or out.name
     # Always labelled as official, so the app lists it apart from the models we trained.
     source = source or f"official: converted from {Path(generator_path).name}"
+    config = _official_config(cfg, method, layers, heads, name, source)
     dtype = torch.float16 if precision == "fp16" else None
     save_tensors(out / "model.safetensors", module_state(modules, dtype),
                  metadata={"format": "cutcore", "converted_from": source})
     (out / "README.md").write_text(_model_card(name, source, method, card_notes, cfg, heads, layers, originals,
                                                precision, out))
-    write_json(out / "config.json", {"name": name, "source": source, **asdict(run)})  # last: marks the folder complete
+    write_json(out / "config.json", config)  # last: marks the folder complete
     return out
+
+
+def _official_config(cfg: ResnetGeneratorConfig, method: Method, layers: list[int], heads: PatchProjector | None,
+                     name: str, source: str) -> dict:
+    """The config.json of an official model: the method's preset with the generator the file holds."""
+    run = preset(method)
+    run.model.generator = cfg
+    run.model.nce_layers = layers
+    if heads is not None:
+        run.model.head_dim = heads.dim
+    return {"name": name, "source": source, **asdict(run)}
+
+
+# The official repos name their files <epoch>_net_G.pth (CUT/FastCUT, with <epoch>_net_F.pth beside it)
+# or <epoch>_net_G_A.pth and <epoch>_net_G_B.pth (CycleGAN).
+_OFFICIAL_FILE = re.compile(r"^(?P<prefix>.*)_net_G(?P<side>_[AB])?\.pth$")
+
+
+def load_official_file(
+    path: str | os.PathLike, direction: str = "AtoB"
+) -> tuple[ResnetGenerator, PatchProjector | None, dict]:
+    """An official generator file used as it is: (generator, PatchNCE heads or None, config dict).
+
+    What `convert_official` would write, without writing it: the architecture is read off the file
+    (weights_only=True). Beside `<epoch>_net_G.pth`, an `<epoch>_net_F.pth` that fits CUT's
+    nce_layers becomes the heads; `direction="BtoA"` on a CycleGAN `<epoch>_net_G_A.pth` takes the
+    `<epoch>_net_G_B.pth` beside it (and the other way round).
+    """
+    path = Path(path)
+    match = _OFFICIAL_FILE.match(path.name)
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be AtoB or BtoA, not {direction!r}")
+    if direction == "BtoA":
+        if not (match and match["side"]):
+            raise ValueError(f"{path}: one generator file translates one way only; for BtoA pass the generator of the "
+                             "other direction (CycleGAN: latest_net_G_B.pth)")
+        other = path.with_name(f"{match['prefix']}_net_G_{'B' if match['side'] == '_A' else 'A'}.pth")
+        if not other.is_file():
+            raise FileNotFoundError(f"{other}: no such file (the BtoA generator beside {path.name})")
+        path = other
+    generator, cfg = load_official_generator(path)
+    layers = CUTModelConfig().nce_layers
+    heads = None
+    heads_path = path.with_name(f"{match['prefix']}_net_F.pth") if match and not match["side"] else None
+    if heads_path is not None and heads_path.is_file():
+        try:
+            heads = load_official_heads(heads_path)
+            _check_heads_fit(generator, heads, layers, heads_path)
+        except OfficialCheckpointError:
+            heads = None  # translating needs no heads; `official convert --nce-layers` takes odd layer choices
+    method: Method = "cut" if cfg.antialias_down and not (match and match["side"]) else "cyclegan"
+    config = _official_config(cfg, method, layers, heads, path.stem, f"official: {path.name}")
+    return generator, heads, config
 
 
 def download_official(

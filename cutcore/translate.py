@@ -47,14 +47,24 @@ class LoadedModel:
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model folder (model.safetensors + config.json), a checkpoint, or a run folder (newest checkpoint)."""
+    """A model folder (model.safetensors + config.json), a checkpoint, or a run folder (newest checkpoint);
+    a folder's model.safetensors or config.json stands for the folder."""
     path = Path(path)
+    if path.is_file() and path.name in ("model.safetensors", "config.json"):
+        path = path.parent
     if (path / "model.safetensors").is_file():
         return path
     ckpts = checkpoint_dirs(path)
     if ckpts:
         return ckpts[-1]
-    raise FileNotFoundError(f"{path}: no model.safetensors here and no checkpoints/step_* below it")
+    raise FileNotFoundError(f"{path}: no model.safetensors here and no checkpoints/step_* below it (give a model "
+                            "folder, a checkpoint, a run folder, or an official generator file such as latest_net_G.pth)")
+
+
+def is_official_file(path: str | os.PathLike) -> bool:
+    """A file other than a model folder's own: read as an official generator (`torch.save(state_dict)`)."""
+    path = Path(path)
+    return path.is_file() and path.name not in ("model.safetensors", "config.json")
 
 
 def build_generator(config: dict) -> nn.Module:
@@ -68,10 +78,18 @@ def build_generator(config: dict) -> nn.Module:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto", direction: str = "AtoB") -> LoadedModel:
-    """Load a generator (and its PatchNCE heads when present) from safetensors; never unpickles."""
+    """Load a generator (and its PatchNCE heads when present) from safetensors, or from an official
+    generator file such as `latest_net_G.pth` (read with weights_only=True, architecture inferred as
+    `official convert` does, `latest_net_F.pth` beside it as the heads); never unpickles objects."""
+    dev = resolve_device(str(device))
+    if is_official_file(path):
+        from .official import load_official_file
+
+        generator, heads, config = load_official_file(path, direction)
+        return LoadedModel(generator.eval().to(dev), heads.eval().to(dev) if heads is not None else None, config,
+                           _nce_layers(config), Path(path))
     folder = resolve_model_dir(path)
     config = read_json(folder / "config.json")
-    dev = resolve_device(str(device))
     tensors = load_tensors(folder / "model.safetensors")
     name = "G" if direction == "AtoB" else "G_BA"
     g_state = split_state(tensors, name)
@@ -88,8 +106,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto", dir
         heads = PatchProjector(channels, f_state["mlp_0.0.weight"].shape[0])
         heads.load_state_dict({k: v.float() for k, v in f_state.items()})
         heads.eval().to(dev)
-    layers = config.get("model", {}).get("nce_layers", [0, 4, 8, 12, 16])
-    return LoadedModel(generator, heads, config, layers, folder)
+    return LoadedModel(generator, heads, config, _nce_layers(config), folder)
+
+
+def _nce_layers(config: dict) -> list[int]:
+    return config.get("model", {}).get("nce_layers", [0, 4, 8, 12, 16])
 
 
 def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:

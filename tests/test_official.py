@@ -371,3 +371,90 @@ def test_cli_convert_and_list(monkeypatch, tmp_path, capsys):
     bad = _save(nn.Linear(2, 2), tmp_path / "module.pth")
     assert _official(["convert", "--generator", str(bad), "--out", str(tmp_path / "x")], monkeypatch) == 2
     assert "module.pth: refused" in capsys.readouterr().err
+
+
+# --- a generator file used directly ---------------------------------------------------------------
+
+CUT_9 = ResnetGeneratorConfig(ngf=NGF, n_blocks=9)  # CUT's default layers 0,4,8,12,16 exist in it
+
+
+def _official_cut_files(folder: Path, prefix: str = "latest") -> tuple[ResnetGenerator, PatchProjector, Path]:
+    """`<prefix>_net_G.pth` and `<prefix>_net_F.pth` as the official CUT repo writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = _generator(CUT_9)
+    heads = _heads(g, [0, 4, 8, 12, 16])
+    _save(heads.state_dict(), folder / f"{prefix}_net_F.pth")
+    return g, heads, _save(g.state_dict(), folder / f"{prefix}_net_G.pth")
+
+
+def test_translate_takes_an_official_generator_file(tmp_path, capsys):
+    """Issue 16.7: `translate --model latest_net_G.pth` failed with "no model.safetensors here"."""
+    from PIL import Image
+
+    from cutcore.imageio import to_pil
+
+    g, heads, g_path = _official_cut_files(tmp_path / "ckpt")
+    to_pil(_x(24, 32)[0]).save(tmp_path / "tile.png")
+    assert cli.main(["translate", "--model", str(g_path), "--input", str(tmp_path / "tile.png"),
+                     "--output", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out" / "tile.png")
+    # The same pixels as the converted folder gives.
+    folder = convert_official(g_path, tmp_path / "converted", heads_path=tmp_path / "ckpt" / "latest_net_F.pth")
+    assert cli.main(["translate", "--model", str(folder), "--input", str(tmp_path / "tile.png"),
+                     "--output", str(tmp_path / "out_converted"), "--device", "cpu"]) == 0
+    direct, converted = Image.open(tmp_path / "out" / "tile.png"), Image.open(tmp_path / "out_converted" / "tile.png")
+    assert direct.size == (32, 24) and direct.tobytes() == converted.tobytes()
+    # Loaded as convert would: the generator's function, the heads beside it, the method's config.
+    model = load_model(g_path, "cpu")
+    with torch.no_grad():
+        assert torch.equal(model.generator(_x()), g(_x()))
+        feats = g.encode(_x(), [0, 4, 8, 12, 16])
+        for a, b in zip(model.heads(feats, 0)[0], heads(feats, 0)[0]):
+            assert torch.equal(a, b)
+    assert model.nce_layers == [0, 4, 8, 12, 16] and model.path == g_path
+    assert model.config["preset"] == "cut" and model.config["model"]["generator"] == {**CUT_9.__dict__}
+    assert model.config == {**json.loads((folder / "config.json").read_text()),
+                            "name": "latest_net_G", "source": "official: latest_net_G.pth"}
+
+
+def test_official_file_without_fitting_heads_and_cyclegan_directions(tmp_path):
+    g = _generator(CUT)  # 2 blocks: heads for CUT's layers 0,4,8,12,16 cannot fit
+    g_path = _save(g.state_dict(), tmp_path / "5_net_G.pth")
+    _save(_heads(g).state_dict(), tmp_path / "5_net_F.pth")
+    model = load_model(g_path, "cpu")
+    assert model.heads is None and model.config["preset"] == "cut"
+    with pytest.raises(ValueError, match="one way only"):
+        load_model(g_path, "cpu", "BtoA")
+    g_a, g_b = _generator(CYCLEGAN, 0), _generator(CYCLEGAN, 1)
+    a_path = _save(g_a.state_dict(), tmp_path / "latest_net_G_A.pth")
+    with pytest.raises(FileNotFoundError, match="latest_net_G_B.pth"):
+        load_model(a_path, "cpu", "BtoA")
+    b_path = _save(g_b.state_dict(), tmp_path / "latest_net_G_B.pth")
+    for path, direction, want in ((a_path, "AtoB", g_a), (a_path, "BtoA", g_b), (b_path, "AtoB", g_b),
+                                  (b_path, "BtoA", g_a)):
+        model = load_model(path, "cpu", direction)
+        assert model.config["preset"] == "cyclegan" and model.heads is None
+        with torch.no_grad():
+            assert torch.equal(model.generator(_x()), want(_x())), (path.name, direction)
+
+
+class _Payload:
+    def __reduce__(self):  # would run on unpickling
+        import os
+
+        return os.mkdir, ("PWNED",)
+
+
+def test_translate_refuses_a_pickled_object_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = _save({"model.1.weight": torch.zeros(1), "x": _Payload()}, tmp_path / "latest_net_G.pth")
+    (tmp_path / "junk.pth").write_bytes(b"<html>not found</html>")
+    for path, message in ((bad, "refused: it contains a pickled Python object"), (tmp_path / "junk.pth", "not a PyTorch")):
+        assert cli.main(["translate", "--model", str(path), "--input", str(tmp_path), "--output",
+                         str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "PWNED").exists()
+    # A folder's own files stand for the folder.
+    folder = convert_official(_save(_generator(CUT).state_dict(), tmp_path / "g.pth"), tmp_path / "m")
+    assert load_model(folder / "model.safetensors", "cpu").path == load_model(folder / "config.json", "cpu").path == folder
