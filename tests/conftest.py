@@ -14,7 +14,10 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
-REFERENCE_REPO = Path("/work/.mirror/taesungp+contrastive-unpaired-translation/repo")
+# A git checkout (or bare mirror) of taesungp/contrastive-unpaired-translation for the side-by-side
+# tests: $CUTCORE_REFERENCE, else where this workspace's `fetch` puts it beside the checkout.
+REFERENCE_REPO = Path(os.environ.get("CUTCORE_REFERENCE")
+                      or REPO_ROOT.parent / ".mirror" / "taesungp+contrastive-unpaired-translation" / "repo")
 
 
 @pytest.fixture(scope="module")
