@@ -1,4 +1,5 @@
-"""Image-quality metrics: FID (pytorch-fid), Laplacian SWD (PGGAN) and paired map metrics (GcGAN).
+"""Image-quality metrics: FID (pytorch-fid), Laplacian SWD (PGGAN), paired map metrics (GcGAN) and the
+style yardsticks of a photo / artwork / output triple (colour and texture ratios, content, foreign colours).
 
 The FID names load on first use: pytorch-fid pulls in torchvision (seconds of start-up) and
 most callers — every CLI start among them — only need the paired metrics.
@@ -19,20 +20,31 @@ _FID_NAMES = {
 }
 
 
+# The style names load on first use too, so `python -m cutcore.metrics.style` runs cleanly.
+_STYLE_NAMES = {"StyleScores", "foreign_colour_fraction", "foreign_colour_mask", "style_report", "style_scores"}
+
+
 def __getattr__(name: str):
     if name in _FID_NAMES:
         from cutcore.metrics import fid
 
         return getattr(fid, name)
+    if name in _STYLE_NAMES:
+        from cutcore.metrics import style
+
+        return getattr(style, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "FIDFeatureExtractor",
     "FIDWeightsUnavailable",
+    "StyleScores",
     "compute_fid",
     "extract_features",
     "fid_from_features",
+    "foreign_colour_fraction",
+    "foreign_colour_mask",
     "frechet_distance",
     "laplacian_pyramid",
     "load_fid_inception",
@@ -43,6 +55,8 @@ __all__ = [
     "resolve_fid_weights",
     "rmse",
     "sliced_wasserstein",
+    "style_report",
+    "style_scores",
     "swd",
     "to_rgb_uint8",
 ]
