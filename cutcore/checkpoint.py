@@ -94,3 +94,9 @@ def load_optimizer_state(opt: torch.optim.Optimizer, skeleton: dict, tensors: di
     for pid, entry in skeleton["state"].items():
         state[int(pid)] = {k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v for k, v in entry.items()}
     opt.load_state_dict({"state": state, "param_groups": skeleton["param_groups"]})
+
+
+def checkpoint_dirs(run: Path) -> list[Path]:
+    """A training run's checkpoints/step_N folders, oldest first."""
+    root = Path(run) / "checkpoints"
+    return sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []

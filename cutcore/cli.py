@@ -84,7 +84,8 @@ def _add_translate(sub) -> None:
 
 
 def _translate(args) -> int:
-    from .translate import load_model, translate_path
+    from .model_folder import load_model
+    from .translate import translate_path
 
     model = load_model(args.model, args.device, args.direction)
     for path in translate_path(model, args.input, args.output, args.tile, args.overlap, args.scale):

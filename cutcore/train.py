@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .checkpoint import (
+    checkpoint_dirs,
     load_optimizer_state,
     load_tensors,
     module_state,
@@ -108,11 +108,6 @@ def training_seconds(records: Sequence[dict], until: int) -> float:
             total += r["sec_per_iter"] * (r["step"] - prev)
         prev = r["step"]
     return total
-
-
-def checkpoint_dirs(out: Path) -> list[Path]:
-    root = out / "checkpoints"
-    return sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []
 
 
 class Trainer:
@@ -235,9 +230,7 @@ class Trainer:
         loop = TrainingLoop(self.model, iter(loader), self.lr_at, self.total_steps, seed=t.seed, step=self.step,
                             device=self.device, channels_last=r.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
-        if self.dist.main:
-            tqdm.write(f"{self.cfg.preset} on {self.device}, precision {self.precision_note}", file=sys.stderr)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=self.cfg.preset, unit="it")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=f"{self.cfg.preset} ({t.precision})", unit="it")
         reporter = _Reporter(self, loop, log, bar)
         try:
             loop.run(reporter, should_stop=self.budget.exhausted if self.budget else lambda: False)
@@ -311,7 +304,7 @@ class _Reporter:
                 losses = result.loss_values()  # the one host synchronisation, when logging
                 now = time.perf_counter()
                 rec = {"step": step, "epoch": step / tr.steps_per_epoch, "lr": result.lr, **losses,
-                       "sec_per_iter": (now - self.last_time) / (step - self.last_step)}
+                       "sec_per_iter": (now - self.last_time) / (step - self.last_step), "precision": tr.precision_note}
                 self.last_time, self.last_step = now, step
                 self.log.write(json.dumps(rec) + "\n")
                 self.log.flush()

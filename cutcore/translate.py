@@ -1,4 +1,4 @@
-"""Inference: load a trained generator and translate images of any size.
+"""Inference: translate images of any size with a generator (loaded by `cutcore.model_folder`).
 
 Whole-image translation pads to the generator's size multiple (reflect) and crops back. The
 tiled mode runs overlapping tiles and blends them with a raised-cosine window, so memory is
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -19,98 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import load_tensors, read_json, split_state
 from .imageio import list_images, load_rgb, rescale, to_pil, to_tensor
-from .nets import PatchProjector, ResnetGenerator, ResnetGeneratorConfig
-from .train import checkpoint_dirs, resolve_device
+
+if TYPE_CHECKING:
+    from .model_folder import LoadedModel
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class LoadedModel:
-    generator: nn.Module
-    heads: PatchProjector | None
-    config: dict  # the saved config.json
-    nce_layers: list[int]
-    path: Path
-
-    @property
-    def size_multiple(self) -> int:
-        return getattr(self.generator, "size_multiple", 4)
-
-    @property
-    def input_scale(self) -> float:
-        """Resize factor that brings an input to the ground resolution the model was trained at
-        (e.g. 0.25 for 512² satellite tiles trained at 128²); 1 when the config does not say."""
-        return float(self.config.get("inference", {}).get("scale", 1.0))
-
-
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model folder (model.safetensors + config.json), a checkpoint, or a run folder (newest checkpoint);
-    a folder's model.safetensors or config.json stands for the folder."""
-    path = Path(path)
-    if path.is_file() and path.name in ("model.safetensors", "config.json"):
-        path = path.parent
-    if (path / "model.safetensors").is_file():
-        return path
-    ckpts = checkpoint_dirs(path)
-    if ckpts:
-        return ckpts[-1]
-    raise FileNotFoundError(f"{path}: no model.safetensors here and no checkpoints/step_* below it (give a model "
-                            "folder, a checkpoint, a run folder, or an official generator file such as latest_net_G.pth)")
-
-
-def is_official_file(path: str | os.PathLike) -> bool:
-    """A file other than a model folder's own: read as an official generator (`torch.save(state_dict)`)."""
-    path = Path(path)
-    return path.is_file() and path.name not in ("model.safetensors", "config.json")
-
-
-def build_generator(config: dict) -> nn.Module:
-    """The generator a saved config describes (ResNet for CUT/CycleGAN, StyleGAN2 for SinCUT)."""
-    model = config.get("model", {})
-    if config.get("preset") == "sincut" or model.get("kind") == "sincut":
-        from .sincut import build_sincut_generator
-
-        return build_sincut_generator(config)
-    return ResnetGenerator(ResnetGeneratorConfig(**model.get("generator", {})))
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "auto", direction: str = "AtoB") -> LoadedModel:
-    """Load a generator (and its PatchNCE heads when present) from safetensors, or from an official
-    generator file such as `latest_net_G.pth` (read with weights_only=True, architecture inferred as
-    `official convert` does, `latest_net_F.pth` beside it as the heads); never unpickles objects."""
-    dev = resolve_device(str(device))
-    if is_official_file(path):
-        from .official import load_official_file
-
-        generator, heads, config = load_official_file(path, direction)
-        return LoadedModel(generator.eval().to(dev), heads.eval().to(dev) if heads is not None else None, config,
-                           _nce_layers(config), Path(path))
-    folder = resolve_model_dir(path)
-    config = read_json(folder / "config.json")
-    tensors = load_tensors(folder / "model.safetensors")
-    name = "G" if direction == "AtoB" else "G_BA"
-    g_state = split_state(tensors, name)
-    if not g_state:
-        raise ValueError(f"{folder}: this model has no {direction} generator")
-    generator = build_generator(config)
-    generator.load_state_dict({k: v.float() for k, v in g_state.items()})
-    generator.eval().to(dev)
-    f_state = split_state(tensors, "F")
-    heads = None
-    if f_state and direction == "AtoB":
-        n_layers = len({k.split(".")[0] for k in f_state})
-        channels = [f_state[f"mlp_{i}.0.weight"].shape[1] for i in range(n_layers)]
-        heads = PatchProjector(channels, f_state["mlp_0.0.weight"].shape[0])
-        heads.load_state_dict({k: v.float() for k, v in f_state.items()})
-        heads.eval().to(dev)
-    return LoadedModel(generator, heads, config, _nce_layers(config), folder)
-
-
-def _nce_layers(config: dict) -> list[int]:
-    return config.get("model", {}).get("nce_layers", [0, 4, 8, 12, 16])
 
 
 def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:

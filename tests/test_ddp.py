@@ -167,7 +167,7 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path, float6
     float64 (see the module docstring); a rank training on its own gradient, or on other data, differs by
     a good fraction of it."""
     from cutcore.models import build_model
-    from cutcore.translate import load_model
+    from cutcore.model_folder import load_model
 
     work, r, _ = ddp_run
     assert r.returncode == 0, r.stderr[-4000:]

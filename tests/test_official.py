@@ -26,10 +26,10 @@ from cutcore.official import (
     load_official_generator,
     load_official_heads,
     official_models_dir,
-    read_state_dict,
 )
+from cutcore.official_files import read_state_dict
 from cutcore.official_urls import DownloadError, lookup
-from cutcore.translate import load_model
+from cutcore.model_folder import load_model
 
 NGF, BLOCKS = 4, 2
 CUT = ResnetGeneratorConfig(ngf=NGF, n_blocks=BLOCKS)
@@ -412,9 +412,9 @@ def test_translate_takes_an_official_generator_file(tmp_path, capsys):
         for a, b in zip(model.heads(feats, 0)[0], heads(feats, 0)[0]):
             assert torch.equal(a, b)
     assert model.nce_layers == [0, 4, 8, 12, 16] and model.path == g_path
-    assert model.config["preset"] == "cut" and model.config["model"]["generator"] == {**CUT_9.__dict__}
-    assert model.config == {**json.loads((folder / "config.json").read_text()),
-                            "name": "latest_net_G", "source": "official: latest_net_G.pth"}
+    assert model.config.preset == "cut" and model.config.run.model.generator == CUT_9
+    assert model.config.to_json() == {**json.loads((folder / "config.json").read_text()),
+                                      "name": "latest_net_G", "source": "official: latest_net_G.pth"}
 
 
 def test_official_file_without_fitting_heads_and_cyclegan_directions(tmp_path):
@@ -422,7 +422,7 @@ def test_official_file_without_fitting_heads_and_cyclegan_directions(tmp_path):
     g_path = _save(g.state_dict(), tmp_path / "5_net_G.pth")
     _save(_heads(g).state_dict(), tmp_path / "5_net_F.pth")
     model = load_model(g_path, "cpu")
-    assert model.heads is None and model.config["preset"] == "cut"
+    assert model.heads is None and model.config.preset == "cut"
     with pytest.raises(ValueError, match="one way only"):
         load_model(g_path, "cpu", "BtoA")
     g_a, g_b = _generator(CYCLEGAN, 0), _generator(CYCLEGAN, 1)
@@ -433,7 +433,7 @@ def test_official_file_without_fitting_heads_and_cyclegan_directions(tmp_path):
     for path, direction, want in ((a_path, "AtoB", g_a), (a_path, "BtoA", g_b), (b_path, "AtoB", g_b),
                                   (b_path, "BtoA", g_a)):
         model = load_model(path, "cpu", direction)
-        assert model.config["preset"] == "cyclegan" and model.heads is None
+        assert model.config.preset == "cyclegan" and model.heads is None
         with torch.no_grad():
             assert torch.equal(model.generator(_x()), want(_x())), (path.name, direction)
 

@@ -22,7 +22,9 @@ from cutcore.nets.stylegan2 import (
     StyleGAN2Generator,
     StyleGAN2GeneratorConfig,
 )
-from cutcore.sincut import SinCUTModel, ZoomPatchSampler, sincut_preset
+from cutcore.sincut import sincut_preset
+from cutcore.sincut.data import ZoomPatchSampler
+from cutcore.sincut.model import SinCUTModel
 from cutcore.sincut.live import LiveTrainer, TrainEvent, translate
 from cutcore.sincut.model import identity_loss, r1_penalty
 
@@ -357,7 +359,7 @@ def test_live_trainer_start_stop_resume_export(tmp_path):
     assert seen == first_run + kinds  # the callback sees exactly what the queue delivers
 
     # The export reloads through the generic inference path and reproduces the trainer's G.
-    from cutcore.translate import load_model
+    from cutcore.model_folder import load_model
 
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     final = trainer.export(tmp_path / "final")
@@ -369,10 +371,7 @@ def test_live_trainer_start_stop_resume_export(tmp_path):
         torch.manual_seed(5)
         torch.testing.assert_close(loaded.generator(x), expected)
     assert loaded.heads is not None and loaded.nce_layers == [0, 2, 4]
-    from cutcore.checkpoint import read_json
-    from cutcore.sincut import sincut_config_from_dict
-
-    assert sincut_config_from_dict(read_json(final / "config.json")) == trainer.cfg
+    assert loaded.config.run == trainer.cfg and loaded.config.kind == "sincut"
     trainer.start()  # already finished: reports it at once
     assert trainer.wait(timeout=10)
     assert [e.kind for e in _drain(trainer.events)] == ["started", "finished"]
@@ -445,7 +444,8 @@ def test_monet_etretat_batches_at_the_paper_settings():
 
 def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path):
     from cutcore.cli import main
-    from cutcore.translate import load_model, translate_image
+    from cutcore.model_folder import load_model
+    from cutcore.translate import translate_image
 
     data = tmp_path / "pair"
     for domain, make in (("A", domain_a_image), ("B", domain_b_image)):

@@ -19,7 +19,7 @@ from cutcore.config import RunConfig, from_dict, preset
 from cutcore.losses import gan_loss
 from cutcore.models import CUTModel, CycleGANModel, build_model
 from cutcore.train import Trainer, checkpoint_dirs, lr_factor, train
-from cutcore.translate import load_model
+from cutcore.model_folder import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -535,3 +535,4 @@ def test_auto_precision_resolves_per_device_and_is_saved(session_unpaired, tmp_p
     trainer, ckpt = _fit(cfg, tmp_path / "run")
     assert trainer.model.precision == expected
     assert read_json(ckpt / "config.json")["train"]["precision"] == expected  # a resume keeps what it learnt with
+    assert _log(tmp_path / "run")[0]["precision"] == f"{expected} (auto): test"  # and the log says why

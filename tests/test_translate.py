@@ -15,9 +15,9 @@ from cutcore.checkpoint import module_state, save_tensors, write_json
 from cutcore.imageio import ImageLoadError, to_pil, to_tensor
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
+from cutcore.model_folder import load_model
 from cutcore.translate import (
     _starts,
-    load_model,
     run_generator,
     translate_image,
     translate_path,

@@ -17,18 +17,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
 
 import torch
 from PIL import Image
 
-from ..checkpoint import module_state, save_tensors, write_json
-from ..config import from_dict
+from ..checkpoint import module_state
 from ..imageio import to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
-from ..nets.stylegan2 import StyleGAN2Generator, StyleGAN2GeneratorConfig
+from ..model_folder import SavedModelConfig, write_model_folder
+from ..nets.stylegan2 import StyleGAN2Generator
+from ..translate import translate_with
 from .config import SinCUTConfig, sincut_preset
 from .data import ZoomPatchSampler, open_image
 from .model import SinCUTModel
@@ -50,32 +51,19 @@ class TrainEvent:
 
 
 # ---------------------------------------------------------------------------------------------
-# Inference
+# Inference and export
 
 
 def translate(generator: StyleGAN2Generator, image: Image.Image, tile: int = 1024, overlap: int = 64) -> Image.Image:
     """G(image) at the image's own resolution; images larger than `tile` run in blended tiles."""
-    from ..translate import translate_with  # the shared padding and tiling path of every generator
-
     return translate_with(generator, image, tile, overlap, generator.size_multiple)
 
 
-def sincut_config_from_dict(config: dict) -> SinCUTConfig:
-    return from_dict(SinCUTConfig, config)
-
-
-def build_sincut_generator(config: dict) -> StyleGAN2Generator:
-    """The generator an exported config.json describes (used by `cutcore.translate`)."""
-    return StyleGAN2Generator(StyleGAN2GeneratorConfig(**config["model"]["generator"]))
-
-
-def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.PathLike, iteration: int) -> Path:
-    """Write `model.safetensors` (G and the PatchNCE heads F) and `config.json` into `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_tensors(out / "model.safetensors", module_state({"G": model.G, "F": model.F}), {"iteration": str(iteration)})
-    write_json(out / "config.json", asdict(cfg))
-    return out
+def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.PathLike, iteration: int,
+                     card: str | None = None) -> Path:
+    """A model folder of G and the PatchNCE heads F (loadable by `translate`, `evaluate` and the app)."""
+    return write_model_folder(out_dir, module_state({"G": model.G, "F": model.F}), SavedModelConfig(cfg),
+                              card, {"iteration": str(iteration)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,10 +185,10 @@ class LiveTrainer:
         with self._lock:
             return translate(self.model.G, img, tile)
 
-    def export(self, out_dir: str | os.PathLike) -> Path:
-        """Save the generator (+ heads) as safetensors with its JSON config; safe while training."""
+    def export(self, out_dir: str | os.PathLike, card: str | None = None) -> Path:
+        """Save the generator (+ heads) as a model folder (with `card` as README.md); safe while training."""
         with self._lock:
-            return export_generator(self.model, self.cfg, out_dir, self.iteration)
+            return export_generator(self.model, self.cfg, out_dir, self.iteration, card)
 
     # -- internals ----------------------------------------------------------------------------
 

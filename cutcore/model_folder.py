@@ -1,0 +1,140 @@
+"""The model folder: the one format every trained model is saved in and loaded from.
+
+    model.safetensors  the generator(s) "G" (and CycleGAN's "G_BA") and PatchNCE heads "F"
+    config.json        a SavedModelConfig: the run's typed config, plus name, source, inference
+                       settings and what training cost (written last: it marks the folder complete)
+    README.md          the model card (what it is, data, recipe, metrics)
+
+`export` (our runs), `official convert` (the reference repos' checkpoints), SinCUT's live
+trainer and the app write folders with `write_model_folder`; `translate`, `evaluate`, the app
+and the correspondence view read them with `load_model`. A training checkpoint (and a run
+folder, its newest checkpoint) has the same two files and loads the same way.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import checkpoint_dirs, load_tensors, read_json, save_tensors, split_state, write_bytes, write_json
+from .hardware import resolve_device
+from .nets import PatchProjector, ResnetGenerator
+from .nets.stylegan2 import StyleGAN2Generator, StyleGAN2GeneratorConfig
+from .official_files import load_official_file
+from .saved_config import SavedModelConfig
+
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+
+
+# The generator each model kind trains, built from its saved config.
+GENERATORS: dict[str, Callable[[SavedModelConfig], nn.Module]] = {
+    "cut": lambda c: ResnetGenerator(c.run.model.generator),
+    "cyclegan": lambda c: ResnetGenerator(c.run.model.generator),
+    "sincut": lambda c: StyleGAN2Generator(StyleGAN2GeneratorConfig(**asdict(c.run.model.generator))),
+}
+
+
+def build_generator(config: SavedModelConfig) -> nn.Module:
+    if config.kind not in GENERATORS:
+        raise ValueError(f"unknown model kind {config.kind!r}; known: {', '.join(GENERATORS)}")
+    return GENERATORS[config.kind](config)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def write_model_folder(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], config: SavedModelConfig,
+                       card: str | None = None, metadata: dict[str, str] | None = None) -> Path:
+    """Weights, the model card, and config.json last (a folder with a config is complete)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(folder / WEIGHTS, tensors, metadata)
+    if card is not None:
+        write_card(folder, card)
+    write_json(folder / CONFIG, config.to_json())
+    return folder
+
+
+def write_card(folder: str | os.PathLike, card: str) -> None:
+    write_bytes(Path(folder) / CARD, card.encode())
+
+
+def read_config(folder: str | os.PathLike) -> SavedModelConfig:
+    return SavedModelConfig.from_json(read_json(Path(folder) / CONFIG))
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    generator: nn.Module
+    heads: PatchProjector | None
+    config: SavedModelConfig
+    path: Path
+
+    @property
+    def nce_layers(self) -> list[int]:
+        return self.config.nce_layers
+
+    @property
+    def size_multiple(self) -> int:
+        return getattr(self.generator, "size_multiple", 4)
+
+    @property
+    def input_scale(self) -> float:
+        """Resize factor that brings an input to the ground resolution the model was trained at."""
+        return self.config.inference.scale
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A model folder (model.safetensors + config.json), a checkpoint, or a run folder (newest checkpoint);
+    a folder's model.safetensors or config.json stands for the folder."""
+    path = Path(path)
+    if path.is_file() and path.name in (WEIGHTS, CONFIG):
+        path = path.parent
+    if (path / WEIGHTS).is_file():
+        return path
+    ckpts = checkpoint_dirs(path)
+    if ckpts:
+        return ckpts[-1]
+    raise FileNotFoundError(f"{path}: no model.safetensors here and no checkpoints/step_* below it (give a model "
+                            "folder, a checkpoint, a run folder, or an official generator file such as latest_net_G.pth)")
+
+
+def is_official_file(path: str | os.PathLike) -> bool:
+    """A file other than a model folder's own: read as an official generator (`torch.save(state_dict)`)."""
+    path = Path(path)
+    return path.is_file() and path.name not in (WEIGHTS, CONFIG)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "auto", direction: str = "AtoB") -> LoadedModel:
+    """Load a generator (and its PatchNCE heads when present) from a model folder, checkpoint or run,
+    or from an official generator file such as `latest_net_G.pth` (read with weights_only=True,
+    architecture inferred as `official convert` does); never unpickles objects."""
+    dev = resolve_device(str(device))
+    if is_official_file(path):
+        generator, heads, config = load_official_file(path, direction)
+        return LoadedModel(generator.eval().to(dev), heads.eval().to(dev) if heads is not None else None, config,
+                           Path(path))
+    folder = resolve_model_dir(path)
+    config = read_config(folder)
+    tensors = load_tensors(folder / WEIGHTS)
+    g_state = split_state(tensors, "G" if direction == "AtoB" else "G_BA")
+    if not g_state:
+        raise ValueError(f"{folder}: this model has no {direction} generator")
+    generator = build_generator(config)
+    generator.load_state_dict({k: v.float() for k, v in g_state.items()})
+    f_state = split_state(tensors, "F")
+    heads = None
+    if f_state and direction == "AtoB":
+        n_layers = len({k.split(".")[0] for k in f_state})
+        channels = [f_state[f"mlp_{i}.0.weight"].shape[1] for i in range(n_layers)]
+        heads = PatchProjector(channels, f_state["mlp_0.0.weight"].shape[0])
+        heads.load_state_dict({k: v.float() for k, v in f_state.items()})
+        heads.eval().to(dev)
+    return LoadedModel(generator.eval().to(dev), heads, config, folder)
