@@ -3,17 +3,29 @@
     python -m cutcore.bench                                    # all presets + inference rows
     python -m cutcore.bench --preset cut --size 256 --device cpu --iters 6 --json
     python -m cutcore.bench --preset cut,fastcut --reference /path/to/reference/checkout
+    python -m cutcore.bench --device cuda --iters 20           # cut, fastcut, cyclegan, sincut + G at 256/512/1024
+    python -m cutcore.bench --device cuda --batch-size 8 --precision bf16 --preset cut --infer-sizes 512
 
 Every row runs in a fresh subprocess, so peak memory (max RSS on CPU, max allocated on CUDA)
-belongs to that row alone. Time is the median of `--iters` iterations after one warm-up.
+belongs to that row alone. Time is the median of `--iters` iterations after warm-up (one on
+CPU; three on CUDA, where cuDNN autotuning runs, each timed iteration between two
+torch.cuda.synchronize() calls). On CUDA the peak is torch.cuda.max_memory_allocated over the
+timed iterations (after reset_peak_memory_stats; weights and optimiser state included).
 Given a read-only checkout of the reference CUT repository, the same rows are measured for it
 in the same run and the ratios printed (nothing from it is copied or imported into cutcore).
+
+Each row's model FLOP/s (torch's FLOP counter over one step) is set against the GEMM ceiling
+measured in the same run, for the row's precision: fp32 (`gemm_peak_gflops`, a 2048² matmul on
+CPU, 8192² on CUDA) and, with bf16 rows, bf16 (`gemm_peak_gflops_bf16`). `--precision auto`
+picks bf16 where the device multiplies it natively (cutcore.hardware).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -22,6 +34,9 @@ import time
 from pathlib import Path
 
 TRAIN_PRESETS = ["cyclegan", "cut", "cut-focal", "fastcut", "fastcut-focal", "put"]
+# Issue 12's CUDA table: the default rows with --device cuda.
+CUDA_TRAIN_PRESETS = ["cut", "fastcut", "cyclegan", "sincut"]
+CUDA_INFER_SIZES = "256,512,1024"
 
 
 # --- measurements (run inside the worker subprocess) ---------------------------------------
@@ -33,46 +48,106 @@ def _peak_mib(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(fn, iters: int, device) -> tuple[float, float | None]:
-    """(median seconds per call after one warm-up, GFLOP of one call when countable)."""
-    import torch
+def _sync(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _count_gflop(fn) -> float | None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    fn()
-    gflop = None
     try:
         with FlopCounterMode(display=False) as counter:
             fn()
-        gflop = counter.get_total_flops() / 1e9
+        return counter.get_total_flops() / 1e9
     except RuntimeError:  # the flop counter cannot follow double backward (SinCUT's R1 penalty)
-        pass
+        return None
+
+
+def _timed(fn, iters: int, device, warmup: int = 1, clock=time.perf_counter, sync=_sync,
+           count_flops=_count_gflop, before_timing=None) -> tuple[float, float | None]:
+    """(median seconds per call after `warmup` calls, GFLOP of one call when countable).
+
+    Each timed call sits between two `sync(device)` calls, so queued GPU work is neither left out
+    nor charged to the next call. `before_timing()` runs once after warm-up (the CUDA peak reset).
+    """
+    for _ in range(warmup):
+        fn()
+    gflop = count_flops(fn)
+    sync(device)
+    if before_timing is not None:
+        before_timing()
     times = []
     for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
+        sync(device)
+        t = clock()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
+        sync(device)
+        times.append(clock() - t)
     return statistics.median(times), gflop
+
+
+def _autocast(device, precision: str):
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _train_step(model, train_cfg, a, b, precision: str, device, autocast_outside: bool = False):
+    """A no-argument training step for whichever model API the tree has.
+
+    Models with `configure_training` (TrainableModel) take the precision there and step with
+    `train_step(a, b, rng)`; older ones build optimisers with `make_optimizers` and take
+    `train_step(a, b, opts, rng[, precision])`. `autocast_outside` wraps the whole step in bf16
+    autocast, for models whose step has no precision switch of its own (SinCUT).
+    """
+    import torch
+
+    counter = iter(range(10**9))
+    t = train_cfg
+    if hasattr(model, "configure_training"):
+        model.configure_training(t.lr, t.beta1, t.beta2, precision)
+
+        def step():
+            return model.train_step(a, b, torch.Generator().manual_seed(next(counter)))
+    else:
+        opts = model.make_optimizers(t)
+        extra = (precision,) if "precision" in inspect.signature(model.train_step).parameters else ()
+
+        def step():
+            return model.train_step(a, b, opts, torch.Generator().manual_seed(next(counter)), *extra)
+
+    if not autocast_outside:
+        return step
+
+    def wrapped():
+        with _autocast(device, precision):
+            return step()
+
+    return wrapped
 
 
 def _ours_sincut(spec: dict):
     """SinCUT at its preset's own crop size and batch (the paper: 16 crops of 64²), channels-last as trained live."""
     import torch
 
-    from .sincut import SinCUTModel, sincut_preset
+    from .sincut.config import sincut_preset
+    from .sincut.model import SinCUTModel
 
     cfg = sincut_preset(spec["preset"])
     device = torch.device(spec["device"])
     model = SinCUTModel(cfg.model).to(device).to(memory_format=torch.channels_last)
-    model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2)
-    shape = (cfg.train.batch_size, 3, cfg.data.crop_size, cfg.data.crop_size)
+    spec["batch_size"] = spec.get("batch_size") or cfg.train.batch_size
+    shape = (spec["batch_size"], 3, cfg.data.crop_size, cfg.data.crop_size)
     a, b = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
     spec["size"] = cfg.data.crop_size
-    counter = iter(range(10**9))
-    return lambda: model.train_step(a, b, torch.Generator().manual_seed(next(counter))), device
+    return _train_step(model, cfg.train, a, b, spec["precision"], device, autocast_outside=True), device
 
 
 def _ours_train(spec: dict):
@@ -87,13 +162,12 @@ def _ours_train(spec: dict):
     cfg = preset(spec["preset"])
     device = torch.device(spec["device"])
     model = build_model(cfg.model).to(device)
-    model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2, spec["precision"])
-    a, b = (torch.randn(1, 3, spec["size"], spec["size"], device=device) for _ in range(2))
+    spec["batch_size"] = spec.get("batch_size") or 1
+    a, b = (torch.randn(spec["batch_size"], 3, spec["size"], spec["size"], device=device) for _ in range(2))
     if spec.get("channels_last"):
         model.to(memory_format=torch.channels_last)
         a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
-    counter = iter(range(10**9))
-    return lambda: model.train_step(a, b, torch.Generator().manual_seed(next(counter))), device
+    return _train_step(model, cfg.train, a, b, spec["precision"], device), device
 
 
 def _ours_inference(spec: dict):
@@ -103,10 +177,14 @@ def _ours_inference(spec: dict):
 
     device = torch.device(spec["device"])
     g = ResnetGenerator().to(device).eval()
-    x = torch.randn(1, 3, spec["size"], spec["size"], device=device)
+    spec["batch_size"] = spec.get("batch_size") or 1
+    x = torch.randn(spec["batch_size"], 3, spec["size"], spec["size"], device=device)
+    if spec.get("channels_last"):
+        g.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def run():
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(device, spec["precision"]):
             g(x)
 
     return run, device
@@ -122,9 +200,17 @@ def _ours_tiled(spec: dict):
 
     device = torch.device(spec["device"])
     g = ResnetGenerator().to(device).eval()
+    spec["batch_size"] = 1
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (spec["size"], spec["size"], 3), dtype=np.uint8))
     return lambda: translate_tiled(g, img, tile=512, overlap=32), device
+
+
+def _gpu_ids(device: str) -> str:
+    """The reference's --gpu_ids for a torch device string: cpu -> -1, cuda -> 0, cuda:1 -> 1."""
+    if not device.startswith("cuda"):
+        return "-1"
+    return device.partition(":")[2] or "0"
 
 
 def _reference_train(spec: dict):
@@ -135,14 +221,17 @@ def _reference_train(spec: dict):
     sys.path.insert(0, ref)
     os.chdir(ref)
     sincut = spec["preset"].startswith("sincut")
-    if sincut:  # the reference's SinCUT calls .cuda() unconditionally: make it a no-op on CPU
+    on_cuda = spec["device"].startswith("cuda")
+    if sincut and not on_cuda:  # the reference's SinCUT calls .cuda() unconditionally: make it a no-op on CPU
         torch.Tensor.cuda = lambda self, *a, **k: self
         torch.nn.Module.cuda = lambda self, *a, **k: self
     model_name = "sincut" if sincut else "cycle_gan" if spec["preset"] == "cyclegan" else "cut"
-    argv = ["--dataroot", ref, "--name", "bench", "--checkpoints_dir", "/tmp/cutcore_bench_ref", "--gpu_ids", "-1",
-            "--model", model_name]
+    argv = ["--dataroot", ref, "--name", "bench", "--checkpoints_dir", "/tmp/cutcore_bench_ref",
+            "--gpu_ids", _gpu_ids(spec["device"]), "--model", model_name]
     if not sincut:
         argv += ["--load_size", str(spec["size"]), "--crop_size", str(spec["size"])]
+    if spec.get("batch_size"):
+        argv += ["--batch_size", str(spec["batch_size"])]
     if model_name == "cut":
         argv += ["--CUT_mode", "FastCUT" if spec["preset"].startswith("fastcut") else "CUT"]
     sys.argv = ["train.py"] + argv
@@ -152,9 +241,9 @@ def _reference_train(spec: dict):
     opt = TrainOptions().parse()
     model = create_model(opt)
     shape = (opt.batch_size, 3, opt.crop_size, opt.crop_size)
-    spec["size"] = opt.crop_size
+    spec["size"], spec["batch_size"] = opt.crop_size, opt.batch_size
     a, b = (torch.randn(shape) for _ in range(2))
-    data = {"A": a, "B": b, "A_paths": ["a"], "B_paths": ["b"]}
+    data = {"A": a, "B": b, "A_paths": ["a"] * opt.batch_size, "B_paths": ["b"] * opt.batch_size}
     model.data_dependent_initialize(data)
     model.setup(opt)
     model.parallelize()
@@ -163,7 +252,7 @@ def _reference_train(spec: dict):
         model.set_input(data)
         model.optimize_parameters()
 
-    return run, torch.device("cpu")
+    return run, torch.device(spec["device"] if on_cuda else "cpu")
 
 
 def _reference_inference(spec: dict):
@@ -172,14 +261,16 @@ def _reference_inference(spec: dict):
     sys.path.insert(0, spec["reference"])
     from models.networks import define_G  # noqa: E402
 
-    g = define_G(3, 3, 64, "resnet_9blocks", "instance", False, "xavier", 0.02, False, False, [], None).eval()
-    x = torch.randn(1, 3, spec["size"], spec["size"])
+    device = torch.device(spec["device"] if spec["device"].startswith("cuda") else "cpu")
+    g = define_G(3, 3, 64, "resnet_9blocks", "instance", False, "xavier", 0.02, False, False, [], None).to(device).eval()
+    spec["batch_size"] = spec.get("batch_size") or 1
+    x = torch.randn(spec["batch_size"], 3, spec["size"], spec["size"], device=device)
 
     def run():
         with torch.no_grad():
             g(x)
 
-    return run, torch.device("cpu")
+    return run, device
 
 
 _BUILDERS = {
@@ -191,32 +282,101 @@ _BUILDERS = {
 }
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_info(device) -> dict:
+    """Keys naming the hardware and software of a row (measured in the worker)."""
+    import torch
+
+    info = {"torch_version": torch.__version__}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info.update(device_name=torch.cuda.get_device_name(index), cuda_version=torch.version.cuda,
+                    peak_mem_kind="cuda_max_allocated",
+                    tf32_conv=bool(torch.backends.cudnn.allow_tf32),
+                    tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32))
+    else:
+        info.update(device_name=cpu_name(), peak_mem_kind="max_rss", threads=torch.get_num_threads())
+    return info
+
+
+def assemble_row(spec: dict, sec: float, gflop: float | None, peak_mib: float, info: dict | None = None) -> dict:
+    """One result row: the spec (less the reference path) plus the measurements and what follows from them."""
+    batch = spec.get("batch_size") or 1
+    return {**{k: v for k, v in spec.items() if k != "reference"}, "batch_size": batch, "sec_per_iter": sec,
+            "peak_mem_mib": peak_mib, "gflop_per_iter": gflop,
+            "gflops": gflop / sec if gflop is not None and sec > 0 else None,
+            "images_per_s": batch / sec if sec > 0 else None, **(info or {})}
+
+
 def _worker(spec: dict) -> dict:
     import torch
 
     torch.manual_seed(0)
+    cuda = spec["device"].startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     run, device = _BUILDERS[(spec["impl"], spec["kind"])](spec)
-    sec, gflop = _timed(run, spec["iters"], device)
-    return {**{k: v for k, v in spec.items() if k != "reference"}, "sec_per_iter": sec, "peak_mem_mib": _peak_mib(device),
-            "gflop_per_iter": gflop, "gflops": gflop / sec if gflop is not None and sec > 0 else None}
+    reset = (lambda: torch.cuda.reset_peak_memory_stats(device)) if cuda else None
+    sec, gflop = _timed(run, spec["iters"], device, warmup=3 if cuda else 1, before_timing=reset)
+    info = device_info(device)
+    if cuda:
+        info["peak_reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
+    return assemble_row(spec, sec, gflop, _peak_mib(device), info)
 
 
 # --- orchestration ---------------------------------------------------------------------------
-def gemm_peak_gflops(device: str, n: int = 2048, repeats: int = 5) -> float:
-    """Achieved fp32 GFLOP/s of an n×n matrix multiply: the machine's practical ceiling."""
+def gemm_peak_gflops(device: str, n: int | None = None, repeats: int = 5, dtype: str = "fp32") -> float:
+    """Achieved GFLOP/s of an n×n matrix multiply in `dtype`: the machine's practical ceiling.
+
+    CPU: n = 2048, the median of `repeats` single products. CUDA: n = 8192 (a 2048² product is
+    over in microseconds), after a synchronised warm-up, `repeats` x 10 products between two
+    synchronisations. fp32 on CUDA follows torch's TF32 matmul setting (off by default).
+    """
     import torch
 
     dev = torch.device(device)
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    cuda = dev.type == "cuda"
+    n = n or (8192 if cuda else 2048)
+    a, b = torch.randn(n, n, device=dev).to(torch_dtype), torch.randn(n, n, device=dev).to(torch_dtype)
     a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        if dev.type == "cuda":
+    if cuda:
+        torch.cuda.synchronize(dev)
+        per = 10
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(per):
+                a @ b
             torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - t)
+            times.append((time.perf_counter() - t) / per)
+    else:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def add_peaks(rows: list[dict], peaks: dict[str, float]) -> None:
+    """Put the GEMM ceilings (by precision) on every row and each row's share of its own precision's."""
+    for r in rows:
+        r["gemm_peak_gflops"] = peaks.get("fp32")
+        if "bf16" in peaks:
+            r["gemm_peak_gflops_bf16"] = peaks["bf16"]
+        peak = peaks.get(r.get("precision", "fp32"))
+        r["peak_fraction"] = r["gflops"] / peak if r.get("gflops") is not None and peak else None
 
 
 def measure(spec: dict) -> dict:
@@ -229,34 +389,53 @@ def measure(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def markdown(rows: list[dict], peak: float | None) -> str:
-    lines = ["| method | impl | kind | size | device | precision | sec/iter | peak memory | GFLOP/s | vs reference |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    ref = {(r["preset"], r["kind"], r["size"]): r for r in rows if r["impl"] == "reference" and "error" not in r}
+def markdown(rows: list[dict], peak: float | None, peak_bf16: float | None = None, gemm_n: int = 2048) -> str:
+    lines = ["| method | impl | kind | size | batch | device | precision | sec/iter | images/s | peak memory | GFLOP/s | vs reference |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    key = lambda r: (r["preset"], r["kind"], r["size"], r.get("batch_size"))  # noqa: E731
+    ref = {key(r): r for r in rows if r["impl"] == "reference" and "error" not in r}
     for r in rows:
+        batch = r.get("batch_size") or "—"
         if "error" in r:
-            lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {r['device']} | {r['precision']} | failed: {r['error'].splitlines()[-1][:80]} | | | |")
+            lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | {r['precision']} | "
+                         f"failed: {r['error'].splitlines()[-1][:80]} | | | | |")
             continue
-        base = ref.get((r["preset"], r["kind"], r["size"]))
+        base = ref.get(key(r))
         ratio = ""
         if base and r["impl"] == "ours":
             ratio = f"{r['sec_per_iter'] / base['sec_per_iter']:.2f}× time, {r['peak_mem_mib'] / base['peak_mem_mib']:.2f}× mem"
         gflops = "—" if r["gflops"] is None else f"{r['gflops']:.0f}"
-        lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {r['device']} | {r['precision']} | "
-                     f"{r['sec_per_iter']:.3f} s | {r['peak_mem_mib'] / 1024:.2f} GiB | {gflops} | {ratio} |")
+        if r.get("peak_fraction") is not None:
+            gflops += f" ({100 * r['peak_fraction']:.0f}% of {r['precision']} GEMM)"
+        ips = "—" if r.get("images_per_s") is None else f"{r['images_per_s']:.2f}"
+        lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | {r['precision']} | "
+                     f"{r['sec_per_iter']:.3f} s | {ips} | {r['peak_mem_mib'] / 1024:.2f} GiB | {gflops} | {ratio} |")
     if peak:
-        lines.append(f"\nfp32 GEMM ceiling of this device: {peak:.0f} GFLOP/s (2048² matmul).")
+        lines.append(f"\nfp32 GEMM ceiling of this device: {peak:.0f} GFLOP/s ({gemm_n}² matmul).")
+    if peak_bf16:
+        lines.append(f"bf16 GEMM ceiling of this device: {peak_bf16:.0f} GFLOP/s ({gemm_n}² matmul).")
+    named = next((r for r in rows if "device_name" in r), None)
+    if named:
+        lines.append(f"Device: {named['device_name']}; torch {named['torch_version']}.")
     return "\n".join(lines)
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cutcore.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", help=f"comma-separated training presets (default: {','.join(TRAIN_PRESETS)} plus inference rows)")
-    p.add_argument("--size", type=int, default=256, help="training crop size")
+    p.add_argument("--preset", help=f"comma-separated training presets (default: {','.join(TRAIN_PRESETS)} plus inference "
+                   f"rows; with --device cuda: {','.join(CUDA_TRAIN_PRESETS)} and inference at {CUDA_INFER_SIZES})")
+    p.add_argument("--size", default="256", help="training crop size(s), e.g. 256 or 256,512,1024")
     p.add_argument("--infer-sizes", default=None, help="generator inference sizes, e.g. 256,512 (default with no --preset)")
     p.add_argument("--tiled", type=int, default=None, help="also time tiled translation of an N×N image (e.g. 4096)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="auto: bf16 where the device multiplies it natively, else fp32")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default 1; SinCUT: its preset's batch) — e.g. 8 with bf16 for throughput")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--reference", type=Path, help="read-only checkout of the reference CUT repo, measured side by side")
@@ -268,25 +447,51 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(json.loads(args.worker))))
         return 0
 
-    presets = args.preset.split(",") if args.preset else TRAIN_PRESETS
-    infer = [int(s) for s in (args.infer_sizes or ("" if args.preset else "256,512")).split(",") if s]
-    common = {"device": args.device, "precision": args.precision, "iters": args.iters, "channels_last": args.channels_last}
-    specs = [{**common, "impl": "ours", "kind": "train", "preset": name, "size": args.size} for name in presets]
+    import torch
+
+    from .hardware import resolve_precision
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        print(f"error: --device {args.device}: {e}", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU visible"
+        print(f"error: --device {args.device}: CUDA is not available (torch {torch.__version__}, {build})", file=sys.stderr)
+        return 2
+    precision, reason = resolve_precision(args.precision, device)
+    if not args.json or args.precision == "auto":
+        print(f"precision: {reason}", file=sys.stderr)
+
+    cuda = device.type == "cuda"
+    given = args.preset is not None  # --preset "" = inference rows only
+    presets = [s for s in args.preset.split(",") if s] if given else CUDA_TRAIN_PRESETS if cuda else TRAIN_PRESETS
+    infer = _int_list(args.infer_sizes or ("" if given else CUDA_INFER_SIZES if cuda else "256,512"))
+    common = {"device": args.device, "precision": precision, "iters": args.iters, "channels_last": args.channels_last}
+    if args.batch_size:
+        common["batch_size"] = args.batch_size
+    if args.precision == "auto":
+        common["precision_reason"] = reason
+    specs = [{**common, "impl": "ours", "kind": "train", "preset": name, "size": size}
+             for size in _int_list(args.size) for name in presets
+             if not (name.startswith("sincut") and size != _int_list(args.size)[0])]  # SinCUT has its own crop size
     specs += [{**common, "impl": "ours", "kind": "inference", "preset": "generator", "size": s} for s in infer]
     if args.tiled:
         specs.append({**common, "impl": "ours", "kind": "tiled", "preset": "generator", "size": args.tiled, "iters": 1})
     if args.reference:
         ref = {"reference": str(args.reference.resolve()), "impl": "reference", "precision": "fp32", "channels_last": False}
-        specs += [{**s, **ref} for s in specs if (s["kind"], s["preset"]) != ("tiled", "generator") and s["device"] == "cpu"]
+        specs += [{**s, **ref} for s in specs if (s["kind"], s["preset"]) != ("tiled", "generator")]
     rows = []
     for spec in specs:
         if not args.json:
             print(f"measuring {spec['impl']} {spec['kind']} {spec['preset']} {spec['size']}...", file=sys.stderr)
         rows.append(measure(spec))
-    peak = gemm_peak_gflops(args.device)
-    for r in rows:
-        r["gemm_peak_gflops"] = peak
-    table = markdown(rows, peak)
+    peaks = {"fp32": gemm_peak_gflops(args.device)}
+    if any(r.get("precision") == "bf16" for r in rows):
+        peaks["bf16"] = gemm_peak_gflops(args.device, dtype="bf16")
+    add_peaks(rows, peaks)
+    table = markdown(rows, peaks["fp32"], peaks.get("bf16"), 8192 if cuda else 2048)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench.json").write_text(json.dumps(rows, indent=2))

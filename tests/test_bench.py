@@ -1,0 +1,232 @@
+"""Benchmark plumbing: timing with synchronisation, row assembly, GEMM ceilings, the CUDA guard, the model APIs.
+
+Speeds themselves are not asserted (they belong to the benchmark's output, not to tests).
+"""
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import torch
+
+from cutcore import bench
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class FakeClock:
+    """perf_counter stand-in: time moves only when the timed function advances it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timed_median_sync_and_peak_reset_order():
+    clock, events = FakeClock(), []
+    durations = iter([9.0, 9.0, 4.0, 1.0, 3.0, 2.0, 5.0])  # warm-up x2, then 5 timed calls
+
+    def fn():
+        events.append("call")
+        clock.now += next(durations)
+
+    sec, gflop = bench._timed(fn, iters=5, device=torch.device("cuda"), warmup=2, clock=clock,
+                              sync=lambda d: events.append("sync"), count_flops=lambda f: 12.5,
+                              before_timing=lambda: events.append("reset"))
+    assert sec == 3.0  # median of 4, 1, 3, 2, 5: the warm-up calls are not timed
+    assert gflop == 12.5
+    # Warm-up, sync, the peak reset, then every timed call between two syncs.
+    assert events[:4] == ["call", "call", "sync", "reset"]
+    assert events[4:] == ["sync", "call", "sync"] * 5
+
+
+def test_timed_counts_flops_of_a_real_call():
+    a = torch.randn(16, 32)
+    b = torch.randn(32, 8)
+    _, gflop = bench._timed(lambda: a @ b, iters=1, device=torch.device("cpu"))
+    assert gflop == pytest.approx(2 * 16 * 32 * 8 / 1e9)
+
+
+def test_assemble_row_keeps_the_contract_and_adds_throughput():
+    spec = {"device": "cuda", "precision": "bf16", "iters": 6, "channels_last": False, "impl": "ours",
+            "kind": "train", "preset": "cut", "size": 512, "batch_size": 8, "reference": "/ref"}
+    row = bench.assemble_row(spec, sec=0.5, gflop=400.0, peak_mib=2048.0, info={"device_name": "NVIDIA H200"})
+    contract = {"device", "precision", "iters", "channels_last", "impl", "kind", "preset", "size", "sec_per_iter",
+                "peak_mem_mib", "gflop_per_iter", "gflops"}
+    assert contract <= set(row) and "reference" not in row
+    assert row["gflops"] == 800.0 and row["images_per_s"] == 16.0 and row["batch_size"] == 8
+    assert row["device_name"] == "NVIDIA H200"
+    # Batch defaults to 1; an uncountable step has no FLOP/s.
+    row = bench.assemble_row({**spec, "batch_size": None}, sec=2.0, gflop=None, peak_mib=1.0)
+    assert row["batch_size"] == 1 and row["images_per_s"] == 0.5 and row["gflops"] is None
+
+
+def test_add_peaks_sets_each_row_against_its_own_precision():
+    rows = [{"precision": "fp32", "gflops": 50.0}, {"precision": "bf16", "gflops": 300.0}, {"precision": "bf16", "gflops": None}]
+    bench.add_peaks(rows, {"fp32": 100.0, "bf16": 600.0})
+    assert [r["gemm_peak_gflops"] for r in rows] == [100.0] * 3
+    assert [r["gemm_peak_gflops_bf16"] for r in rows] == [600.0] * 3
+    assert [r["peak_fraction"] for r in rows] == [0.5, 0.5, None]
+    rows = [{"precision": "fp32", "gflops": 50.0}]
+    bench.add_peaks(rows, {"fp32": 100.0})
+    assert "gemm_peak_gflops_bf16" not in rows[0] and rows[0]["peak_fraction"] == 0.5
+
+
+def test_markdown_rows_ratios_and_footer():
+    base = {"device": "cuda", "precision": "bf16", "kind": "train", "preset": "cut", "size": 256, "batch_size": 8,
+            "peak_fraction": 0.25}
+    rows = [
+        {**base, "impl": "ours", "sec_per_iter": 0.1, "images_per_s": 80.0, "peak_mem_mib": 1024.0, "gflops": 250.0,
+         "device_name": "NVIDIA H200", "torch_version": "2.11.0"},
+        {**base, "impl": "reference", "precision": "fp32", "sec_per_iter": 0.2, "images_per_s": 40.0,
+         "peak_mem_mib": 2048.0, "gflops": 125.0, "peak_fraction": None},
+        {**base, "impl": "ours", "preset": "sincut", "error": "Traceback\nRuntimeError: boom"},
+    ]
+    md = bench.markdown(rows, 60000.0, 900000.0, gemm_n=8192)
+    ours = md.splitlines()[2]
+    assert "| 8 |" in ours and "80.00" in ours and "250 (25% of bf16 GEMM)" in ours and "0.50× time, 0.50× mem" in ours
+    assert "failed: RuntimeError: boom" in md
+    assert "fp32 GEMM ceiling of this device: 60000 GFLOP/s (8192² matmul)." in md
+    assert "bf16 GEMM ceiling of this device: 900000 GFLOP/s" in md
+    assert "Device: NVIDIA H200; torch 2.11.0." in md
+
+
+def test_gemm_peak_cpu_both_precisions():
+    for dtype in ("fp32", "bf16"):
+        assert bench.gemm_peak_gflops("cpu", n=32, repeats=1, dtype=dtype) > 0
+
+
+def test_gpu_ids_for_the_reference():
+    assert bench._gpu_ids("cpu") == "-1"
+    assert bench._gpu_ids("cuda") == "0"
+    assert bench._gpu_ids("cuda:1") == "1"
+
+
+def test_cuda_without_cuda_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench.main(["--device", "cuda", "--preset", "cut", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert err.startswith("error: --device cuda: CUDA is not available") and "\n" not in err
+    assert bench.main(["--device", "nonsense"]) == 2
+
+
+def _fake_model(new_api: bool, takes_precision: bool = True):
+    calls = []
+
+    class Model:
+        def train_step(self, a, b, *rest):
+            calls.append({"rest": rest, "autocast": torch.is_autocast_enabled("cpu")})
+            return {}
+
+    m = Model()
+    if new_api:
+        m.configure_training = lambda lr, b1, b2, precision: calls.append({"configured": (lr, b1, b2, precision)})
+    else:
+        m.make_optimizers = lambda t: {"G": "opt"}
+        if not takes_precision:
+            def train_step(a, b, opts, rng):
+                calls.append({"rest": (opts, rng), "autocast": torch.is_autocast_enabled("cpu")})
+            m.train_step = train_step
+        else:
+            def train_step(a, b, opts, rng, precision="fp32"):
+                calls.append({"rest": (opts, rng, precision), "autocast": torch.is_autocast_enabled("cpu")})
+            m.train_step = train_step
+    return m, calls
+
+
+def test_train_step_adapts_to_either_model_api():
+    cfg = types.SimpleNamespace(lr=1e-3, beta1=0.5, beta2=0.999)
+    cpu = torch.device("cpu")
+    model, calls = _fake_model(new_api=True)
+    step = bench._train_step(model, cfg, "a", "b", "bf16", cpu)
+    step()
+    step()
+    assert calls[0] == {"configured": (1e-3, 0.5, 0.999, "bf16")}
+    rngs = [c["rest"][0] for c in calls[1:]]
+    assert all(isinstance(r, torch.Generator) for r in rngs) and rngs[0].initial_seed() != rngs[1].initial_seed()
+    assert not calls[1]["autocast"]  # the model applies its own precision
+
+    model, calls = _fake_model(new_api=False)
+    bench._train_step(model, cfg, "a", "b", "bf16", cpu)()
+    assert calls[0]["rest"][0] == {"G": "opt"} and calls[0]["rest"][2] == "bf16"
+
+    # A step without a precision switch (SinCUT) runs inside autocast when asked to.
+    model, calls = _fake_model(new_api=False, takes_precision=False)
+    bench._train_step(model, cfg, "a", "b", "bf16", cpu, autocast_outside=True)()
+    assert calls[0]["autocast"] and len(calls[0]["rest"]) == 2
+    model, calls = _fake_model(new_api=False, takes_precision=False)
+    bench._train_step(model, cfg, "a", "b", "fp32", cpu, autocast_outside=True)()
+    assert not calls[0]["autocast"]
+
+
+def test_worker_rows_in_process():
+    """Real (tiny) rows through the worker: the current model API, row keys, no CUDA keys on CPU."""
+    common = {"device": "cpu", "precision": "fp32", "iters": 1, "channels_last": False, "impl": "ours"}
+    row = bench._worker({**common, "kind": "inference", "preset": "generator", "size": 32, "batch_size": 2})
+    assert row["batch_size"] == 2 and row["sec_per_iter"] > 0 and row["images_per_s"] == pytest.approx(2 / row["sec_per_iter"])
+    assert row["peak_mem_kind"] == "max_rss" and row["torch_version"] == torch.__version__ and row["device_name"]
+    assert row["gflop_per_iter"] > 0 and "peak_reserved_mib" not in row
+    row = bench._worker({**common, "kind": "train", "preset": "fastcut", "size": 32})
+    assert row["batch_size"] == 1 and row["gflop_per_iter"] > 0
+    row = bench._worker({**common, "kind": "train", "preset": "sincut-cpu", "size": 256})
+    assert row["size"] == 32 and row["batch_size"] == 8  # the preset's own crops and batch
+
+
+def test_main_inference_only_json(capsys, monkeypatch):
+    # --preset "" gives no training rows: one fresh-process inference row, JSON on stdout only.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert bench.main(["--preset", "", "--infer-sizes", "32", "--iters", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["kind"] == "inference" and rows[0]["size"] == 32
+    assert rows[0]["gemm_peak_gflops"] > 0 and "gemm_peak_gflops_bf16" not in rows[0]
+
+
+def test_precision_auto_is_resolved_and_recorded(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "measure", lambda spec: bench.assemble_row(spec, 1.0, 1.0, 1.0))
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda device, dtype="fp32": {"fp32": 10.0, "bf16": 40.0}[dtype])
+    import cutcore.hardware as hw
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(hw, "bf16_support", lambda device, cpuinfo=None, n=native: (n, "test"))
+        assert bench.main(["--preset", "cut", "--precision", "auto", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert rows[0]["precision"] == expected and rows[0]["precision_reason"].startswith(expected)
+        assert rows[0]["peak_fraction"] == pytest.approx(1.0 / (40.0 if expected == "bf16" else 10.0))
+
+
+def test_default_rows_per_device(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(bench, "measure", lambda spec: seen.append(spec) or bench.assemble_row(spec, 1.0, None, 1.0))
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda device, dtype="fp32": 1.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert bench.main(["--device", "cuda", "--size", "256,512", "--json"]) == 0
+    train = [(s["preset"], s["size"]) for s in seen if s["kind"] == "train"]
+    assert train == [("cut", 256), ("fastcut", 256), ("cyclegan", 256), ("sincut", 256),
+                     ("cut", 512), ("fastcut", 512), ("cyclegan", 512)]  # SinCUT has its own crop size: once
+    assert [s["size"] for s in seen if s["kind"] == "inference"] == [256, 512, 1024]
+    seen.clear()
+    assert bench.main(["--json"]) == 0  # CPU defaults unchanged
+    assert [s["preset"] for s in seen if s["kind"] == "train"] == bench.TRAIN_PRESETS
+    assert [s["size"] for s in seen if s["kind"] == "inference"] == [256, 512]
+    capsys.readouterr()
+
+
+def test_reference_rows_follow_the_device(monkeypatch, capsys, tmp_path):
+    import cutcore.hardware as hw
+
+    seen = []
+    monkeypatch.setattr(hw, "bf16_support", lambda device, cpuinfo=None: (True, "test"))
+    monkeypatch.setattr(bench, "measure", lambda spec: seen.append(spec) or bench.assemble_row(spec, 1.0, None, 1.0))
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda device, dtype="fp32": 1.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert bench.main(["--device", "cuda", "--preset", "cut", "--infer-sizes", "512", "--tiled", "4096",
+                       "--batch-size", "8", "--precision", "bf16", "--reference", str(tmp_path), "--json"]) == 0
+    refs = [s for s in seen if s["impl"] == "reference"]
+    assert [(s["kind"], s["device"], s["precision"], s["batch_size"]) for s in refs] == [
+        ("train", "cuda", "fp32", 8), ("inference", "cuda", "fp32", 8)]  # no tiled row for the reference
+    capsys.readouterr()
