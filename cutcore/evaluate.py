@@ -26,7 +26,9 @@ from tqdm import tqdm
 
 from .checkpoint import write_bytes, write_json
 from .data import ImageSource, paired_sources
-from .translate import LoadedModel, load_model, translate_with
+from .model_folder import LoadedModel, load_model
+from .saved_config import SavedModelConfig
+from .translate import translate_with
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,6 +39,9 @@ METRICS = ("accuracy", "rmse", "swd", "fid")  # the column order of the thesis's
 LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
 PLOT_LABELS = {**LABELS, "accuracy": "accuracy (%) ↑"}  # plots show accuracy in %, as the tables do
 PAIRED_SIZE = 256  # GcGAN compares maps at 256², whatever resolution the model translated at
+# A crop at least this share of the resized training image is the whole image up to scale jitter (the
+# reference's 256 of 286: 0.895); smaller crops are patches of an image resized on purpose (64 of 128).
+WHOLE_IMAGE_CROP = 0.8
 GRID_PAIRS = 4
 
 
@@ -96,7 +101,7 @@ def orient(pairs: Sequence[Pair], trained_direction: str, direction: str = "AtoB
 
 def model_pairs(model: LoadedModel, pairs: Sequence[Pair], direction: str = "AtoB") -> list[Pair]:
     """`orient` for a loaded model (its config records the training direction)."""
-    return orient(pairs, model.config.get("data", {}).get("direction", "AtoB"), direction)
+    return orient(pairs, getattr(model.config.run.data, "direction", "AtoB"), direction)
 
 
 def parse_metrics(requested: str | Sequence[str]) -> list[str]:
@@ -154,6 +159,40 @@ def _resize(img: Image.Image, size: int | None) -> Image.Image:
     return img if not size or img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """An image at PAIRED_SIZE² both ways the metrics resize it: `paired` as GcGAN's accuracy/RMSE
+    script does (OpenCV bilinear, no antialiasing: `metrics.resize_rgb`), `image` bicubic (PIL, as the
+    reference's data loader resizes real images) for SWD, FID and previews."""
+
+    paired: np.ndarray
+    image: np.ndarray
+
+    @classmethod
+    def of(cls, img: Image.Image) -> Scored:
+        from .metrics import resize_rgb
+
+        return cls(resize_rgb(img, PAIRED_SIZE), np.asarray(_resize(img.convert("RGB"), PAIRED_SIZE)))
+
+    def load(self) -> Image.Image:  # a Loadable too: PeriodicEvaluator keeps its targets like this
+        return Image.fromarray(self.image)
+
+
+def translation_size(load_size: int, crop_size: int) -> int:
+    """The square size the reference's test protocol translates at, for a model trained on random
+    `crop_size` crops of images resized to `load_size`.
+
+    The reference tests with load_size = crop_size: a standard 256² dataset trained at 286/256 is
+    translated at 256, as it is, not at 286 and resized back (a perfect model loses 7-12 points of
+    accuracy to that detour on sat2map maps). That holds while the crop is the whole image up to
+    scale jitter (crop >= WHOLE_IMAGE_CROP of the load size); smaller crops are patches of an image
+    resized to load_size on purpose (512 px tiles at 128 in 64² crops), translated at load_size so
+    new images come at the ground resolution the model learned (at the crop size a perfect model
+    would cap at 47% accuracy instead of 62%).
+    """
+    return crop_size if crop_size >= WHOLE_IMAGE_CROP * load_size else load_size
+
+
 def translate_pairs(
     generator: nn.Module,
     pairs: Sequence[Pair],
@@ -161,9 +200,10 @@ def translate_pairs(
     tile: int | None = None,
     multiple: int | None = None,
     progress: bool = True,
-) -> Iterator[tuple[Image.Image, Image.Image, Image.Image]]:
+) -> Iterator[tuple[Image.Image, Scored, Scored]]:
     """(input, translation, target) per pair: the input resized to size² (None: as it is) and
-    translated — the CUT/CycleGAN test protocol — then translation and target at PAIRED_SIZE².
+    translated — the CUT/CycleGAN test protocol — then translation and target at PAIRED_SIZE²
+    (`Scored`: resized from the translation's and the target's own resolutions).
 
     The target is resized from its own resolution, never via `size`: a model that translates at
     128² must not be compared against targets blurred to 128² (every model faces the same maps).
@@ -173,7 +213,7 @@ def translate_pairs(
         for src, tgt in tqdm(pairs, desc="translate", unit="img", disable=not progress, leave=False):
             img = _resize(src.load(), size)
             fake = translate_with(generator, img, tile, multiple=multiple)
-            yield img, _resize(fake, PAIRED_SIZE), _resize(tgt.load(), PAIRED_SIZE)
+            yield img, Scored.of(fake), tgt if isinstance(tgt, Scored) else Scored.of(tgt.load())
 
 
 def score(
@@ -182,7 +222,16 @@ def score(
     metrics: Sequence[str],
     fid_extractor: FeatureExtractor | None = None,
 ) -> dict[str, float]:
-    """Metrics of translations against their targets (uint8 HxWx3 arrays, aligned)."""
+    """Metrics of translations against their targets (uint8 HxWx3 arrays or PIL images of any size,
+    aligned; each metric resizes them to PAIRED_SIZE² its reference's way, see `Scored`)."""
+    to_scored = [Scored.of(Image.fromarray(np.asarray(x)) if not isinstance(x, Image.Image) else x)
+                 for x in (*fakes, *reals)]
+    return _score(to_scored[: len(fakes)], to_scored[len(fakes):], metrics, fid_extractor)
+
+
+def _score(
+    fakes: Sequence[Scored], reals: Sequence[Scored], metrics: Sequence[str], fid_extractor: FeatureExtractor | None
+) -> dict[str, float]:
     from .metrics import compute_fid, paired_metrics, swd
 
     if not fakes:
@@ -190,12 +239,12 @@ def score(
     metrics = parse_metrics(metrics)
     result: dict[str, float] = {}
     if "accuracy" in metrics or "rmse" in metrics:
-        paired = paired_metrics(fakes, reals, size=PAIRED_SIZE)
+        paired = paired_metrics([f.paired for f in fakes], [r.paired for r in reals], size=PAIRED_SIZE)
         result.update({m: paired[m] for m in ("accuracy", "rmse") if m in metrics})
     if "swd" in metrics:
-        result["swd"] = swd(fakes, reals)["avg"]
+        result["swd"] = swd([f.image for f in fakes], [r.image for r in reals])["avg"]
     if "fid" in metrics:  # compute_fid loads the default weights itself when no extractor is given
-        result["fid"] = compute_fid(fakes, reals, extractor=fid_extractor)
+        result["fid"] = compute_fid([f.image for f in fakes], [r.image for r in reals], extractor=fid_extractor)
     return {m: float(result[m]) for m in metrics}
 
 
@@ -218,9 +267,9 @@ def evaluate_generator(
     metrics = parse_metrics(metrics)  # before translating: a typo should not cost a pass over the data
     fakes, reals = [], []
     for _, fake, real in translate_pairs(generator, pairs, size, tile, multiple, progress):
-        fakes.append(np.asarray(fake))
-        reals.append(np.asarray(real))
-    return score(fakes, reals, metrics, fid_extractor)
+        fakes.append(fake)
+        reals.append(real)
+    return _score(fakes, reals, metrics, fid_extractor)
 
 
 def evaluate_model(
@@ -291,9 +340,10 @@ def plot_curves(curves: dict[str, list[dict]], path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def preview_grid(triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]], thumb: int = 256) -> Image.Image:
+def preview_grid(triples: Sequence[tuple[Image.Image | Scored, ...]], thumb: int = 256) -> Image.Image:
     """Rows of input | translation | target."""
-    rows = [np.concatenate([np.asarray(_resize(img, thumb)) for img in row], axis=1) for row in triples]
+    rows = [np.concatenate([np.asarray(_resize(img if isinstance(img, Image.Image) else img.load(), thumb))
+                            for img in row], axis=1) for row in triples]
     return Image.fromarray(np.concatenate(rows, axis=0))
 
 
@@ -335,7 +385,7 @@ class PeriodicEvaluator:
         fid_weights: str | os.PathLike | None = None,
     ):
         pairs = orient(select_pairs(data_root, phase, split_names, max_images), direction)
-        self.pairs = [(_Decoded(_resize(a.load(), size)), _Decoded(_resize(b.load(), PAIRED_SIZE))) for a, b in pairs]
+        self.pairs = [(_Decoded(_resize(a.load(), size)), Scored.of(b.load())) for a, b in pairs]
         self.metrics, self.fid_extractor = select_metrics(metrics, fid_weights, device)
         self.size, self.out_dir = size, Path(out_dir)
 
@@ -355,10 +405,10 @@ class PeriodicEvaluator:
         return values
 
 
-def evaluation_size(config: dict) -> int:
+def evaluation_size(config: SavedModelConfig) -> int:
     """Square size inputs are resized to before translating: the model's own when it records one
-    (`export` writes its training load size as inference.size), else CUT's test protocol, 256."""
-    return int(config.get("inference", {}).get("size") or 256)
+    (`export` writes its training size as inference.size), else CUT's test protocol, 256."""
+    return int(config.inference.size or 256)
 
 
 def write_evaluation(
@@ -368,7 +418,7 @@ def write_evaluation(
     """metrics.json ({"metrics": values, preset, model, n_images, **info}), metrics.md and a samples.png grid."""
     out = Path(out)
     direction, size = info.get("direction", "AtoB"), info.get("size")
-    write_json(out / "metrics.json", {"metrics": values, "preset": model.config.get("preset", "?"),
+    write_json(out / "metrics.json", {"metrics": values, "preset": model.config.preset,
                                       "model": str(model.path), "n_images": len(pairs),
                                       "paired_size": PAIRED_SIZE, **info})  # paired_size: the protocol
     write_bytes(out / "metrics.md", (markdown + "\n").encode())
@@ -432,7 +482,7 @@ def _run(args) -> int:
     values = evaluate_model(model, pairs, metrics, direction=args.direction, size=size, tile=args.tile,
                             fid_extractor=fid_extractor)
     scope = args.phase + (f", split {args.split.name}" if args.split else "")
-    markdown = f"{model.config.get('preset', '?')} · {model.path} · {len(pairs)} pairs of {args.data} ({scope})\n\n"
+    markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {args.data} ({scope})\n\n"
     markdown += metrics_table(values)
     if args.out:
         info = {"data": str(args.data), "phase": args.phase, "split": str(args.split) if args.split else None,
@@ -448,5 +498,5 @@ def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluato
     return PeriodicEvaluator(
         r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
         read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
-        size=cfg.data.load_size, direction=cfg.data.direction, device=device,
+        size=translation_size(cfg.data.load_size, cfg.data.crop_size), direction=cfg.data.direction, device=device,
     )

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import load_tensors, read_json, save_tensors, write_bytes, write_json
+from .checkpoint import checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
 from .metrics.paired import most_common_colour_baseline
-from .train import checkpoint_dirs, read_log, training_seconds
+from .model_folder import write_card, write_model_folder
+from .saved_config import SavedModelConfig
+from .train import read_log, training_seconds
 
-LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle_A", "cycle_B", "idt_A", "idt_B")
+LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
 
 
 @dataclass
@@ -80,9 +82,21 @@ def plot_losses(records: Sequence[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def inference_size(config: dict) -> int | None:
+    """The size the model translates at, the reference's way (`evaluate.translation_size`): the crop
+    size when the crops were the whole resized image up to scale jitter (a 256² dataset at 286/256:
+    256), else the load size (512 px tiles at 128 in 64² crops: 128)."""
+    from .evaluate import translation_size
+
+    d = config.get("data", {})
+    if not d.get("load_size"):
+        return None
+    return translation_size(d["load_size"], d.get("crop_size") or d["load_size"])
+
+
 def inference_scale(config: dict) -> float | None:
-    """load_size / side of the training inputs (when they share one): the resize new inputs need so
-    the model sees them at its training ground resolution. None when that cannot be told."""
+    """inference_size / side of the training inputs (when they share one): the resize new inputs need
+    so the model sees them as the reference's test protocol would. None when that cannot be told."""
     d = config.get("data", {})
     try:
         a, b = domain_sources(d["root"], d.get("phase", "train"))
@@ -90,16 +104,16 @@ def inference_scale(config: dict) -> float | None:
         sides = {max(src.load().size) for src in inputs[:8]}
     except (KeyError, OSError, ValueError):  # data moved or unreadable
         return None
-    if len(sides) != 1 or not d.get("load_size"):
+    size = inference_size(config)
+    if len(sides) != 1 or not size:
         return None
-    return d["load_size"] / sides.pop()
+    return size / sides.pop()
 
 
-def export_weights(ckpt: Path, out: Path, precision: str) -> None:
+def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
     """Every tensor of the checkpoint's model file (G, F, and CycleGAN's G_BA), floats in `precision`."""
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_tensors(ckpt / "model.safetensors").items()}
-    save_tensors(out / "model.safetensors", tensors, metadata={"format": "cutcore", "exported_from": str(ckpt)})
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_tensors(ckpt / "model.safetensors").items()}
 
 
 def model_card(folder: Path, config: dict, text: CardText, shown_path: Path) -> str:
@@ -177,7 +191,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
         write_evaluation,
     )
     from .metrics import FIDWeightsUnavailable
-    from .translate import load_model
+    from .model_folder import load_model
 
     pairs = select_pairs(ev.data, ev.phase, read_split(ev.split) if ev.split else None)
     try:
@@ -185,7 +199,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     except FIDWeightsUnavailable as e:
         raise ValueError(f"{str(e).splitlines()[0]} (pass --fid-weights, or leave fid out of --eval-metrics)") from e
     model = load_model(folder, "cpu")
-    size = evaluation_size(config)
+    size = evaluation_size(model.config)
     values = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     targets = [b.load() for _, b in model_pairs(model, pairs)]
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
@@ -219,12 +233,13 @@ def export_run(
         print(f"note: {config['data'].get('root')}: training images not readable or not of one size; "
               "the model card gives no inference scale (inputs are translated as they are)")
     elif scale != 1:
-        config["inference"] = {"scale": scale, "size": config["data"]["load_size"]}
+        config["inference"] = {"scale": scale, "size": inference_size(config)}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        export_weights(ckpt, staging, precision)
-        write_json(staging / "config.json", config)
+        # Typed on the way out: a config that would not load again fails here, not in the app.
+        write_model_folder(staging, exported_tensors(ckpt, precision), SavedModelConfig.from_json(config),
+                           metadata={"format": "cutcore", "exported_from": str(ckpt)})
         if records:
             plot_losses(records, staging / "losses.png")
         curve = run / "metrics.jsonl"
@@ -233,7 +248,7 @@ def export_run(
             plot_curves({"": read_log(curve)}, staging / "metrics.png")
         if evaluation is not None:
             _evaluate_into(staging, config, evaluation)
-        write_bytes(staging / "README.md", model_card(staging, config, text or CardText(), out).encode())
+        write_card(staging, model_card(staging, config, text or CardText(), out))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

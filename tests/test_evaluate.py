@@ -30,7 +30,7 @@ from cutcore.metrics import FIDWeightsUnavailable
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
 from cutcore.report import METHODS, build_report
-from cutcore.translate import load_model
+from cutcore.model_folder import load_model
 
 from conftest import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
 
@@ -197,6 +197,44 @@ def test_brightness_shift_scores_by_hand(same_pairs, levels, accuracy, rmse):
     assert values["rmse"] == pytest.approx(rmse, abs=0.3)
     assert g.calls == [(False, False)] * N_PAIRS  # eval mode, no autograd...
     assert g.training  # ...and training mode restored
+
+
+def test_paired_metrics_resize_like_gcgan_and_distribution_metrics_like_the_loader(tmp_path):
+    """Issue 16.6: accuracy and RMSE see translation and target resized to 256² as GcGAN's script does
+    (OpenCV bilinear, no antialiasing), SWD and FID as the reference loader does (bicubic)."""
+    from cutcore.metrics import paired_metrics, swd
+    from test_metrics import opencv_inter_linear
+
+    rng = np.random.default_rng(1)
+    for d in "AB":
+        (tmp_path / f"test{d}").mkdir()
+    sources, targets = [], []
+    for i, side in enumerate((96, 600)):  # a translation at 96² against a 600² map, as for the maps dataset
+        sources.append(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+        targets.append(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+        Image.fromarray(sources[-1]).save(tmp_path / "testA" / f"{i}.png")
+        Image.fromarray(targets[-1]).save(tmp_path / "testB" / f"{i}.png")
+    values = evaluate_generator(nn.Identity(), select_pairs(tmp_path), ["accuracy", "rmse", "swd"], size=None,
+                                progress=False)
+    gcgan = paired_metrics([opencv_inter_linear(s, 256) for s in sources], [opencv_inter_linear(t, 256) for t in targets])
+    assert values["rmse"] == pytest.approx(gcgan["rmse"], abs=0.05)  # OpenCV's last-bit rounding
+    assert values["accuracy"] == pytest.approx(gcgan["accuracy"], abs=2e-3)
+    bicubic = [np.asarray(Image.fromarray(x).resize((256, 256), Image.BICUBIC)) for x in (*sources, *targets)]
+    assert values["swd"] == pytest.approx(swd(bicubic[:2], bicubic[2:])["avg"], rel=1e-9)
+
+
+@pytest.mark.parametrize("load, crop, size", [(286, 256, 256), (143, 128, 128), (40, 32, 32), (256, 256, 256),
+                                              (128, 64, 128), (1024, 64, 1024)])
+def test_translation_size_follows_the_reference_test_protocol(load, crop, size, tmp_path):
+    """Issue 16.6: the reference tests at load_size = crop_size, so a 256² dataset trained at 286/256 is
+    translated at 256; crops well under the resized image (64 of 128) are patches of a deliberately
+    resized image, translated at that resize. Training-time evaluation uses the same size."""
+    from cutcore.evaluate import periodic_evaluator, translation_size
+
+    assert translation_size(load, crop) == size
+    cfg = tiny_run_config("cut", _make_paired(tmp_path / "data"), load=load, crop=crop)
+    cfg.runtime.eval_metrics = "rmse"
+    assert periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu")).size == size
 
 
 def test_evaluate_model_on_a_saved_model(model_dir, paired):

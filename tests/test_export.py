@@ -17,7 +17,7 @@ from cutcore.export import CardText, Evaluation, export_run
 from cutcore.metrics import most_common_colour_baseline
 from cutcore.nets import ResnetGenerator
 from cutcore.train import Trainer, checkpoint_dirs, read_log, training_seconds
-from cutcore.translate import load_model
+from cutcore.model_folder import load_model
 
 from conftest import domain_a_image, domain_b_image, tiny_run_config
 
@@ -38,7 +38,7 @@ def paired(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(paired, tmp_path_factory) -> Path:
-    cfg = tiny_run_config("cut", paired, load=40, crop=32, max_steps=4)
+    cfg = tiny_run_config("cut", paired, load=40, crop=24, max_steps=4)  # patches of 48 px images resized to 40
     cfg.data.exclude = ["3.png", "4.png"]
     cfg.runtime.save_every = 2
     out = tmp_path_factory.mktemp("run") / "cut"
@@ -172,3 +172,20 @@ def test_translation_happens_at_the_training_scale(exported):
     assert native.size == (96, 96) and not np.array_equal(np.asarray(native), np.asarray(out))
     with pytest.raises(ValueError, match="scale must be positive"):
         translate_image(model, img, scale=0)
+
+
+@pytest.mark.parametrize("load, crop, inference", [
+    (54, 48, None),  # a 256² dataset at 286/256, scaled to 48 px: translated at the images' own size
+    (27, 24, {"scale": 0.5, "size": 24}),  # 600² maps at 286/256, scaled: translated at the crop size
+])
+def test_inference_size_follows_the_reference_test_protocol(paired, tmp_path, load, crop, inference):
+    """Issue 16.6: export recorded the load size (286 for a 256² dataset trained at 286/256), so evaluate
+    translated at 286 and resized back where the reference translates at 256 (load_size = crop_size).
+    Patches of a deliberately resized image (the `run` fixture: 24² crops at 40) keep the load size."""
+    from cutcore.evaluate import evaluation_size
+
+    cfg = tiny_run_config("cut", paired, load=load, crop=crop, max_steps=1)
+    Trainer(cfg, tmp_path / "run").fit()
+    config = json.loads((export_run(tmp_path / "run", tmp_path / "m") / "config.json").read_text())
+    assert config.get("inference") == (pytest.approx(inference) if inference else None)
+    assert evaluation_size(load_model(tmp_path / "m", "cpu").config) == (inference or {}).get("size", 256)

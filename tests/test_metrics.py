@@ -77,7 +77,7 @@ def test_rmse_divides_by_pixels_not_channels():
 
 
 def test_paired_metrics_resizes_and_averages_over_images():
-    # Uniform 512x512 images stay uniform after the bicubic resize to 256.
+    # Uniform 512x512 images stay uniform after the resize to 256.
     pred = [np.full((512, 512, 3), 10, np.uint8), np.full((300, 200, 3), 10, np.uint8)]
     target = [np.full((512, 512, 3), (10, 10, 16), np.uint8), np.full((256, 256, 3), (10, 12, 10), np.uint8)]
     out = paired_metrics(pred, target)
@@ -97,6 +97,38 @@ def test_paired_metrics_accepts_pil_and_rejects_bad_input():
         paired_metrics([img.astype(np.float32) / 255], [img], size=16)
     with pytest.raises(ValueError):
         paired_metrics([], [])
+
+
+def opencv_inter_linear(img: np.ndarray, size: int) -> np.ndarray:
+    """`cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)` written out (GcGAN's
+    evaluate_maps.py resize): each output pixel blends the 2x2 source pixels around
+    (x + 0.5) * in / out - 0.5, clamped at the borders; no antialiasing when shrinking."""
+
+    def taps(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(size) + 0.5) * n_in / size - 0.5, 0)
+        lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return lo, np.minimum(lo + 1, n_in - 1), src - np.floor(src)
+
+    y0, y1, fy = taps(img.shape[0])
+    x0, x1, fx = taps(img.shape[1])
+    a = img.astype(np.float64)
+    rows = a[y0] * (1 - fy)[:, None, None] + a[y1] * fy[:, None, None]
+    out = rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("side", [512, 600, 300, 100])
+def test_paired_resize_is_gcgans_opencv_bilinear(side):
+    """Issue 16.6: GcGAN resizes maps with OpenCV's INTER_LINEAR (no antialiasing), not bicubic: on
+    fine detail (noise, 1-px roads) a shrink that samples and one that averages differ by tens of levels."""
+    img = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    ours, want = resize_rgb(img, 256).astype(int), opencv_inter_linear(img, 256).astype(int)
+    assert ours.shape == (256, 256, 3)
+    assert np.abs(ours - want).max() <= 1  # rounding of the last bit (OpenCV works in 11-bit fixed point)
+    assert (ours == want).mean() > 0.99
+    if side == 512:  # exactly 2x: every output pixel is the mean of a 2x2 block, a 4x4-tap bicubic is not
+        block = img.reshape(256, 2, 256, 2, 3).astype(float).mean(axis=(1, 3))
+        assert np.abs(ours - block).max() <= 0.5 + 1e-9
 
 
 @pytest.mark.skipif(not SAT2MAP.is_dir(), reason="sat2map data not present")

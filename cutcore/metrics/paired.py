@@ -1,14 +1,17 @@
 """Paired metrics for aligned test sets (GcGAN's protocol on maps): pixel accuracy and RMSE.
 
-Both images of a pair are resized to `size` x `size` with PIL bicubic resampling (Pillow's
-default resize filter; the protocol fixes only the size), then compared in 0..255 units.
-Accuracy is a fraction in [0, 1], not a percentage.
+Both images of a pair are resized to `size` x `size` as GcGAN's evaluate_maps.py does it:
+OpenCV's INTER_LINEAR, i.e. bilinear over the 2x2 nearest source pixels with half-pixel
+centres and no antialiasing (a 512 -> 256 downscale samples, it does not average), then
+compared in 0..255 units. Accuracy is a fraction in [0, 1], not a percentage.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from cutcore.imageio import to_rgb
@@ -31,11 +34,19 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
 
 
 def resize_rgb(image: ImageLike, size: int) -> np.ndarray:
-    """`image` as uint8 (size, size, 3), bicubic; images already that size are left untouched."""
+    """`image` as uint8 (size, size, 3), resized like GcGAN's `cv2.resize(img, (size, size),
+    interpolation=cv2.INTER_LINEAR)`; images already that size are left untouched.
+
+    torch's bilinear with align_corners=False and antialias=False uses OpenCV's half-pixel
+    convention (source x = (x + 0.5) * in / out - 0.5, clamped at the borders); results are
+    rounded half up like OpenCV's (its 11-bit fixed-point weights can still differ by 1 on rare pixels).
+    """
     arr = to_rgb_uint8(image)
     if arr.shape[:2] == (size, size):
         return arr
-    return np.asarray(Image.fromarray(arr).resize((size, size), Image.BICUBIC))
+    t = torch.from_numpy(np.ascontiguousarray(arr).copy()).permute(2, 0, 1)[None].float()
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return out[0].add(0.5).floor().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # halves up, as OpenCV
 
 
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> None:
