@@ -29,32 +29,113 @@ from typing import Any
 
 from . import models
 
-__all__ = ["AppContext", "build_demo", "launch_kwargs"]
+__all__ = ["AppContext", "accept_current_models", "build_demo", "launch_kwargs", "model_dropdown"]
 
 TITLE = "cutcore — contrastive unpaired translation"
+
+# Which models a model list offers: False = all, True = those with PatchNCE heads, "live" = trained in the app.
+Kind = bool | str
+
+
+def _model_key_api_info() -> dict[str, Any]:
+    return {"type": "string", "description": "a model key (folder) as the model lists show it now; see /refresh"}
+
+
+def accept_current_models(dd):
+    """Make a gr.Dropdown of model keys accept the models that exist *now*, not only those at start-up.
+
+    A plain Dropdown rejects any value outside the choices it was built with ("… is not in the list
+    of choices: []"), and its API schema is an enum of them (`Literal[]` when it started empty).
+    With `allow_custom_value` it passes any string on; the handlers check it against the current
+    registry (`models.require`: one readable line for an unknown model). The API schema says
+    "string". (Gradio rebuilds a component from its constructor arguments whenever an event updates
+    it, so the flag goes there too; not a subclass: Gradio writes a .pyi stub next to the source
+    file of every Component subclass.)
+    """
+    dd.allow_custom_value = True
+    args = getattr(dd, "_constructor_args", None)
+    if args:
+        args[0]["allow_custom_value"] = True
+    dd.api_info = _model_key_api_info  # the schema is read once, from the start-up config
+    dd._api_info_cache = None
+    return dd
+
+
+def model_dropdown(**kwargs):
+    """A gr.Dropdown for model keys (see `accept_current_models`)."""
+    import gradio as gr
+
+    return accept_current_models(gr.Dropdown(allow_custom_value=True, **kwargs))
 
 
 @dataclass
 class AppContext:
-    """What the tabs share: the model registry and the model dropdowns to refresh."""
+    """What the tabs share: the model registry, the model dropdowns to refresh, the page's overview."""
 
-    model_dropdowns: list[tuple[Any, bool]] = field(default_factory=list)  # (dropdown, heads_only)
+    model_dropdowns: list[tuple[Any, Kind]] = field(default_factory=list)  # (dropdown, kind)
     after_build: list[Callable[[], None]] = field(default_factory=list)
     on_load: list[tuple[Callable, Any, Any]] = field(default_factory=list)
+    overview: list[Any] = field(default_factory=list)  # header, missing-models accordion, its text
 
     def registry(self) -> models.Registry:
         return models.scan()
 
-    def refresh_one(self, heads_only: bool) -> Callable:
+    @staticmethod
+    def choices(kind: Kind, reg: models.Registry) -> list[tuple[str, str]]:
+        if kind == "live":
+            return reg.choices(source="live")
+        return reg.choices(bool(kind))
+
+    def model_dropdown(self, kind: Kind = False, reg: models.Registry | None = None, **kwargs):
+        """A model list of `kind`, filled from the registry and refreshed with the others."""
+        choices = self.choices(kind, reg or self.registry())
+        kwargs.setdefault("value", choices[0][1] if choices else None)
+        dd = model_dropdown(choices=choices, **kwargs)
+        self.model_dropdowns.append((dd, kind))
+        return dd
+
+    def refresh_one(self, kind: Kind) -> Callable:
         def refresh(current):
             import gradio as gr
 
-            choices = self.registry().choices(heads_only)
+            choices = self.choices(kind, self.registry())
             keys = [k for _, k in choices]
             value = current if current in keys else (keys[0] if keys else None)
             return gr.update(choices=choices, value=value)
 
         return refresh
+
+    def overview_updates(self, reg: models.Registry) -> list:
+        """New values for the header, the missing-models accordion and its text (in `overview` order)."""
+        import gradio as gr
+
+        status = reg.status_markdown()
+        return [header_markdown(reg), gr.update(open=not reg.entries, visible=bool(status)), status]
+
+    def model_list_updates(self, reg: models.Registry | None = None) -> dict:
+        """{component: update} for every model list and the overview: after a model is added or removed."""
+        import gradio as gr
+
+        reg = reg or self.registry()
+        out: dict = {dd: gr.update(choices=self.choices(kind, reg)) for dd, kind in self.model_dropdowns}
+        out.update(zip(self.overview, self.overview_updates(reg)))
+        return out
+
+    def refresh_lists(self, values) -> dict:
+        """{component: update} for every model list (keeping each one's value `values[i]` if it still exists)
+        and the overview."""
+        import gradio as gr
+
+        reg = self.registry()
+        out: dict = dict(zip(self.overview, self.overview_updates(reg)))
+        for (dd, kind), value in zip(self.model_dropdowns, values):
+            choices = self.choices(kind, reg)
+            keys = [k for _, k in choices]
+            out[dd] = gr.update(choices=choices, value=value if value in keys else (keys[0] if keys else None))
+        return out
+
+    def model_outputs(self) -> list:
+        return [*self.overview, *[dd for dd, _ in self.model_dropdowns]]
 
 
 def header_markdown(reg: models.Registry) -> str:
@@ -65,6 +146,9 @@ def header_markdown(reg: models.Registry) -> str:
     text = (f"# {TITLE}\n"
             "Satellite → map translation with CUT, FastCUT, focal PatchNCE, PUT and CycleGAN models; "
             f"SinCUT trained live on two images. Models available: **{have}**.")
+    if not reg.entries:
+        text += (" Make one in a few minutes in the **SinCUT live** tab (a photo and an artwork), "
+                 "or see how to get ours below.")
     return text
 
 
@@ -80,8 +164,10 @@ def build_demo():
     with gr.Blocks(title="cutcore demo", analytics_enabled=False) as demo:
         header = gr.Markdown(header_markdown(reg), elem_id="header")
         status = reg.status_markdown()
-        with gr.Accordion("Missing models and how to get them", open=not reg.entries, visible=bool(status)):
-            gr.Markdown(status, elem_id="models-status")
+        with gr.Accordion("Missing models and how to get them", open=not reg.entries, visible=bool(status),
+                          elem_id="models-box") as box:
+            status_md = gr.Markdown(status, elem_id="models-status")
+        ctx.overview = [header, box, status_md]
         with gr.Tabs():
             with gr.Tab("Translate", id="translate"):
                 translate_tab.build(ctx)
@@ -91,16 +177,18 @@ def build_demo():
                 correspondence_tab.build(ctx)
             with gr.Tab("Results", id="results"):
                 results_tab.build(ctx)
+        # A model list a tab built as a plain gr.Dropdown (correspondence_tab) gets the same behaviour.
+        for dd, _ in ctx.model_dropdowns:
+            accept_current_models(dd)
         for wire in ctx.after_build:
             wire()
-        # A fresh page (or another user) sees models trained since the server started.
+        # A fresh page (or another user) sees models trained or deleted since the server started.
         dropdowns = [dd for dd, _ in ctx.model_dropdowns]
-        if dropdowns:
-            def refresh_all(*values):
-                updates = [ctx.refresh_one(h)(v) for (_, h), v in zip(ctx.model_dropdowns, values)]
-                return (header_markdown(ctx.registry()), *updates)
 
-            demo.load(refresh_all, dropdowns, [header, *dropdowns], queue=False)
+        def refresh_all(*values):
+            return ctx.refresh_lists(values)
+
+        demo.load(refresh_all, dropdowns, [*ctx.overview, *dropdowns], queue=False)
         for fn, inputs, outputs in ctx.on_load:
             demo.load(fn, inputs, outputs)
     demo.queue(default_concurrency_limit=1, max_size=32)

@@ -11,13 +11,21 @@ Search order (all folders holding `model.safetensors` + `config.json`, at most t
    (HF_HUB_OFFLINE=1 or CUTCORE_OFFLINE=1) only an already cached snapshot is used.
 
 A model's source label comes from its config.json: a top-level "source" starting with
-"official" is "official", whatever folder it is in.
+"official" is "official", whatever folder it is in. What a model translates (its input domain, for
+the upload box's label) is read from an `X2Y` name: of its training data folder (config.json's
+`data.root`: `sat2map`), else of the model (`horse2zebra_cut`, the SinCUT tab's
+`sincut-photo2art-…`), the other way round for `data.direction: "BtoA"`; unknown otherwise.
+
+Only registered models are loaded or deleted (`require`, `load`, `delete_live`): a model key coming
+from the web API is checked against the current registry, so no other folder of the server is touched.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -77,6 +85,7 @@ class ModelEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     has_heads: bool = False  # PatchNCE heads saved (needed by the Correspondence tab)
     card: str = ""  # README.md without front matter
+    domain: str | None = None  # what it translates, e.g. "satellite image" (None: not recorded)
 
     @property
     def key(self) -> str:
@@ -157,6 +166,31 @@ def model_dirs(root: Path, depth: int = 2) -> list[Path]:
     return found
 
 
+# Words of `X2Y` dataset names, as the upload box should say them; other words become "<word> image".
+_DOMAIN_WORDS = {"sat": "satellite image", "satellite": "satellite image", "aerial": "aerial photo", "map": "map",
+                 "photo": "photo", "art": "artwork", "painting": "painting", "monet": "Monet painting",
+                 "label": "label map", "labels": "label map"}
+_X2Y = re.compile(r"(?<![a-z])([a-z]+)2([a-z]+)(?![a-z])")
+
+
+def _domain_word(word: str) -> str:
+    return _DOMAIN_WORDS.get(word, f"{word} image")
+
+
+def input_domain(config: dict, name: str = "") -> str | None:
+    """What a model with this config.json translates ("satellite image", "photo", "horse image"), or None."""
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    backwards = data.get("direction") == "BtoA"
+    for text in (Path(str(data.get("root") or "")).name, name):
+        text = text.lower()
+        if text == "maps":  # pix2pix's maps: A is the aerial photo, B the map
+            return "map" if backwards else "satellite image"
+        found = _X2Y.search(text)
+        if found:
+            return _domain_word(found.group(2) if backwards else found.group(1))
+    return None
+
+
 def read_entry(folder: Path, default_source: str) -> ModelEntry:
     config = _read_json(folder / "config.json")
     source = default_source
@@ -167,7 +201,7 @@ def read_entry(folder: Path, default_source: str) -> ModelEntry:
     if name.startswith("step_"):  # a run's checkpoint folder: name it after the run
         name = f"{folder.parent.parent.name}/{folder.name}"  # run/step_N
     return ModelEntry(name, folder, source, preset, read_metrics(folder), has_heads(folder / "model.safetensors"),
-                      read_card(folder))
+                      read_card(folder), input_domain(config, str(config.get("name") or folder.name)))
 
 
 @dataclass
@@ -178,8 +212,10 @@ class Registry:
     def get(self, key: str | None) -> ModelEntry | None:
         return next((e for e in self.entries if e.key == key), None)
 
-    def choices(self, heads_only: bool = False) -> list[tuple[str, str]]:
-        return [(e.label, e.key) for e in self.entries if e.has_heads or not heads_only]
+    def choices(self, heads_only: bool = False, source: str | None = None) -> list[tuple[str, str]]:
+        """(label, key) of the models to offer: all, those with PatchNCE heads, or those of one source."""
+        return [(e.label, e.key) for e in self.entries
+                if (e.has_heads or not heads_only) and (source is None or e.source == source)]
 
     def status_markdown(self) -> str:
         if not self.notes:
@@ -253,6 +289,10 @@ def scan(use_hub: bool = True) -> Registry:
     if not any(e.source == "official" for e in entries):
         notes.append(f"No converted official models in `{official_dir()}` "
                      "(`python -m cutcore official download ...`, or set `CUTCORE_MODELS`).")
+    if not entries:
+        notes.insert(0, "**Make one here in a few minutes:** the **SinCUT live** tab trains a model from one photo "
+                        "and one artwork (CPU-quick preset: about 5 minutes on two CPU cores); it then appears in "
+                        "every model list.")
     return Registry(entries, notes)
 
 
@@ -263,15 +303,51 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 3
 
 
-def load(key: str):
-    """The LoadedModel for a registry key (a folder), cached; UserError if it cannot be loaded."""
-    from cutcore.translate import load_model
+def require(key: str | None, reg: Registry | None = None) -> ModelEntry:
+    """The registry entry for `key`, or UserError (one line) when no model of this server has that key.
 
+    Keys arrive from the browser and from the web API: only what the model lists offer now is accepted."""
     from .errors import UserError
 
     if not key:
         raise UserError("Please choose a model first.")
-    folder = Path(key)
+    entry = (reg or scan()).get(str(key))
+    if entry is None:
+        raise UserError(f"There is no model `{Path(str(key)).name}` on this server (any more); "
+                        "press ↻ to refresh the model list.")
+    return entry
+
+
+def delete_live(key: str | None) -> ModelEntry:
+    """Remove a model trained in the SinCUT tab (its folder, and from the load cache); UserError for any other."""
+    from .errors import UserError
+
+    if not key:
+        raise UserError("Choose a live model to delete first.")
+    entry = require(key)
+    root = live_dir().resolve()
+    folder = entry.path.resolve()
+    if entry.source != "live" or root not in folder.parents:
+        raise UserError(f"`{entry.name}` is not a model trained in this app ({entry.source}); only live models "
+                        "can be deleted here.")
+    shutil.rmtree(folder)
+    with _cache_lock:
+        for stamp in [s for s in _cache if Path(s[0]).resolve() == folder]:
+            del _cache[stamp]
+    log.info("deleted live model %s", folder)
+    return entry
+
+
+def load(key: str):
+    """The LoadedModel for a registry key (a folder), cached; UserError if it is unknown or cannot be loaded."""
+    try:
+        from cutcore.model_folder import load_model
+    except ImportError:  # a library from before cutcore.model_folder
+        from cutcore.translate import load_model
+
+    from .errors import UserError
+
+    folder = require(key).path
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"The model folder `{folder.name}` is gone; press ↻ to refresh the model list.")

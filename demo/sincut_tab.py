@@ -23,7 +23,7 @@ from typing import Any
 import gradio as gr
 
 from . import models
-from .errors import UserError, open_upload, user_errors
+from .errors import UserError, error_text, open_upload, to_gr_error, user_errors
 
 log = logging.getLogger("cutcore.demo")
 
@@ -32,6 +32,12 @@ ART_TO_PHOTO = "art → photo"
 PREVIEW_SIDE = 384
 MAX_ITERS = int(os.environ.get("CUTCORE_DEMO_MAX_ITERS", "200000"))
 PLOTTED = ("G", "D", "NCE", "G_GAN", "idt")  # loss keys shown when present (others only if none of these are)
+DEFAULT_MIN_EXPORT_ITERS = 25
+
+
+def min_export_iters() -> int:
+    """A run stopped earlier than this (and short of its budget) is not exported (env CUTCORE_DEMO_MIN_EXPORT_ITERS)."""
+    return max(1, int(os.environ.get("CUTCORE_DEMO_MIN_EXPORT_ITERS", DEFAULT_MIN_EXPORT_ITERS)))
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -198,6 +204,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
     if not _train_lock.acquire(blocking=False):
         raise UserError("Another SinCUT training is running on this server; please try again when it has finished.")
     trainer = None
+    closed = False
     try:
         with _state_lock:
             _current.update(session=session, trainer=None)
@@ -232,6 +239,11 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
             else:  # finished / stopped
                 break
         iteration = last.iteration if last else 0
+        if iteration < total and iteration < min_export_iters():
+            yield Update(f"Stopped at iteration **{iteration}/{total}**: too early to be worth keeping (models are kept "
+                         f"from iteration {min_export_iters()}, or when the budget is reached), so nothing was saved.",
+                         None, list(history), iteration, total, done=True)
+            return
         stamp = time.strftime("%Y%m%d-%H%M%S")
         tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
         name = f"sincut-{tag}-{stamp}"
@@ -250,7 +262,24 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         except Exception:  # noqa: BLE001 - the preview is a nicety
             log.debug("no final preview", exc_info=True)
         yield Update(status, final_preview, list(history), iteration, total, out, archive, True)
+    except GeneratorExit:  # closed by Gradio (the client went away) or by a caller: stop without exporting
+        closed = True
+        log.info("SinCUT run of %s closed at iteration %s (client gone?); stopping it", session,
+                 getattr(trainer, "iteration", "?"))
+        raise
     finally:
+        if closed and trainer is not None:
+            # Gradio closes generators on its event loop: wait for the trainer's last iteration elsewhere.
+            trainer.stop(timeout=0)
+            threading.Thread(target=_finish_run, args=(trainer, session), daemon=True,
+                             name="sincut-cleanup").start()
+        else:
+            _finish_run(trainer, session)
+
+
+def _finish_run(trainer, session: str | None) -> None:
+    """Stop the trainer (waiting for its current iteration), forget the run, free the training slot."""
+    try:
         if trainer is not None:
             try:
                 trainer.stop(timeout=30)
@@ -259,6 +288,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         with _state_lock:
             _current.update(session=None, trainer=None)
             _stop_requested.discard(session)
+    finally:
         _train_lock.release()
 
 
@@ -325,6 +355,12 @@ def build(ctx) -> None:
         download = gr.File(label="Trained model (zip: model.safetensors + config.json + README.md)",
                            interactive=False, visible=False, elem_id="sincut-download")
         model_state = gr.State(None)
+    with gr.Row(equal_height=True):
+        live_dd = ctx.model_dropdown("live", label="Models trained here", scale=4, elem_id="sincut-live-model",
+                                     info="Kept in a temporary folder of this server and offered in every model "
+                                          "list until deleted.")
+        delete = gr.Button("Delete this model", variant="stop", scale=1, elem_id="sincut-delete")
+    delete_status = gr.Markdown("", elem_id="sincut-delete-status")
     off = models.offline()
     with gr.Accordion("Push the trained model to the Hugging Face Hub (optional)", open=False):
         with gr.Column():
@@ -350,27 +386,30 @@ def build(ctx) -> None:
     art.upload(show, art, art_view)
     preset.change(default_iterations, preset, iterations)
 
-    @user_errors
     def run(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, request: gr.Request):
         session = getattr(request, "session_hash", None)
         first = True
-        for up in train_updates(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, session):
-            out: dict = {status: up.status}
-            if first:  # a new run: the previous run's download goes away
-                out[download] = gr.update(value=None, visible=False)
-                first = False
-            if up.preview is not None:
-                out[preview] = up.preview
-            # None, not an empty frame: a LinePlot first given an empty frame never draws its lines (Gradio 6).
-            out[plot] = pd.DataFrame(up.history) if up.history else None
-            if up.done and up.archive is not None:
-                out[download] = gr.update(value=str(up.archive), visible=True)
-                out[model_state] = str(up.model_dir)
-                reg = ctx.registry()
-                for dd, heads_only in ctx.model_dropdowns:
-                    out[dd] = gr.update(choices=reg.choices(heads_only))
-                gr.Info(f"Model {up.model_dir.name} is ready.")
-            yield out
+        try:
+            for up in train_updates(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, session):
+                out: dict = {status: up.status}
+                if first:  # a new run: the previous run's download goes away
+                    out[download] = gr.update(value=None, visible=False)
+                    first = False
+                if up.preview is not None:
+                    out[preview] = up.preview
+                # None, not an empty frame: a LinePlot first given an empty frame never draws its lines (Gradio 6).
+                out[plot] = pd.DataFrame(up.history) if up.history else None
+                if up.done and up.archive is not None:
+                    out[download] = gr.update(value=str(up.archive), visible=True)
+                    out[model_state] = str(up.model_dir)
+                    out.update(ctx.model_list_updates())
+                    out[live_dd] = gr.update(value=str(up.model_dir))
+                    gr.Info(f"Model {up.model_dir.name} is ready.")
+                yield out
+        except Exception as e:  # noqa: BLE001 - every error: one line in the status and a toast
+            err = to_gr_error(e, "sincut run")
+            yield {status: f"⚠️ {error_text(err)}"}  # not "Starting…" beside the error
+            raise err from None
 
     def pending_fn(request: gr.Request) -> str:
         mark_pending(getattr(request, "session_hash", None))
@@ -380,7 +419,7 @@ def build(ctx) -> None:
         return "Starting…"
 
     def wire() -> None:  # after all tabs exist: the other tabs' model lists are outputs too
-        outputs = [status, preview, plot, download, model_state, *[dd for dd, _ in ctx.model_dropdowns]]
+        outputs = [status, preview, plot, download, model_state, *ctx.model_outputs()]
         # Marking the request as queued runs at once (no queue); the training itself waits its turn.
         start.click(pending_fn, None, status, queue=False).then(run, [photo, art, direction, preset, iterations, every], outputs, concurrency_limit=1,
                            concurrency_id="sincut-train")
@@ -391,4 +430,22 @@ def build(ctx) -> None:
         return request_stop(getattr(request, "session_hash", None))
 
     stop.click(stop_fn, None, status, concurrency_limit=None, queue=False)
+
+    def delete_fn(key, *current):
+        """Delete the chosen live model; every model list (and the overview) is refreshed."""
+        try:
+            entry = models.delete_live(key)
+        except UserError as e:
+            gr.Warning(str(e), title="Cannot do that")
+            return {delete_status: f"⚠️ {e}"}
+        out = ctx.refresh_lists(current)
+        out[delete_status] = f"Deleted `{entry.name}` (its folder is gone from this server)."
+        return out
+
+    def wire_delete() -> None:
+        lists = [dd for dd, _ in ctx.model_dropdowns]
+        delete.click(delete_fn, [live_dd, *lists], [delete_status, *ctx.model_outputs()], queue=False,
+                     api_name="delete_live_model")
+
+    ctx.after_build.append(wire_delete)
     push.click(user_errors(push_to_hub), [model_state, hub_repo, hub_token], push_status)

@@ -1,12 +1,21 @@
-"""Translate tab: pick a model, upload an image of any size, compare before/after, download a PNG."""
+"""Translate tab: pick a model, upload an image of any size, compare before/after, download a PNG.
+
+Sharing a CPU server: up to `CONCURRENCY` translations run at once, but only one *large* (tiled)
+one, with at most one more waiting for it: a small image is answered at once even while someone
+translates a 6000² image. A translation stops within one tile when its user presses Cancel or
+goes away (closes the tab, disconnects, or cancels the API job); nothing is written then.
+"""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -16,11 +25,16 @@ from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
 from cutcore.translate import translate_image
 
 from . import models
-from .errors import Upload, UserError, open_upload, user_errors
+from .errors import Upload, UserError, event_alive, open_upload, user_errors
+
+log = logging.getLogger("cutcore.demo")
 
 DEFAULT_TILE = 512
 VIEW_SIDE = 1600  # the before/after view is downscaled to this; the download is full size
 N_EXAMPLES = 6
+CONCURRENCY = 3  # translations at once: one large running, one large waiting, and room for small ones
+NEUTRAL_LABEL = "Input image"
+FORMATS = "(PNG, JPEG, TIFF, WebP, BMP — any size)"
 
 
 def tile_size() -> int:
@@ -53,6 +67,87 @@ def view(img: Image.Image, side: int | None = None) -> Image.Image:
     return fit_within(img, side or VIEW_SIDE, Image.BILINEAR)
 
 
+class Cancelled(Exception):
+    """A translation stopped on request (`reason`: "cancelled" or "client gone") after `done` of `total` tiles."""
+
+    def __init__(self, reason: str, done: int = 0, total: int = 0):
+        super().__init__(reason)
+        self.reason, self.done, self.total = reason, done, total
+
+
+# The large-image lane: one tiled translation runs, one more may wait; others are refused.
+_large_running = threading.Lock()
+_large_slots = threading.BoundedSemaphore(2)
+
+
+@contextmanager
+def large_lane(check: Callable[[], None], waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the large-image lane while translating; `check` (raising Cancelled) is polled while waiting."""
+    if not _large_slots.acquire(blocking=False):
+        raise UserError("Two large images are already being translated or waiting on this server; please try again "
+                        "in a few minutes (small images are translated at once).")
+    try:
+        told = False
+        while not _large_running.acquire(timeout=0.25):
+            if not told and waiting is not None:
+                waiting()
+                told = True
+            check()
+        try:
+            yield
+        finally:
+            _large_running.release()
+    finally:
+        _large_slots.release()
+
+
+@dataclass
+class Job:
+    """A running translation of one browser session (or API client): what Cancel stops."""
+
+    session: str | None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    total: int = 0
+
+
+_jobs_lock = threading.Lock()
+_jobs: list[Job] = []
+
+
+def start_job(session: str | None) -> Job:
+    job = Job(session)
+    with _jobs_lock:
+        _jobs.append(job)
+    return job
+
+
+def end_job(job: Job) -> None:
+    with _jobs_lock:
+        if job in _jobs:
+            _jobs.remove(job)
+
+
+def request_cancel(session: str | None) -> str:
+    """Cancel the running translations of `session`; returns a status line."""
+    with _jobs_lock:
+        mine = [j for j in _jobs if session is not None and j.session == session]
+    for job in mine:
+        job.cancel.set()
+    if not mine:
+        return "Nothing of yours is being translated."
+    job = mine[0]
+    where = f" after {job.done} of {job.total} tiles" if job.total > 1 else ""
+    return f"Translation cancelled{where}; nothing was saved."
+
+
+def input_label(entry: models.ModelEntry | None) -> str:
+    """The upload box's label: what the chosen model translates, when its config says so."""
+    if entry is None or not entry.domain:
+        return f"{NEUTRAL_LABEL} {FORMATS}"
+    return f"{entry.domain[:1].upper()}{entry.domain[1:]} to translate {FORMATS}"
+
+
 @dataclass
 class TranslateResult:
     input_view: Image.Image
@@ -62,21 +157,45 @@ class TranslateResult:
     output: Image.Image
 
 
-def translate_upload(model_key: str | None, file, progress: Callable[[int, int], None] | None = None) -> TranslateResult:
-    """The whole Translate action without the UI: validate, load, translate (tiled if large), save."""
+def translate_upload(model_key: str | None, file, progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], str | None] | None = None,
+                     waiting: Callable[[], None] | None = None) -> TranslateResult:
+    """The whole Translate action without the UI: validate, load, translate (tiled if large), save.
+
+    `should_stop()` returns a reason to stop (or None); it is asked before starting, after every tile
+    and before saving, and a reason raises Cancelled with nothing written. `waiting()` is called once
+    if the large-image lane is busy."""
     if not model_key:
         raise UserError("No model selected. " + ("Choose one in the list." if models.scan().entries
                                                   else "No models are installed yet (see the note above)."))
-    upload: Upload = open_upload(file, "a satellite image")
+    models.require(model_key)
+    upload: Upload = open_upload(file, "an image")
     entry_name = Path(model_key).name
     model = models.load(model_key)
     img = upload.image
     tile = tile_size()
     tiled = max(img.size) * model.input_scale > tile  # the size the generator will see
-    start = time.perf_counter()
-    out = translate_image(
-        model, img, tile=tile if tiled else None, overlap=min(64, tile // 4), progress=progress)
+    seen = [0, 0]  # tiles done, total
+
+    def check() -> None:
+        why = should_stop() if should_stop is not None else None
+        if why:
+            raise Cancelled(why, *seen)
+
+    def report(done: int, total: int) -> None:
+        seen[:] = [done, total]
+        check()
+        if progress is not None:
+            progress(done, total)
+            check()  # a cancel that came while the progress was shown
+
+    check()
+    with large_lane(check, waiting) if tiled else nullcontext():
+        start = time.perf_counter()
+        out = translate_image(
+            model, img, tile=tile if tiled else None, overlap=min(64, tile // 4), progress=report)
     seconds = time.perf_counter() - start
+    check()  # nothing is written for a client that has gone
     stem = Path(upload.name).stem or "image"
     png = output_dir() / f"{stem}_{entry_name}.png"
     out.save(png, compress_level=1 if img.width * img.height > 4_000_000 else 6)
@@ -92,7 +211,7 @@ def on_upload(file):
     if file is None:
         return None, ""
     try:
-        upload = open_upload(file, "a satellite image")
+        upload = open_upload(file, "an image")
     except UserError as e:
         gr.Warning(str(e), title="Unusable file")
         return None, f"⚠️ {e}"
@@ -104,20 +223,27 @@ def describe_model(key: str | None) -> str:
     return entry.describe() if entry else ""
 
 
+def model_changed(key: str | None):
+    """The model card and the upload box's label for the chosen model."""
+    entry = models.scan().get(key) if key else None
+    return (entry.describe() if entry else ""), gr.update(label=input_label(entry))
+
+
 def build(ctx) -> None:
     reg = ctx.registry()
-    choices = reg.choices()
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             with gr.Row():
-                model_dd = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model",
-                                       scale=8, elem_id="translate-model")
+                model_dd = ctx.model_dropdown(False, reg, label="Model", scale=8, elem_id="translate-model")
                 refresh = gr.Button("↻", scale=0, min_width=44, size="sm", elem_id="translate-refresh")
-            model_md = gr.Markdown(describe_model(choices[0][1]) if choices else "", elem_id="translate-model-card")
-            upload = gr.File(label="Satellite image (PNG, JPEG, TIFF, WebP, BMP — any size)", file_count="single",
+            first = reg.get(model_dd.value)
+            model_md = gr.Markdown(first.describe() if first else "", elem_id="translate-model-card")
+            upload = gr.File(label=input_label(first), file_count="single",
                              type="filepath", height=140, elem_id="translate-upload")
             info = gr.Markdown("", elem_id="translate-info")
-            run = gr.Button("Translate", variant="primary", elem_id="translate-run")
+            with gr.Row():
+                run = gr.Button("Translate", variant="primary", scale=3, elem_id="translate-run")
+                cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="translate-cancel")
             download = gr.File(label="Result (full-size PNG)", interactive=False, visible=False,
                                elem_id="translate-download")
         with gr.Column(scale=3, min_width=360):
@@ -145,18 +271,39 @@ def build(ctx) -> None:
 
     upload.upload(show_input, upload, shown_input)
     upload.clear(lambda: show_input(None), None, shown_input)
-    model_dd.change(describe_model, model_dd, model_md)
+    model_dd.change(model_changed, model_dd, [model_md, upload])
 
     @user_errors
-    def do_translate(key, file, progress=gr.Progress()):  # noqa: B008 - Gradio's documented pattern
+    def do_translate(key, file, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - Gradio's pattern
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Translating tiles" if total > 1 else "Translating", unit="tiles")
+            job.done, job.total = done, total
 
-        result = translate_upload(key, file, report)
+        def should_stop() -> str | None:
+            if job.cancel.is_set():
+                return "cancelled"
+            return None if event_alive() else "client gone"
+
+        def waiting() -> None:
+            progress(0.0, desc="Waiting for another large image to finish")
+
+        job = start_job(getattr(request, "session_hash", None))
+        try:
+            result = translate_upload(key, file, report, should_stop, waiting)
+        except Cancelled as c:
+            log.info("translation %s after %d of %d tiles; nothing saved", c.reason, c.done, c.total)
+            where = f" after {c.done} of {c.total} tiles" if c.total > 1 else ""
+            return gr.update(), gr.update(), gr.update(), f"Translation cancelled{where}; nothing was saved."
+        finally:
+            end_job(job)
         return (gr.update(visible=False), gr.update(value=(result.input_view, result.output_view), visible=True),
                 gr.update(value=str(result.png_path), visible=True), result.info)
 
-    run.click(do_translate, [model_dd, upload], shown_input, concurrency_limit=2, concurrency_id="translate",
-              show_progress_on=[preview, slider])
-    ctx.model_dropdowns.append((model_dd, False))
+    def cancel_translation(request: gr.Request) -> str:
+        return request_cancel(getattr(request, "session_hash", None))
+
+    running = run.click(do_translate, [model_dd, upload], shown_input, concurrency_limit=CONCURRENCY,
+                        concurrency_id="translate", show_progress_on=[preview, slider])
+    # The flag stops the work within a tile; `cancels` also withdraws a request still waiting in the queue.
+    cancel.click(cancel_translation, None, info, queue=False, cancels=[running])
     refresh.click(ctx.refresh_one(False), model_dd, model_dd)

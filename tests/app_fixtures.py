@@ -36,8 +36,9 @@ def make_model(folder: Path, preset: str = "cut", *, seed: int = 0, metrics: dic
     g = cfg.model.generator
     g.ngf, g.n_blocks = 4, 2
     cfg.model.discriminator.ndf = 4
-    cfg.model.num_patches, cfg.model.head_dim = 16, 16
-    cfg.model.nce_layers = [layer for layer in cfg.model.nce_layers if layer < 14]
+    if hasattr(cfg.model, "nce_layers"):  # CUT family only (CycleGAN's config has no PatchNCE settings)
+        cfg.model.num_patches, cfg.model.head_dim = 16, 16
+        cfg.model.nce_layers = [layer for layer in cfg.model.nce_layers if layer < 14]
     torch.manual_seed(seed)
     model = build_model(cfg.model)
     for p in model.parameters():  # more contrast than the default init: outputs that differ visibly

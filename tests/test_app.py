@@ -147,8 +147,12 @@ def test_load_caches_and_reports_broken_models(app_env, cut_model):
     (broken / "config.json").write_text("{}")
     with pytest.raises(UserError, match="could not be loaded"):
         models.load(str(broken))
-    with pytest.raises(UserError, match="gone"):
+    with pytest.raises(UserError, match="no model `nope`"):
         models.load(str(app_env["weights"] / "nope"))
+    # A folder outside the registry is never loaded, whatever it holds (keys come from the web API).
+    stray = make_model(app_env["weights"].parent / "elsewhere", "cut")
+    with pytest.raises(UserError, match="no model `elsewhere` on this server"):
+        models.load(str(stray))
 
 
 # --- translate ----------------------------------------------------------------------------------
@@ -442,7 +446,8 @@ def _consume(gen, out: list, stop_after_previews: int | None = None, session=Non
             sincut_tab.request_stop(session)
 
 
-def test_sincut_streams_previews_and_stops_promptly(app_env, two_images):
+def test_sincut_streams_previews_and_stops_promptly(app_env, two_images, monkeypatch):
+    monkeypatch.setenv("CUTCORE_DEMO_MIN_EXPORT_ITERS", "5")  # stopped after 3 previews of 5 iterations: kept
     FakeTrainer.instances.clear()
     updates, stopped_at = [], []
     gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "session-a",
@@ -520,7 +525,11 @@ def test_sincut_stop_while_the_networks_are_built(app_env, two_images):
 
     ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "builder",
                                         factory=slow_factory))
-    assert ups[-1].done and "stopped" in ups[-1].status and ups[-1].iteration < 100
+    final = ups[-1]
+    assert final.done and final.iteration < 100
+    # Stopped before the minimum: nothing exported, and the status says why.
+    assert "Stopped at iteration" in final.status and "nothing was saved" in final.status
+    assert final.model_dir is None and not any(models.live_dir().iterdir())
 
 
 def test_sincut_errors_are_readable(app_env, two_images, tmp_path):
@@ -626,7 +635,7 @@ def test_build_demo_wires_the_tabs(app_env, cut_model):
     train = [f for f in fns if getattr(f, "concurrency_id", None) == "sincut-train"]
     assert len(train) == 1 and train[0].concurrency_limit == 1
     translate = [f for f in fns if getattr(f, "concurrency_id", None) == "translate"]
-    assert translate and translate[0].concurrency_limit == 2
+    assert translate and translate[0].concurrency_limit == translate_tab.CONCURRENCY
     config = demo.get_config_file()
     labels = {c.get("props", {}).get("label") for c in config["components"]}
     assert {"Model", "Photo", "Artwork", "Model (with PatchNCE heads)"} <= labels
@@ -639,3 +648,244 @@ def test_app_module_builds_the_demo(app_env, cut_model, monkeypatch):
     sys.modules.pop("app", None)
     app = importlib.import_module("app")
     assert isinstance(app.demo, gr.Blocks)
+
+
+# --- issue 16: models made after start-up, abandoned work, the first screen ----------------------
+
+
+def _dropdowns(demo) -> dict:
+    return {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.elem_id}
+
+
+def _fn(demo, name: str):
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    (fn,) = [f for f in fns if f.name == name]
+    return fn
+
+
+def test_model_lists_accept_models_made_after_start_up(app_env):
+    """Issue 16.2: lists built empty took no model trained later ("… is not in the list of choices: []")."""
+    from gradio_client.utils import json_schema_to_python_type
+
+    from demo import build_demo
+
+    demo = build_demo()  # no model at all
+    lists = _dropdowns(demo)
+    model_lists = [lists[i] for i in ("translate-model", "corr-model", "sincut-live-model")]
+    live = make_model(app_env["live"] / "sincut-photo2art-later", "cut")  # trained after start-up
+    for dd in model_lists:
+        assert json_schema_to_python_type(dd.api_info()) == "str"  # documented as a string, not Literal[]
+        assert dd.preprocess(str(live)) == str(live)
+        assert dd.preprocess(None) is None
+    assert "Literal[]" not in json.dumps(demo.get_api_info())
+    assert models.require(str(live)).source == "live"
+    res = translate_tab.translate_upload(str(live), str(_png(app_env["weights"].parent / "x.png", (40, 30))))
+    assert res.output.size == (40, 30)
+    for bad in ("/etc", str(app_env["weights"]), "nonsense"):  # any other value: one readable line
+        with pytest.raises(UserError, match="There is no model") as e:
+            translate_tab.translate_upload(bad, str(_png(app_env["weights"].parent / "y.png")))
+        assert "\n" not in str(e.value)
+
+
+def test_translate_stops_within_a_tile_when_asked_and_writes_nothing(app_env, cut_model, tmp_path, monkeypatch):
+    """Issue 16.3: a cancel (or a client gone) stops the tiling at the next tile; no PNG is written."""
+    import tempfile
+
+    out_root = tmp_path / "tmp"
+    out_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(out_root))  # where output_dir() writes results
+    monkeypatch.setenv("CUTCORE_DEMO_TILE", "32")
+    big = str(_png(tmp_path / "big.png", (200, 150)))
+    seen = []
+    with pytest.raises(translate_tab.Cancelled) as c:
+        translate_tab.translate_upload(str(cut_model), big, lambda d, t: seen.append((d, t)),
+                                       lambda: "cancelled" if len(seen) >= 3 else None)
+    assert c.value.reason == "cancelled" and c.value.done == 3 and c.value.total > 20 and len(seen) == 3
+    # One pass, and the client goes away during it: nothing is saved either.
+    small = str(_png(tmp_path / "small.png", (30, 20)))
+    with pytest.raises(translate_tab.Cancelled):
+        translate_tab.translate_upload(str(cut_model), small, lambda d, t: seen.append((d, t)),
+                                       lambda: "client gone" if seen[-1] == (1, 1) else None)
+    assert not list(out_root.rglob("*.png"))
+    assert translate_tab.translate_upload(str(cut_model), small).png_path.is_file()  # and it still works
+    from demo.errors import event_alive
+
+    assert event_alive()  # outside a Gradio event nothing is cancelled
+
+
+def test_cancel_stops_only_the_sessions_own_running_translation(app_env, cut_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUTCORE_DEMO_TILE", "32")
+    big = str(_png(tmp_path / "big.png", (200, 150)))
+    job, other = translate_tab.start_job("me"), translate_tab.start_job("someone else")
+    first_tile, go_on, outcome = threading.Event(), threading.Event(), []
+
+    def progress(done, total):
+        job.done, job.total = done, total
+        first_tile.set()
+        go_on.wait(30)
+
+    def work():
+        try:
+            translate_tab.translate_upload(str(cut_model), big, progress,
+                                           lambda: "cancelled" if job.cancel.is_set() else None)
+        except translate_tab.Cancelled as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    try:
+        assert first_tile.wait(30)
+        assert "Nothing of yours" in translate_tab.request_cancel("a third user")
+        assert "cancelled after 1 of" in translate_tab.request_cancel("me")
+        assert job.cancel.is_set() and not other.cancel.is_set()
+    finally:
+        go_on.set()
+        t.join(30)
+        translate_tab.end_job(job)
+        translate_tab.end_job(other)
+    assert outcome and outcome[0].done == 1
+
+
+def test_a_large_translation_leaves_room_for_small_ones(app_env, cut_model, tmp_path, monkeypatch):
+    """Issue 16.3: one large (tiled) translation at a time, one more waiting, others refused; small ones
+    never wait for the large-image lane."""
+    monkeypatch.setenv("CUTCORE_DEMO_TILE", "32")
+    big, small = str(_png(tmp_path / "big.png", (200, 150))), str(_png(tmp_path / "small.png", (30, 20)))
+    in_tile, release, results = threading.Event(), threading.Event(), {}
+
+    def hold(done, total):
+        in_tile.set()
+        release.wait(30)
+
+    def first():
+        results["first"] = translate_tab.translate_upload(str(cut_model), big, hold)
+
+    waiting, stop = threading.Event(), threading.Event()
+
+    def second():
+        try:
+            translate_tab.translate_upload(str(cut_model), big, None, lambda: "cancelled" if stop.is_set() else None,
+                                           waiting.set)
+        except translate_tab.Cancelled as e:
+            results["second"] = e
+
+    t1, t2 = threading.Thread(target=first), threading.Thread(target=second)
+    t1.start()
+    try:
+        assert in_tile.wait(30)  # the first large one is mid-way
+        assert "one pass" in translate_tab.translate_upload(str(cut_model), small).info  # a small one: at once
+        t2.start()
+        assert waiting.wait(30)  # the second large one waits for the lane...
+        with pytest.raises(UserError, match="Two large images"):  # ...and a third is told to come back later
+            translate_tab.translate_upload(str(cut_model), big)
+        stop.set()  # the waiting one can be cancelled while it waits
+        t2.join(30)
+        assert results["second"].done == 0
+    finally:
+        stop.set()
+        release.set()
+        t1.join(30)
+        if t2.is_alive():
+            t2.join(30)
+    assert results["first"].output.size == (200, 150) and "32px tiles" in results["first"].info
+
+
+def test_first_screen_offers_the_sincut_tab_and_steps_aside_once_models_exist(app_env):
+    """Issue 16.4: "Models available: none" said nothing about making one here; the box never closed."""
+    from demo import AppContext, header_markdown
+
+    reg = models.scan()
+    assert "SinCUT live" in header_markdown(reg) and "few minutes" in header_markdown(reg)
+    assert "SinCUT live" in reg.status_markdown() and "few minutes" in reg.status_markdown()
+    header, box, status = AppContext().overview_updates(reg)
+    assert box["open"] is True and box["visible"] is True
+    make_model(app_env["live"] / "sincut-photo2art-1", "cut")
+    reg = models.scan()
+    header, box, status = AppContext().overview_updates(reg)
+    assert "1 live" in header and "Make one" not in header
+    assert box["open"] is False and "Make one here" not in status
+    # The page's load event and a finished SinCUT run both update the header and the box.
+    from demo import build_demo
+
+    demo = build_demo()
+    ids = {b.elem_id: b._id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    for name in ("refresh_all", "run", "delete_fn"):
+        outputs = {o._id for o in _fn(demo, name).outputs}
+        assert {ids["header"], ids["models-box"], ids["models-status"]} <= outputs, name
+
+
+def test_upload_label_follows_the_chosen_model(app_env):
+    sat = make_model(app_env["weights"] / "sat2map-cut", "cut")
+    doc = json.loads((sat / "config.json").read_text())
+    doc["data"]["root"] = "../shared/data/sat2map"
+    (sat / "config.json").write_text(json.dumps(doc))
+    photo = make_model(app_env["live"] / "sincut-photo2art-20260101-000000", "cut")
+    art = make_model(app_env["live"] / "sincut-art2photo-20260101-000000", "cut")
+    plain = make_model(app_env["weights"] / "cut-tiny", "cut")
+
+    def label(folder):
+        return translate_tab.model_changed(str(folder))[1]["label"]
+
+    assert label(sat).startswith("Satellite image to translate")
+    assert label(photo).startswith("Photo to translate") and label(art).startswith("Artwork to translate")
+    assert label(plain).startswith("Input image (") and label(None).startswith("Input image (")
+    doc["data"]["direction"] = "BtoA"
+    (sat / "config.json").write_text(json.dumps(doc))
+    assert label(sat).startswith("Map to translate")
+
+
+class _Request:
+    session_hash = "label-test"
+
+
+def test_sincut_start_error_replaces_the_starting_status(app_env, two_images, tmp_path):
+    """Issue 16.4: an unreadable photo left "Starting…" beside the error."""
+    from demo import build_demo
+
+    demo = build_demo()
+    status = next(b for b in demo.blocks.values() if getattr(b, "elem_id", "") == "sincut-status")
+    assert _fn(demo, "pending_fn").fn(_Request()) == "Starting…"
+    bad = tmp_path / "photo.txt"
+    bad.write_text("not an image")
+    gen = _fn(demo, "run").fn(str(bad), two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, _Request())
+    first = next(gen)
+    assert "⚠️" in first[status] and "photo.txt" in first[status] and "Starting" not in first[status]
+    with pytest.raises(gr.Error, match="photo.txt"):
+        next(gen)
+    assert not sincut_tab._train_lock.locked()
+
+
+def test_sincut_runs_stopped_too_early_are_not_exported(app_env, two_images):
+    """Issue 16.4: a model stopped after one iteration was exported and listed everywhere."""
+    ups = []
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 1000, 2, "early",
+                                   factory=lambda *a, **k: FakeTrainer(*a, **k, step_seconds=0.005))
+    for up in gen:
+        ups.append(up)
+        if up.preview is not None and not up.done:
+            sincut_tab.request_stop("early")
+    final = ups[-1]
+    assert final.done and final.iteration < sincut_tab.min_export_iters() and final.model_dir is None
+    assert f"kept from iteration {sincut_tab.min_export_iters()}" in final.status
+    assert models.scan().entries == []
+    # A run that reaches its (small) budget is kept: the user asked for that many iterations.
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 6, 2, None,
+                                        factory=FakeTrainer))
+    assert ups[-1].model_dir is not None and models.scan().get(str(ups[-1].model_dir)) is not None
+
+
+def test_delete_live_models_only(app_env, cut_model):
+    live = make_model(app_env["live"] / "sincut-photo2art-x", "cut")
+    models.load(str(live))  # cached
+    official = make_model(app_env["official"] / "h2z", "cut", source="official (test)")
+    for other in (cut_model, official):
+        with pytest.raises(UserError, match="only live models can be deleted"):
+            models.delete_live(str(other))
+        assert other.is_dir()
+    with pytest.raises(UserError, match="no model"):
+        models.delete_live(str(app_env["live"]))  # the live folder itself is no model
+    assert models.delete_live(str(live)).name == "sincut-photo2art-x"
+    assert not live.exists() and not any(str(live) == k for k, _ in models._cache)
+    assert models.scan().get(str(live)) is None
+    with pytest.raises(UserError, match="no model"):
+        models.delete_live(str(live))
