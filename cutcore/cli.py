@@ -105,7 +105,7 @@ def _add_lazy(module: str):
 
 
 COMMANDS = [_add_train, _add_translate, _add_lazy("evaluate"), _add_lazy("export"), _add_lazy("sincut.command"),
-            _add_lazy("report"), _add_lazy("official")]
+            _add_lazy("report"), _add_lazy("official"), _add_lazy("metrics.style")]
 
 
 def main(argv: list[str] | None = None) -> int:
