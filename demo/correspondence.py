@@ -8,6 +8,14 @@ negative, and the hardest negatives (the most similar other locations) are the o
 `correspondence_maps` computes that per PatchNCE layer as an image-sized heatmap of cosine
 similarities; `render_overlay` draws one over the input with the positive and the negatives
 marked. Both are pure (no UI) and run on CPU in well under a second at 256 px.
+
+The similarities are the training loss's own (tests/test_correspondence.py checks them against
+`nce_logits` on the model's heads): the same heads and L2 normalisation, and the output encoded
+as the loss encodes it, unclamped (SinCUT's generator has no tanh, so G(x) can leave [-1, 1]).
+What differs is the competition: the loss shows a query a few negatives (255 other places of
+the image for CUT; the same place in the 7 or 15 other crops of a batch for SinCUT), this view
+every place of the image, so a handful of places can be more similar than the positive while
+the positive still beats nearly all of them (`LayerMap.above`).
 """
 from __future__ import annotations
 
@@ -37,6 +45,8 @@ class LayerMap:
     positive_sim: float = 0.0
     negative_sims: list[float] = field(default_factory=list)
     grid: tuple[int, int] = (0, 0)  # (w, h) of the layer's feature map
+    above: float = 0.0  # share of the other on-image locations less similar than the positive
+    median_sim: float = 0.0  # median similarity of the other on-image locations
 
     def __iter__(self):
         return iter((self.layer, self.heatmap, self.positive, self.negatives))
@@ -139,11 +149,11 @@ def embeddings(model, image: Image.Image) -> Embeddings:
     device = next(g.parameters()).device
     x = _pad(to_tensor(image)[None].to(device), model.size_multiple)
     h, w = image.height, image.width
-    y = g(x).float().clamp(-1, 1)
+    y = g(x).float()
     layers = list(model.nce_layers)
     emb_in, _ = heads(g.encode(x, layers), 0)
-    emb_out, _ = heads(g.encode(y, layers), 0)
-    result = Embeddings(to_pil(y[0, :, :h, :w]), [e[0] for e in emb_in], [e[0] for e in emb_out],
+    emb_out, _ = heads(g.encode(y, layers), 0)  # unclamped, as the loss encodes G(x)
+    result = Embeddings(to_pil(y[0, :, :h, :w].clamp(-1, 1)), [e[0] for e in emb_in], [e[0] for e in emb_out],
                         (x.shape[-2], x.shape[-1]))
     with _cache_lock:
         _cache.insert(0, (model, digest, image.size, result))
@@ -157,7 +167,8 @@ def correspondence_maps(model, image: Image.Image, point: tuple[float, float], k
     the translated image, which has the input's size) to the input's embedding everywhere.
 
     Returns one LayerMap per layer in `model.nce_layers`: the heatmap (H, W), the positive
-    (the clicked location, as that layer resolves it) and the k most similar other locations.
+    (the clicked location, as that layer resolves it), the k most similar other locations, and
+    how the positive ranks among all other locations (`above`, `median_sim`).
     """
     emb = embeddings(model, image)
     width, height = image.size
@@ -175,15 +186,19 @@ def correspondence_maps(model, image: Image.Image, point: tuple[float, float], k
         # Hardest negatives: the most similar locations other than the positive, on the image itself.
         candidates = sim.masked_fill(~geo.inside(width, height).to(sim.device), float("-inf"))
         candidates[gy, gx] = float("-inf")
-        n = int(torch.isfinite(candidates).sum())
+        others = candidates[torch.isfinite(candidates)]
+        n = others.numel()
         top = torch.topk(candidates.flatten(), min(k, n)) if n else None
         negatives, neg_sims = [], []
         if top is not None:
             for value, idx in zip(top.values.tolist(), top.indices.tolist()):
                 negatives.append(geo.to_pixel(idx % w, idx // w, width, height))
                 neg_sims.append(float(value))
+        positive = sim[gy, gx]
         maps.append(LayerMap(int(layer), geo.upsample(sim, width, height), geo.to_pixel(gx, gy, width, height),
-                             negatives, float(sim[gy, gx]), neg_sims, (w, h)))
+                             negatives, float(positive), neg_sims, (w, h),
+                             float((others < positive).float().mean()) if n else 1.0,
+                             float(others.median()) if n else float("nan")))
     return maps
 
 
@@ -247,5 +262,13 @@ def mark_point(image: Image.Image, point: tuple[float, float], display_side: int
 
 def caption(m: LayerMap) -> str:
     negs = ", ".join(f"{v:.2f}" for v in m.negative_sims)
-    return (f"layer {m.layer} ({m.grid[0]}×{m.grid[1]} patches): positive {m.positive_sim:.2f}; "
-            f"hardest negatives {negs or '—'}")
+    return (f"layer {m.layer} ({m.grid[0]}×{m.grid[1]} patches): positive {m.positive_sim:.2f}, above "
+            f"{percent_above(m)} of the other patches (median {m.median_sim:.2f}); hardest negatives {negs or '—'}")
+
+
+def percent_above(m: LayerMap) -> str:
+    """`m.above` as a percentage that never rounds a miss up to 100% (or a win down to 0%)."""
+    p = 100 * m.above
+    if 0 < m.above < 1:
+        p = min(max(p, 0.1), 99.9)
+    return f"{p:.1f}%"
