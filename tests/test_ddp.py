@@ -166,8 +166,8 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path, float6
     Every other weight agrees to a millionth of what training can move it (Adam: about lr per step), in
     float64 (see the module docstring); a rank training on its own gradient, or on other data, differs by
     a good fraction of it."""
-    from cutcore.models import build_model
     from cutcore.model_folder import load_model
+    from cutcore.models import build_model
 
     work, r, _ = ddp_run
     assert r.returncode == 0, r.stderr[-4000:]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
 from PIL import Image
 
 from cutcore.checkpoint import module_state, save_tensors, write_json
@@ -27,12 +28,10 @@ from cutcore.evaluate import (
     select_pairs,
 )
 from cutcore.metrics import FIDWeightsUnavailable
+from cutcore.model_folder import load_model
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
 from cutcore.report import METHODS, build_report
-from cutcore.model_folder import load_model
-
-from conftest import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
 
 SAT2MAP = SHARED / "data" / "sat2map"
 N_PAIRS = 4
@@ -202,8 +201,9 @@ def test_brightness_shift_scores_by_hand(same_pairs, levels, accuracy, rmse):
 def test_paired_metrics_resize_like_gcgan_and_distribution_metrics_like_the_loader(tmp_path):
     """Issue 16.6: accuracy and RMSE see translation and target resized to 256² as GcGAN's script does
     (OpenCV bilinear, no antialiasing), SWD and FID as the reference loader does (bicubic)."""
-    from cutcore.metrics import paired_metrics, swd
     from test_metrics import opencv_inter_linear
+
+    from cutcore.metrics import paired_metrics, swd
 
     rng = np.random.default_rng(1)
     for d in "AB":
@@ -216,7 +216,8 @@ def test_paired_metrics_resize_like_gcgan_and_distribution_metrics_like_the_load
         Image.fromarray(targets[-1]).save(tmp_path / "testB" / f"{i}.png")
     values = evaluate_generator(nn.Identity(), select_pairs(tmp_path), ["accuracy", "rmse", "swd"], size=None,
                                 progress=False)
-    gcgan = paired_metrics([opencv_inter_linear(s, 256) for s in sources], [opencv_inter_linear(t, 256) for t in targets])
+    gcgan = paired_metrics([opencv_inter_linear(s, 256) for s in sources],
+                           [opencv_inter_linear(t, 256) for t in targets])
     assert values["rmse"] == pytest.approx(gcgan["rmse"], abs=0.05)  # OpenCV's last-bit rounding
     assert values["accuracy"] == pytest.approx(gcgan["accuracy"], abs=2e-3)
     bicubic = [np.asarray(Image.fromarray(x).resize((256, 256), Image.BICUBIC)) for x in (*sources, *targets)]
