@@ -355,11 +355,12 @@ def build(ctx) -> None:
         download = gr.File(label="Trained model (zip: model.safetensors + config.json + README.md)",
                            interactive=False, visible=False, elem_id="sincut-download")
         model_state = gr.State(None)
-    with gr.Row(equal_height=True):
+    with gr.Row():
         live_dd = ctx.model_dropdown("live", label="Models trained here", scale=4, elem_id="sincut-live-model",
                                      info="Kept in a temporary folder of this server and offered in every model "
                                           "list until deleted.")
-        delete = gr.Button("Delete this model", variant="stop", scale=1, elem_id="sincut-delete")
+        delete = gr.Button("Delete this model", variant="stop", scale=1, size="sm", min_width=120,
+                           elem_id="sincut-delete")
     delete_status = gr.Markdown("", elem_id="sincut-delete-status")
     off = models.offline()
     with gr.Accordion("Push the trained model to the Hugging Face Hub (optional)", open=False):
@@ -421,8 +422,11 @@ def build(ctx) -> None:
     def wire() -> None:  # after all tabs exist: the other tabs' model lists are outputs too
         outputs = [status, preview, plot, download, model_state, *ctx.model_outputs()]
         # Marking the request as queued runs at once (no queue); the training itself waits its turn.
-        start.click(pending_fn, None, status, queue=False).then(run, [photo, art, direction, preset, iterations, every], outputs, concurrency_limit=1,
-                           concurrency_id="sincut-train")
+        # Progress, queue position and an error show on the status line only: the run's outputs include every
+        # model list of the app, which would otherwise all wear a red "Error" badge after a bad upload.
+        start.click(pending_fn, None, status, queue=False).then(
+            run, [photo, art, direction, preset, iterations, every], outputs, concurrency_limit=1,
+            concurrency_id="sincut-train", show_progress_on=[status])
 
     ctx.after_build.append(wire)
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 from app_fixtures import (
     REPO_ROOT,
@@ -20,6 +21,7 @@ from app_fixtures import (
     start_app,
     stop_app,
 )
+from PIL import Image
 
 CHROMIUM = os.environ.get("CUTCORE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,7 +47,16 @@ def data(tmp_path_factory):
     satellite_like((150, 100), 1).save(root / "aerial.png")
     satellite_like((96, 72), 2).save(root / "photo.png")
     satellite_like((80, 80), 3).rotate(90).save(root / "art.png")
+    big_image(root / "huge.png", 3000)
     return {"root": root, "bad": bad_files(root / "bad")}
+
+
+def big_image(path: Path, side: int) -> Path:
+    """A side×side PNG that is cheap to make (a small picture repeated): thousands of 64 px tiles."""
+    tile = np.asarray(satellite_like((100, 100), 7))
+    reps = -(-side // 100)
+    Image.fromarray(np.tile(tile, (reps, reps, 1))[:side, :side]).save(path, compress_level=1)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +64,9 @@ def server(data):
     root = data["root"]
     env = {"CUTCORE_WEIGHTS": str(root / "weights"), "CUTCORE_MODELS": str(root / "official"),
            "CUTCORE_LIVE_DIR": str(root / "live"), "CUTCORE_EXAMPLES": str(root / "examples"),
-           "CUTCORE_DEMO_TINY_SINCUT": "1", "CUTCORE_DEMO_TILE": "64", "GRADIO_TEMP_DIR": str(root / "gradio")}
+           "CUTCORE_DEMO_TINY_SINCUT": "1", "CUTCORE_DEMO_TILE": "64", "GRADIO_TEMP_DIR": str(root / "gradio"),
+           "CUTCORE_DEMO_MIN_EXPORT_ITERS": "2", "TMPDIR": str(root / "tmp")}
+    (root / "tmp").mkdir(exist_ok=True)
     SHOTS.mkdir(exist_ok=True)
     log_path = SHOTS / "app.log"  # kept for a person to read after a failure
     proc, url = start_app(env, log_path)
@@ -246,3 +259,129 @@ def test_results_tab(page):
     expect(page.locator("#results-table")).to_contain_text("42.0%")
     shot(page, "05_results")
 
+
+
+def test_cancel_stops_a_long_translation(page, data):
+    """Issue 16.3: a Cancel button; the work stops (server log) and nothing is written."""
+    expect = sync_api.expect
+    upload(page, "translate-upload", data["root"] / "huge.png")
+    expect(page.locator("#translate-info")).to_contain_text("3000×3000")
+    page.click("#translate-run")
+    expect(page.get_by_text(re.compile(r"Translating tiles")).first).to_be_visible()
+    shot(page, "06a_translate_running")
+    page.click("#translate-cancel")
+    expect(page.locator("#translate-info")).to_contain_text("cancelled")
+    log_path = SHOTS / "app.log"
+    deadline = time.time() + 60
+    while time.time() < deadline and not re.search(r"translation (cancelled|client gone) after \d+ of \d+ tiles",
+                                                     log_path.read_text()):
+        time.sleep(0.3)
+    line = re.search(r"translation (?:cancelled|client gone) after (\d+) of (\d+) tiles", log_path.read_text())
+    assert line and int(line.group(1)) < int(line.group(2)), log_path.read_text()[-2000:]
+    expect(page.locator("#translate-download")).to_be_hidden()
+    assert not list((data["root"] / "tmp").rglob("huge_*.png"))
+    shot(page, "06_translate_cancelled")
+    upload(page, "translate-upload", data["root"] / "aerial.png")  # and the app goes on serving
+    expect(page.locator("#translate-info")).to_contain_text("150×100")
+    page.click("#translate-run")
+    expect(page.locator("#translate-info")).to_contain_text("64px tiles")
+
+
+def test_closing_the_tab_stops_a_long_translation(browser, server, data):
+    """Issue 16.3: the translation of a tab that is closed stops (it went on for minutes, for nobody)."""
+    expect = sync_api.expect
+    log_path = SHOTS / "app.log"
+    before = len(re.findall(r"translation client gone after", log_path.read_text()))
+    context = new_context(browser)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.goto(server)
+    pg.wait_for_selector("#translate-run")
+    upload(pg, "translate-upload", data["root"] / "huge.png")
+    expect(pg.locator("#translate-info")).to_contain_text("3000×3000")
+    pg.click("#translate-run")
+    expect(pg.get_by_text(re.compile(r"Translating tiles")).first).to_be_visible()
+    context.close()  # the user goes away
+    deadline = time.time() + 60
+    while time.time() < deadline and len(re.findall(r"translation client gone after", log_path.read_text())) <= before:
+        time.sleep(0.3)
+    assert len(re.findall(r"translation client gone after", log_path.read_text())) > before, log_path.read_text()[-2000:]
+    assert not list((data["root"] / "tmp").rglob("huge_*.png"))
+
+
+# --- a server that starts with no model at all (issue 16.4: the first screen) ---------------------
+
+
+@pytest.fixture(scope="module")
+def empty_server(data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("empty")
+    env = {"CUTCORE_WEIGHTS": str(root / "weights"), "CUTCORE_MODELS": str(root / "official"),
+           "CUTCORE_LIVE_DIR": str(root / "live"), "CUTCORE_EXAMPLES": "", "CUTCORE_DEMO_TINY_SINCUT": "1",
+           "GRADIO_TEMP_DIR": str(root / "gradio")}
+    log_path = SHOTS / "app_empty.log"
+    proc, url = start_app(env, log_path)
+    yield url
+    stop_app(proc)
+    log = log_path.read_text()
+    assert "Traceback" not in log, log[-4000:]
+
+
+def test_first_screen_without_models_then_a_live_model_made_and_deleted(browser, empty_server, data):
+    expect = sync_api.expect
+    context = new_context(browser)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(empty_server)
+    page.wait_for_selector("#translate-run")
+    # No model: the header and the open box say the SinCUT tab makes one in minutes.
+    expect(page.locator("#header")).to_contain_text("none")
+    expect(page.locator("#header")).to_contain_text("SinCUT live")
+    expect(page.locator("#models-status")).to_be_visible()
+    expect(page.locator("#models-status")).to_contain_text("few minutes")
+    expect(page.locator("#translate-upload")).to_contain_text("Input image")
+    shot(page, "07a_empty_first_screen")
+
+    # SinCUT with an unreadable photo: the status line says what is wrong, not "Starting…".
+    page.get_by_role("tab", name="SinCUT live").click()
+    upload(page, "sincut-photo", data["bad"]["text"])
+    upload(page, "sincut-art", data["root"] / "art.png")
+    page.locator("#sincut-preset input").click()
+    page.get_by_role("option", name=re.compile("Tiny")).click()
+    expect(page.locator("#sincut-iterations input")).to_have_value("12")
+    page.click("#sincut-start")
+    expect(page.locator("#sincut-status")).to_contain_text("notes.txt")
+    expect(page.locator("#sincut-status")).not_to_contain_text("Starting")
+    shot(page, "07b_sincut_bad_photo")
+
+    # A real (tiny) run to its budget: the model is kept and offered in the lists.
+    upload(page, "sincut-photo", data["root"] / "photo.png")
+    expect(page.locator("#sincut-photo-view img")).to_be_visible()
+    page.click("#sincut-start")
+    expect(page.locator("#sincut-status")).to_contain_text("finished at iteration", timeout=TIMEOUT_MS)
+    expect(page.locator("#sincut-live-model input")).to_have_value(re.compile("sincut-photo2art"))
+    expect(page.locator("#header")).to_contain_text("1 live")
+    expect(page.locator("#models-status")).to_be_hidden()  # the missing-models box stepped aside
+    page.get_by_role("tab", name="Translate").click()
+    page.locator("#translate-model input").click()
+    page.get_by_role("option", name=re.compile("sincut-photo2art")).click()
+    expect(page.locator("#translate-upload")).to_contain_text("Photo to translate")  # the model's domain
+    shot(page, "07c_live_model_listed")
+
+    # A fresh page: still listed, the box closed.
+    page.reload()
+    page.wait_for_selector("#translate-run")
+    expect(page.locator("#header")).to_contain_text("1 live")
+    expect(page.locator("#models-status")).to_be_hidden()
+    expect(page.locator("#translate-upload")).to_contain_text("Photo to translate")
+
+    # Delete it from the SinCUT tab: gone from every list.
+    page.get_by_role("tab", name="SinCUT live").click()
+    expect(page.locator("#sincut-live-model input")).to_have_value(re.compile("sincut-photo2art"))
+    page.click("#sincut-delete")
+    expect(page.locator("#sincut-delete-status")).to_contain_text("Deleted")
+    expect(page.locator("#header")).to_contain_text("none")
+    page.get_by_role("tab", name="Translate").click()
+    page.locator("#translate-model input").click()
+    expect(page.get_by_role("option", name=re.compile("sincut-photo2art"))).to_have_count(0)
+    shot(page, "07d_live_model_deleted")
+    context.close()
