@@ -27,17 +27,13 @@ from tqdm import tqdm
 from .checkpoint import write_bytes, write_json
 from .data import ImageSource, paired_sources
 from .model_folder import LoadedModel, load_model
+from .results import METRICS, metrics_table, plot_curves, preview_grid
 from .saved_config import SavedModelConfig
 from .translate import translate_with
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from .metrics.fid import FeatureExtractor
 
-METRICS = ("accuracy", "rmse", "swd", "fid")  # the column order of the thesis's Table 5.1
-LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
-PLOT_LABELS = {**LABELS, "accuracy": "accuracy (%) ↑"}  # plots show accuracy in %, as the tables do
 PAIRED_SIZE = 256  # GcGAN compares maps at 256², whatever resolution the model translated at
 # A crop at least this share of the resized training image is the whole image up to scale jitter (the
 # reference's 256 of 286: 0.895); smaller crops are patches of an image resized on purpose (64 of 128).
@@ -291,62 +287,6 @@ def evaluate_model(
     )
 
 
-# --- output ------------------------------------------------------------------------------------
-
-
-def format_metric(name: str, value: float) -> str:
-    return f"{plotted(name, value):.1f}%" if name == "accuracy" else f"{value:.2f}"
-
-
-def plotted(name: str, value: float) -> float:
-    """The value as tables and plots show it: accuracy in %, the rest as they are."""
-    return 100 * value if name == "accuracy" else value
-
-
-def metrics_table(values: dict[str, float]) -> str:
-    rows = [f"| {LABELS[m]} | {format_metric(m, v)} |" for m, v in values.items()]
-    return "\n".join(["| metric | value |", "|---|---:|", *rows])
-
-
-def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)  # Agg without pyplot: no global backend switch, no GUI, thread-safe
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    write_bytes(path, buf.getvalue())
-
-
-def plot_curves(curves: dict[str, list[dict]], path: str | os.PathLike) -> None:
-    """One panel per metric: value against epoch, one line per labelled curve of records."""
-    from matplotlib.figure import Figure
-
-    names = [m for m in METRICS if any(m in r for records in curves.values() for r in records)]
-    if not names:
-        return
-    fig = Figure(figsize=(3.6 * len(names), 3.0), layout="constrained")
-    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
-        for label, records in curves.items():
-            # Keyed by epoch: a run resumed from before its last evaluation logs an epoch again; the latest wins.
-            by_epoch = {r["epoch"]: r[name] for r in records if "epoch" in r and isinstance(r.get(name), (int, float))}
-            if by_epoch:
-                epochs = sorted(by_epoch)
-                values = [plotted(name, by_epoch[e]) for e in epochs]
-                ax.plot(epochs, values, marker="o", markersize=3, label=label or None)
-        ax.set(title=PLOT_LABELS[name], xlabel="epoch")
-        ax.grid(alpha=0.3)
-        if any(curves):
-            ax.legend(fontsize="small")
-    save_figure(fig, path)
-
-
-def preview_grid(triples: Sequence[tuple[Image.Image | Scored, ...]], thumb: int = 256) -> Image.Image:
-    """Rows of input | translation | target."""
-    rows = [np.concatenate([np.asarray(_resize(img if isinstance(img, Image.Image) else img.load(), thumb))
-                            for img in row], axis=1) for row in triples]
-    return Image.fromarray(np.concatenate(rows, axis=0))
-
-
 # --- periodic evaluation during training -------------------------------------------------------
 
 
@@ -425,7 +365,8 @@ def write_evaluation(
     oriented = model_pairs(model, pairs[:GRID_PAIRS], direction)
     triples = translate_pairs(model.generator, oriented, size, tile, model.size_multiple, progress=False)
     buf = io.BytesIO()
-    preview_grid(list(triples)).save(buf, format="png")
+    preview_grid([[img if isinstance(img, Image.Image) else img.load() for img in row] for row in triples]).save(
+        buf, format="png")
     write_bytes(out / "samples.png", buf.getvalue())
 
 

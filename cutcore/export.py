@@ -119,7 +119,8 @@ def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
 def model_card(folder: Path, config: dict, text: CardText, shown_path: Path) -> str:
     """README.md for the files in `folder`: Hub front matter, then data, recipe, training, metrics,
     samples, use (with the model at `shown_path`)."""
-    from .evaluate import LABELS, format_metric, read_split
+    from .evaluate import read_split
+    from .results import LABELS, format_metric
 
     name, t, d, m = config["name"], config.get("training", {}), config.get("data", {}), config.get("model", {})
     train_cfg, g = config.get("train", {}), m.get("generator", {})
@@ -183,7 +184,6 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     from .evaluate import (
         evaluate_model,
         evaluation_size,
-        metrics_table,
         model_pairs,
         read_split,
         select_metrics,
@@ -192,6 +192,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     )
     from .metrics import FIDWeightsUnavailable
     from .model_folder import load_model
+    from .results import metrics_table
 
     pairs = select_pairs(ev.data, ev.phase, read_split(ev.split) if ev.split else None)
     try:
@@ -213,7 +214,7 @@ def export_run(
     text: CardText | None = None,
 ) -> Path:
     """Write `out` (replacing it) from the run's checkpoint `step` (default: the newest)."""
-    from .evaluate import plot_curves
+    from .results import plot_curves
 
     if precision not in ("fp16", "fp32"):
         raise ValueError(f"precision must be fp16 or fp32, not {precision!r}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_bytes
-from .evaluate import LABELS, METRICS, PLOT_LABELS, format_metric, plot_curves, plotted, save_figure
+from .results import LABELS, METRICS, PLOT_LABELS, format_metric, plot_curves, plotted, save_figure
 
 METHODS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
 BENCH = {"sec_per_iter": "sec/iter", "peak_mem_mib": "memory"}  # benchmark key -> column

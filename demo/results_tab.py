@@ -37,7 +37,7 @@ def build_results() -> Results:
     runs = [e.path for e in reg.entries if e.source in ("ours", "hub")]
     bench = bench_path()
     try:
-        from cutcore.evaluate import plot_curves
+        from cutcore.results import plot_curves
         from cutcore.report import build_report, curves_path, plot_bars
     except ImportError as e:  # pragma: no cover - the report module ships with cutcore
         return Results(f"The report module is not available ({e}).")

@@ -1,0 +1,78 @@
+"""How evaluation results are shown: metric labels and formats, tables, curves, preview grids.
+
+Shared by `evaluate`, `report`, `export`'s model cards and the app's Results tab; pure
+presentation (scores are computed in `cutcore.evaluate`).
+"""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from .checkpoint import write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+METRICS = ("accuracy", "rmse", "swd", "fid")  # the column order of the thesis's Table 5.1
+LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
+PLOT_LABELS = {**LABELS, "accuracy": "accuracy (%) ↑"}  # plots show accuracy in %, as the tables do
+
+
+def format_metric(name: str, value: float) -> str:
+    return f"{plotted(name, value):.1f}%" if name == "accuracy" else f"{value:.2f}"
+
+
+def plotted(name: str, value: float) -> float:
+    """The value as tables and plots show it: accuracy in %, the rest as they are."""
+    return 100 * value if name == "accuracy" else value
+
+
+def metrics_table(values: dict[str, float]) -> str:
+    rows = [f"| {LABELS[m]} | {format_metric(m, v)} |" for m, v in values.items()]
+    return "\n".join(["| metric | value |", "|---|---:|", *rows])
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # Agg without pyplot: no global backend switch, no GUI, thread-safe
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_bytes(path, buf.getvalue())
+
+
+def plot_curves(curves: dict[str, list[dict]], path: str | os.PathLike) -> None:
+    """One panel per metric: value against epoch, one line per labelled curve of records."""
+    from matplotlib.figure import Figure
+
+    names = [m for m in METRICS if any(m in r for records in curves.values() for r in records)]
+    if not names:
+        return
+    fig = Figure(figsize=(3.6 * len(names), 3.0), layout="constrained")
+    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
+        for label, records in curves.items():
+            # Keyed by epoch: a run resumed from before its last evaluation logs an epoch again; the latest wins.
+            by_epoch = {r["epoch"]: r[name] for r in records if "epoch" in r and isinstance(r.get(name), (int, float))}
+            if by_epoch:
+                epochs = sorted(by_epoch)
+                values = [plotted(name, by_epoch[e]) for e in epochs]
+                ax.plot(epochs, values, marker="o", markersize=3, label=label or None)
+        ax.set(title=PLOT_LABELS[name], xlabel="epoch")
+        ax.grid(alpha=0.3)
+        if any(curves):
+            ax.legend(fontsize="small")
+    save_figure(fig, path)
+
+
+def preview_grid(rows: Sequence[Sequence[Image.Image]], thumb: int = 256) -> Image.Image:
+    """Rows of input | translation | target, each image as a thumb² square."""
+    def square(img: Image.Image) -> np.ndarray:
+        img = img.convert("RGB")
+        return np.asarray(img if img.size == (thumb, thumb) else img.resize((thumb, thumb), Image.BICUBIC))
+
+    return Image.fromarray(np.concatenate([np.concatenate([square(i) for i in row], axis=1) for row in rows], axis=0))
