@@ -118,7 +118,7 @@ class AppContext:
 
         reg = reg or self.registry()
         out: dict = {dd: gr.update(choices=self.choices(kind, reg)) for dd, kind in self.model_dropdowns}
-        out.update(zip(self.overview, self.overview_updates(reg)))
+        out.update(zip(self.overview, self.overview_updates(reg), strict=True))
         return out
 
     def refresh_lists(self, values) -> dict:
@@ -127,8 +127,8 @@ class AppContext:
         import gradio as gr
 
         reg = self.registry()
-        out: dict = dict(zip(self.overview, self.overview_updates(reg)))
-        for (dd, kind), value in zip(self.model_dropdowns, values):
+        out: dict = dict(zip(self.overview, self.overview_updates(reg), strict=True))
+        for (dd, kind), value in zip(self.model_dropdowns, values, strict=True):
             choices = self.choices(kind, reg)
             keys = [k for _, k in choices]
             out[dd] = gr.update(choices=choices, value=value if value in keys else (keys[0] if keys else None))

@@ -224,11 +224,12 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
                 ev = trainer.events.get(timeout=0.5)
             except queue.Empty:
                 if not trainer.running and trainer.events.empty():
-                    raise UserError("The training thread ended without a word; see the server log.")
+                    raise UserError("The training thread ended without a word; see the server log.") from None
                 continue
             last = ev
             if ev.kind == "started":
-                yield Update(f"Training… iteration {ev.iteration}/{ev.total}", None, list(history), ev.iteration, ev.total)
+                yield Update(f"Training… iteration {ev.iteration}/{ev.total}", None, list(history), ev.iteration,
+                             ev.total)
             elif ev.kind == "progress":
                 history += _plot_rows(ev.iteration, ev.losses)
                 status = (f"Iteration **{ev.iteration}/{ev.total}** · {ev.its_per_sec:.2f} it/s · "
@@ -240,8 +241,9 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
                 break
         iteration = last.iteration if last else 0
         if iteration < total and iteration < min_export_iters():
-            yield Update(f"Stopped at iteration **{iteration}/{total}**: too early to be worth keeping (models are kept "
-                         f"from iteration {min_export_iters()}, or when the budget is reached), so nothing was saved.",
+            yield Update(f"Stopped at iteration **{iteration}/{total}**: too early to be worth keeping (models are "
+                         f"kept from iteration {min_export_iters()}, or when the budget is reached), so nothing was "
+                         "saved.",
                          None, list(history), iteration, total, done=True)
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -218,11 +218,6 @@ def on_upload(file):
     return view(upload.image), upload.summary + " — press **Translate**."
 
 
-def describe_model(key: str | None) -> str:
-    entry = models.scan().get(key)
-    return entry.describe() if entry else ""
-
-
 def model_changed(key: str | None):
     """The model card and the upload box's label for the chosen model."""
     entry = models.scan().get(key) if key else None

@@ -493,8 +493,37 @@ def test_sincut_one_training_at_a_time(app_env, two_images):
                                           factory=FakeTrainer))
     finally:
         gen.close()  # like a client disconnect: the trainer stops and the lock is released
+    deadline = time.time() + 30
+    while sincut_tab._train_lock.locked() and time.time() < deadline:
+        time.sleep(0.05)
     assert not sincut_tab._train_lock.locked()
     assert all(not t.running for t in FakeTrainer.instances)
+
+
+def test_sincut_closed_by_gradio_stops_without_blocking_or_exporting(app_env, two_images):
+    """Gradio closes the generator of a client that went away on its event loop: close() must not wait for
+    the trainer's current iteration (seconds on a CPU), and the abandoned run exports nothing."""
+    release = threading.Event()
+
+    class SlowStop(FakeTrainer):
+        def stop(self, timeout=None):
+            self._stop.set()
+            if timeout != 0:
+                release.wait(30)  # the last iteration takes a while
+            super().stop(timeout)
+
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "gone",
+                                   factory=SlowStop)
+    next(gen)
+    next(gen)
+    gen.close()  # returns although the trainer has not finished its iteration
+    assert sincut_tab._train_lock.locked()  # the slot is freed only once the trainer has really stopped
+    release.set()
+    deadline = time.time() + 30
+    while sincut_tab._train_lock.locked() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not sincut_tab._train_lock.locked()
+    assert not any(models.live_dir().iterdir())
 
 
 def test_sincut_stop_while_queued_cancels_and_others_cannot_stop_you(app_env, two_images):

@@ -146,7 +146,8 @@ class RawJob:
         fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "do_translate")
         with open(image, "rb") as f:
             (server_path,) = httpx.post(url + "gradio_api/upload", files={"files": (image.name, f)}, timeout=60).json()
-        body = {"data": [model_key, {"path": server_path, "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}],
+        file = {"path": server_path, "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}
+        body = {"data": [model_key, file],
                 "fn_index": fn_index, "session_hash": self.session, "event_data": None, "trigger_id": None}
         httpx.post(url + "gradio_api/queue/join", json=body, timeout=30).raise_for_status()
         self._stream = httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": self.session},

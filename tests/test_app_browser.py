@@ -291,7 +291,11 @@ def test_closing_the_tab_stops_a_long_translation(browser, server, data):
     """Issue 16.3: the translation of a tab that is closed stops (it went on for minutes, for nobody)."""
     expect = sync_api.expect
     log_path = SHOTS / "app.log"
-    before = len(re.findall(r"translation client gone after", log_path.read_text()))
+
+    def gone() -> int:
+        return len(re.findall(r"translation client gone after", log_path.read_text()))
+
+    before = gone()
     context = new_context(browser)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
@@ -303,9 +307,9 @@ def test_closing_the_tab_stops_a_long_translation(browser, server, data):
     expect(pg.get_by_text(re.compile(r"Translating tiles")).first).to_be_visible()
     context.close()  # the user goes away
     deadline = time.time() + 60
-    while time.time() < deadline and len(re.findall(r"translation client gone after", log_path.read_text())) <= before:
+    while time.time() < deadline and gone() <= before:
         time.sleep(0.3)
-    assert len(re.findall(r"translation client gone after", log_path.read_text())) > before, log_path.read_text()[-2000:]
+    assert gone() > before, log_path.read_text()[-2000:]
     assert not list((data["root"] / "tmp").rglob("huge_*.png"))
 
 
