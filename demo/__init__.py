@@ -15,6 +15,8 @@ Environment (all optional):
   CUTCORE_DEMO_MIN_SIDE  smallest accepted side in px (default 16)
   CUTCORE_DEMO_CORR_SIDE   Correspondence analysis size, longer side in px (default 256)
   CUTCORE_DEMO_MAX_ITERS   largest SinCUT iteration budget (default 200000)
+  CUTCORE_DEMO_MIN_EXPORT_ITERS  a SinCUT run stopped before this many iterations (and before its
+                         budget) is not exported or listed (default 25)
   CUTCORE_DEMO_TINY_SINCUT=1  adds a seconds-long SinCUT preset (for tests)
   CUTCORE_DEVICE         device for inference (default cpu; e.g. cuda)
   HF_HUB_OFFLINE / CUTCORE_OFFLINE  no Hub access (the app still starts)
