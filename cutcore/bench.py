@@ -441,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", type=Path, help="read-only checkout of the reference CUT repo, measured side by side")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows to stdout, nothing else")
     p.add_argument("--out", type=Path, help="write bench.json and bench.md here")
+    p.add_argument("--partial", type=Path, help="rewrite this JSON file with the rows so far after every row "
+                   "(what a time limit leaves behind); progress goes to stderr")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -484,14 +486,20 @@ def main(argv: list[str] | None = None) -> int:
         specs += [{**s, **ref} for s in specs if (s["kind"], s["preset"]) != ("tiled", "generator")]
     rows = []
     for spec in specs:
-        if not args.json:
-            print(f"measuring {spec['impl']} {spec['kind']} {spec['preset']} {spec['size']}...", file=sys.stderr)
+        if not args.json or args.partial:
+            print(f"measuring {spec['impl']} {spec['kind']} {spec['preset']} {spec['size']}...", file=sys.stderr, flush=True)
         rows.append(measure(spec))
+        if args.partial:
+            args.partial.write_text(json.dumps(rows, indent=2))
     peaks = {"fp32": gemm_peak_gflops(args.device)}
     if any(r.get("precision") == "bf16" for r in rows):
         peaks["bf16"] = gemm_peak_gflops(args.device, dtype="bf16")
     add_peaks(rows, peaks)
     table = markdown(rows, peaks["fp32"], peaks.get("bf16"), 8192 if cuda else 2048)
+    if args.partial:
+        args.partial.write_text(json.dumps(rows, indent=2))
+        if args.json:
+            print(table, file=sys.stderr)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench.json").write_text(json.dumps(rows, indent=2))

@@ -1,6 +1,7 @@
 """CUDA checks for issue 12 that need no pytest (the GPU machine has none): plain asserts, one JSON.
 
     python scripts/gpu_checks.py --out checks.json [--device cuda]
+    python scripts/gpu_checks.py --env --out env.json        # the machine: GPU, driver, versions
 
 Each check records ok/detail; the exit status is 0 only when every check passed. Imports stay
 inside the checks, so nothing here needs gradio, pytorch-fid or huggingface_hub.
@@ -155,12 +156,40 @@ def gemm_ceilings(device: str) -> dict:
     return out
 
 
+def environment_report(device: str) -> dict:
+    import subprocess
+
+    import torch
+
+    from cutcore.hardware import resolve_precision
+
+    info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "cuda_available": torch.cuda.is_available(),
+            "precision_auto": resolve_precision("auto", device)}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info.update(name=p.name, capability=f"{p.major}.{p.minor}", memory_gib=round(p.total_memory / 2**30, 1),
+                    sms=p.multi_processor_count)
+    try:
+        info["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit,mig.mode.current",
+             "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception as e:  # noqa: BLE001  (no nvidia-smi: say so)
+        info["nvidia_smi"] = f"unavailable: {e}"
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--only", help="comma-separated check names")
+    p.add_argument("--env", action="store_true", help="only describe the machine")
     args = p.parse_args(argv)
+    if args.env:
+        args.out.write_text(json.dumps(environment_report(args.device), indent=2, default=str))
+        print(args.out.read_text())
+        return 0
     results = {}
     for fn in CHECKS:
         if args.only and fn.__name__ not in args.only.split(","):

@@ -31,12 +31,13 @@ START=$(date +%s)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 if [ "${SMOKE:-0}" = 1 ]; then
-  DEVICE=cpu; ITERS=1; SIZES_MAIN=32; INFER=32,64; BIG=64; BATCH=2; PRESETS=fastcut,sincut-cpu; BF16_PRESETS=fastcut
+  # (no SinCUT beside the reference: the reference runs its paper configuration, ~15 s a step on a CPU)
+  DEVICE=cpu; ITERS=1; SIZES_MAIN=32; INFER=32,64; BIG=64; BATCH=2; PRESETS=fastcut; BF16_PRESETS=fastcut; BF16_INFER=64
   CHECK_ARGS=(--only environment,patchnce_fp32_under_autocast)  # the training checks take minutes on a CPU
 else
   CHECK_ARGS=()
   DEVICE=cuda; ITERS=10; SIZES_MAIN=256; INFER=256,512,1024; BIG=512,1024; BATCH=8; PRESETS=cut,fastcut,cyclegan,sincut
-  BF16_PRESETS=cut,fastcut,cyclegan
+  BF16_PRESETS=cut,fastcut,cyclegan; BF16_INFER=512
 fi
 
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
@@ -55,44 +56,24 @@ stage() {
   echo "=== $name: rc=$rc after $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
 }
 
-env_json() {
-  "$PY" - "$DEVICE" >"$OUT/env.json" <<'EOF'
-import json, subprocess, sys
-import torch
-from cutcore.hardware import resolve_precision
-dev = sys.argv[1]
-info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-        "cuda_available": torch.cuda.is_available(), "precision_auto": resolve_precision("auto", dev)}
-if torch.cuda.is_available():
-    p = torch.cuda.get_device_properties(0)
-    info.update(name=p.name, capability=f"{p.major}.{p.minor}", memory_gib=round(p.total_memory / 2**30, 1),
-                sms=p.multi_processor_count)
-try:
-    info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit,mig.mode.current",
-                                         "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
-except Exception as e:  # noqa: BLE001
-    info["nvidia_smi"] = f"unavailable: {e}"
-print(json.dumps(info, indent=2, default=str))
-EOF
-}
-
 REF_ARGS=()
 if [ -d "$REF/models" ] && [ -d "$REF/options" ]; then REF_ARGS=(--reference "$REF"); fi
 echo "device=$DEVICE budget=${BUDGET_S}s reference=${REF_ARGS[*]:-none} python=$("$PY" -c 'import sys; print(sys.version.split()[0])')" | tee "$LOG"
 
-stage env 20 30 env_json
+stage env 20 40 "$PY" scripts/gpu_checks.py --env --device "$DEVICE" --out "$OUT/env.json"
 stage checks 60 150 "$PY" scripts/gpu_checks.py --device "$DEVICE" --out "$OUT/checks.json" ${CHECK_ARGS[@]+"${CHECK_ARGS[@]}"}
-stage bench_bf16 40 120 sh -c "'$PY' -m cutcore.bench --device $DEVICE --preset $BF16_PRESETS --size $SIZES_MAIN \
-  --infer-sizes $(echo $INFER | cut -d, -f2) --batch-size $BATCH --precision bf16 --iters $ITERS --json >'$OUT/bench_bf16.json'"
-stage bench_fp32 60 200 sh -c "'$PY' -m cutcore.bench --device $DEVICE --preset $PRESETS --size $SIZES_MAIN \
-  --infer-sizes $INFER --iters $ITERS ${REF_ARGS[*]:-} --json >'$OUT/bench_fp32.json'"
+# Bench rows land in the JSON file as they are measured (--partial): a stage cut short keeps its rows.
+stage bench_bf16 40 120 "$PY" -m cutcore.bench --device $DEVICE --preset $BF16_PRESETS --size $SIZES_MAIN \
+  --infer-sizes $BF16_INFER --batch-size $BATCH --precision bf16 --iters $ITERS --json --partial "$OUT/bench_bf16.json"
+stage bench_fp32 60 200 "$PY" -m cutcore.bench --device $DEVICE --preset $PRESETS --size $SIZES_MAIN \
+  --infer-sizes $INFER --iters $ITERS ${REF_ARGS[@]+"${REF_ARGS[@]}"} --json --partial "$OUT/bench_fp32.json"
 if "$PY" -c "import pytest" 2>/dev/null; then
   stage pytest 30 90 sh -c "'$PY' -m pytest -q -p no:cacheprovider tests/test_losses.py tests/test_hardware.py \
     tests/test_bench.py >'$OUT/pytest.log' 2>&1"
 else
   echo "=== pytest: not importable here, skipped (scripts/gpu_checks.py covers the CUDA checks)" | tee -a "$LOG"
 fi
-stage bench_sizes 60 150 sh -c "'$PY' -m cutcore.bench --device $DEVICE --preset $(echo $PRESETS | sed 's/,*sincut[^,]*//') \
-  --size $BIG --iters $ITERS --json >'$OUT/bench_sizes.json'"
+stage bench_sizes 60 150 "$PY" -m cutcore.bench --device $DEVICE --preset "$(echo $PRESETS | sed 's/,*sincut[^,]*//')" \
+  --size $BIG --iters $ITERS --json --partial "$OUT/bench_sizes.json"
 
 echo "=== done after $(( $(date +%s) - START )) s; files: $(ls "$OUT" | tr '\n' ' ')" | tee -a "$LOG"

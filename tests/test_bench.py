@@ -230,3 +230,19 @@ def test_reference_rows_follow_the_device(monkeypatch, capsys, tmp_path):
     assert [(s["kind"], s["device"], s["precision"], s["batch_size"]) for s in refs] == [
         ("train", "cuda", "fp32", 8), ("inference", "cuda", "fp32", 8)]  # no tiled row for the reference
     capsys.readouterr()
+
+
+def test_partial_file_holds_the_rows_so_far(monkeypatch, capsys, tmp_path):
+    partial = tmp_path / "rows.json"
+    snapshots = []
+
+    def fake_measure(spec):
+        snapshots.append(json.loads(partial.read_text()) if partial.exists() else [])
+        return bench.assemble_row(spec, 1.0, None, 1.0)
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda device, dtype="fp32": 2.0)
+    assert bench.main(["--preset", "cut,fastcut", "--json", "--partial", str(partial)]) == 0
+    assert [len(s) for s in snapshots] == [0, 1]  # written after each row, before the next
+    final = json.loads(partial.read_text())
+    assert final == json.loads(capsys.readouterr().out) and final[0]["gemm_peak_gflops"] == 2.0
