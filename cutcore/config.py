@@ -121,7 +121,15 @@ class RuntimeConfig:
     time_budget: str | None = option(None, help="train for this long (e.g. 9m, 1h30m): the preset's schedule "
                                                 "(constant LR, then linear decay) is fitted to the measured step rate")
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
-    channels_last: bool = False
+    # NHWC activations and weights: "auto" is on for CUDA (cuDNN's tensor-core layout), off elsewhere;
+    # `train --channels-last` sets True. Saved as given, so a resume on another device decides again.
+    channels_last: Literal["auto", "on", "off"] | bool = "auto"
+    # "auto": on CUDA the training images are decoded once into uint8 tensors on the GPU and cropped
+    # and flipped there (the same batches as the DataLoader's); elsewhere, or when they would take
+    # more than a quarter of the device's memory, the DataLoader (see cutcore.data.DeviceImages).
+    data_on_device: Literal["auto", "on", "off"] = option(
+        "auto", help="decode the training images once onto the training device and crop there "
+                     "(auto: on CUDA when they fit in a quarter of its memory; off: the DataLoader)")
     num_workers: int = option(2, help="data loader processes")
     log_every: int = option(10, help="log.jsonl every this many steps")
     sample_every: int = option(500, help="samples/ grid every this many steps")

@@ -2,15 +2,23 @@
 
 Sampling is a pure function of (seed, item index): any step of any run can be reproduced
 exactly, which is what makes `--resume` and multi-process training deterministic.
+
+Two ways to feed a run: `UnpairedDataset` behind a DataLoader decodes, resizes and crops every
+item on the CPU; `DeviceImages` decodes and resizes the training images once into uint8
+tensors on the training device and cuts each step's crops there, from the same draws, so both
+give the same batches (issue 12: no data loader can starve a GPU).
 """
 from __future__ import annotations
 
+import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
@@ -68,15 +76,46 @@ def paired_sources(root: str | Path, phase: str = "test") -> list[tuple[ImageSou
     return pairs
 
 
-def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, rng: random.Random) -> torch.Tensor:
-    """Resize to load_size², random crop_size² crop, random horizontal flip (as the CUT paper)."""
+class Crop(NamedTuple):
+    """Where one training crop lies in its load_size² image (x: column, y: row) and whether it is mirrored."""
+
+    x: int
+    y: int
+    flip: bool
+
+
+def draw_crop(rng: random.Random, load_size: int, crop_size: int, flip: bool) -> Crop:
+    """The random part of `augment`: a crop_size² window of a load_size² image and a coin for the flip."""
+    x, y = rng.randint(0, load_size - crop_size), rng.randint(0, load_size - crop_size)
+    return Crop(x, y, bool(flip and rng.random() < 0.5))
+
+
+def resize_square(img: Image.Image, load_size: int) -> Image.Image:
+    """`img` as a load_size² image (PIL bicubic, as the reference's loader), unchanged if it already is one."""
     if load_size != img.size[0] or load_size != img.size[1]:
         img = img.resize((load_size, load_size), Image.BICUBIC)
-    x, y = rng.randint(0, load_size - crop_size), rng.randint(0, load_size - crop_size)
-    img = img.crop((x, y, x + crop_size, y + crop_size))
-    if flip and rng.random() < 0.5:
+    return img
+
+
+def apply_crop(img: Image.Image, crop: Crop, crop_size: int) -> torch.Tensor:
+    img = img.crop((crop.x, crop.y, crop.x + crop_size, crop.y + crop_size))
+    if crop.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return to_tensor(img)
+
+
+def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, rng: random.Random) -> torch.Tensor:
+    """Resize to load_size², random crop_size² crop, random horizontal flip (as the CUT paper)."""
+    return apply_crop(resize_square(img, load_size), draw_crop(rng, load_size, crop_size, flip), crop_size)
+
+
+class ItemPlan(NamedTuple):
+    """Everything random about one item: which A and B images, and where each is cropped."""
+
+    a: int
+    b: int
+    crop_a: Crop
+    crop_b: Crop
 
 
 class UnpairedDataset(Dataset):
@@ -107,15 +146,21 @@ class UnpairedDataset(Dataset):
     def __len__(self) -> int:
         return self.epoch_size
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def plan(self, item: int) -> ItemPlan:
+        """The draws of item `item`, a pure function of (seed, item): A in the epoch's permutation, B at random."""
         epoch, pos = divmod(item, self.epoch_size)
         rng = random.Random(f"{self.seed}:{item}")
         ia = self._order(epoch)[pos] % len(self.a)
         ib = rng.randrange(len(self.b))
         c = self.cfg
+        crop_a = draw_crop(rng, c.load_size, c.crop_size, c.flip)
+        return ItemPlan(ia, ib, crop_a, draw_crop(rng, c.load_size, c.crop_size, c.flip))
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        p, c = self.plan(item), self.cfg
         return (
-            augment(self.a[ia].load(), c.load_size, c.crop_size, c.flip, rng),
-            augment(self.b[ib].load(), c.load_size, c.crop_size, c.flip, rng),
+            apply_crop(resize_square(self.a[p.a].load(), c.load_size), p.crop_a, c.crop_size),
+            apply_crop(resize_square(self.b[p.b].load(), c.load_size), p.crop_b, c.crop_size),
         )
 
 
@@ -135,3 +180,117 @@ class StepSampler(Sampler[int]):
             base = (step * self.world + self.rank) * self.batch
             yield from range(base, base + self.batch)
             step += 1
+
+
+# --- the training set on the device ---------------------------------------------------------------
+
+# The decoded set may take at most this share of the device's memory (the rest is the model's).
+DEVICE_DATA_FRACTION = 0.25
+DATA_ON_DEVICE = ("auto", "on", "off")
+
+
+def decoded_bytes(dataset: UnpairedDataset) -> int:
+    """Bytes of both domains decoded as uint8 load_size² RGB images."""
+    side = dataset.cfg.load_size
+    return (len(dataset.a) + len(dataset.b)) * 3 * side * side
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Total memory of `device` in bytes (a GPU's, or the host's RAM for the CPU); None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def resolve_data_on_device(setting: str | bool, device: str | torch.device, nbytes: int,
+                           capacity: int | None = None) -> tuple[bool, str]:
+    """(decode the training set onto `device`?, one line for the log) for `runtime.data_on_device`.
+
+    "auto" is on for CUDA devices and off elsewhere (the CPU keeps its DataLoader); "on" forces it
+    (tests, or a CPU run that wants it). Either way the decoded set (`nbytes`) must fit in
+    DEVICE_DATA_FRACTION of the device's memory (`capacity`, default: as `device_memory` reads it):
+    "auto" falls back to the DataLoader with the reason, "on" refuses with a ValueError.
+    """
+    device = torch.device(device)
+    setting = {True: "on", False: "off"}.get(setting, setting)  # type: ignore[call-overload]
+    if setting not in DATA_ON_DEVICE:
+        raise ValueError(f"data_on_device must be one of {', '.join(DATA_ON_DEVICE)}, not {setting!r}")
+    if setting == "off":
+        return False, "DataLoader (data_on_device off)"
+    if setting == "auto" and device.type != "cuda":
+        return False, f"DataLoader (data_on_device auto: on for CUDA only, this run is on {device.type})"
+    capacity = device_memory(device) if capacity is None else capacity
+    if capacity is not None and nbytes > DEVICE_DATA_FRACTION * capacity:
+        why = (f"the decoded training set would take {_gib(nbytes)}, more than {DEVICE_DATA_FRACTION:.0%} of "
+               f"{device}'s {_gib(capacity)}")
+        if setting == "on":
+            raise ValueError(f"--data-on-device on: {why}; lower --load-size or --max-items, or use "
+                             "--data-on-device off (the DataLoader)")
+        return False, f"DataLoader ({why})"
+    return True, f"decoded on {device} ({_gib(nbytes)}, {setting})"
+
+
+def _decode(sources: Sequence[ImageSource], load_size: int, workers: int) -> torch.Tensor:
+    """The images as one (N, 3, load_size, load_size) uint8 tensor, resized exactly as `augment` resizes."""
+    out = torch.empty((len(sources), 3, load_size, load_size), dtype=torch.uint8)
+
+    def decode(i: int) -> None:  # PIL decodes and resizes without the GIL: threads overlap
+        img = resize_square(sources[i].load(), load_size)
+        out[i] = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for _ in pool.map(decode, range(len(sources))):
+            pass
+    return out
+
+
+class DeviceImages:
+    """An `UnpairedDataset`'s images decoded once into uint8 tensors on `device`; each batch is cut there.
+
+    A batch is the DataLoader's batch of the same items, bit for bit: the same draws
+    (`UnpairedDataset.plan`: A in the epoch's seeded permutation, B at random, crops and flips from
+    a generator keyed by (seed, item)), the same PIL bicubic resize to load_size (done once here),
+    and crop, flip and the [-1, 1] conversion as tensor ops on the device. The draws are a few
+    Python integers per image, made on the host: slicing by them needs no transfer and no
+    synchronisation with the device. `batches` walks the items as `StepSampler` does, so a
+    resumed run and the ranks of a multi-process run see what they would with the DataLoader.
+    """
+
+    def __init__(self, dataset: UnpairedDataset, device: str | torch.device, workers: int | None = None):
+        self.dataset, self.device = dataset, torch.device(device)
+        workers = workers or min(8, os.cpu_count() or 1)
+        side = dataset.cfg.load_size
+        self.a = _decode(dataset.a, side, workers).to(self.device)
+        self.b = _decode(dataset.b, side, workers).to(self.device)
+
+    @property
+    def nbytes(self) -> int:
+        return self.a.numel() + self.b.numel()
+
+    def _cut(self, images: torch.Tensor, index: int, crop: Crop) -> torch.Tensor:
+        size = self.dataset.cfg.crop_size
+        view = images[index, :, crop.y : crop.y + size, crop.x : crop.x + size]
+        return view.flip(-1) if crop.flip else view
+
+    def batch(self, items: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items `items` of the dataset's stream as two float (N, 3, crop, crop) batches in [-1, 1] on the device."""
+        plans = [self.dataset.plan(i) for i in items]
+        a = torch.stack([self._cut(self.a, p.a, p.crop_a) for p in plans])
+        b = torch.stack([self._cut(self.b, p.b, p.crop_b) for p in plans])
+        return a.float().div_(127.5).sub_(1.0), b.float().div_(127.5).sub_(1.0)  # as imageio.to_tensor
+
+    def batches(self, start_step: int, batch_size: int, rank: int = 0,
+                world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's batches from `start_step` on, forever (the items `StepSampler` gives the DataLoader)."""
+        items = iter(StepSampler(start_step, batch_size, rank, world))
+        while True:
+            yield self.batch([next(items) for _ in range(batch_size)])

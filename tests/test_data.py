@@ -14,7 +14,18 @@ from conftest import REPO_ROOT, make_ab, make_unpaired, subprocess_env
 from PIL import Image
 
 from cutcore.config import DataConfig
-from cutcore.data import ImageSource, StepSampler, UnpairedDataset, augment, domain_sources, paired_sources
+from cutcore.data import (
+    DEVICE_DATA_FRACTION,
+    DeviceImages,
+    ImageSource,
+    StepSampler,
+    UnpairedDataset,
+    augment,
+    decoded_bytes,
+    domain_sources,
+    paired_sources,
+    resolve_data_on_device,
+)
 from cutcore.imageio import ImageLoadError, list_images, load_rgb, to_pil, to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -362,3 +373,134 @@ def test_image_source_is_hashable_and_frozen(tmp_path):
     assert {s: 1}[ImageSource(tmp_path / "x.png")] == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.half = "left"  # type: ignore[misc]
+
+
+# --- the training set decoded on the device -------------------------------------------------------
+
+
+def _loader_batches(ds: UnpairedDataset, batch: int, steps: int, start: int = 0, rank: int = 0, world: int = 1):
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=StepSampler(start, batch, rank, world))
+    it = iter(loader)
+    return [next(it) for _ in range(steps)]
+
+
+def _device_batches(images: DeviceImages, batch: int, steps: int, start: int = 0, rank: int = 0, world: int = 1):
+    it = images.batches(start, batch, rank, world)
+    return [next(it) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("layout,kw", [("unpaired", {}), ("unpaired", {"direction": "BtoA"}), ("ab", {}),
+                                       ("unpaired", {"load_size": 48, "crop_size": 48, "flip": False})])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_device_batches_are_the_dataloader_batches(unpaired_dir, ab_dir, layout, kw, batch):
+    """Same draws, same PIL resize (once, up front), crop/flip/scaling as tensor ops: bit-identical batches,
+    across epoch boundaries (4 items per epoch) and for both layouts and directions."""
+    ds = UnpairedDataset(_cfg(unpaired_dir if layout == "unpaired" else ab_dir, **kw), seed=5)
+    images = DeviceImages(ds, "cpu", workers=2)
+    assert images.a.dtype == images.b.dtype == torch.uint8 and images.nbytes == decoded_bytes(ds)
+    assert images.a.shape == (len(ds.a), 3, ds.cfg.load_size, ds.cfg.load_size)
+    crop = ds.cfg.crop_size
+    for (la, lb), (da, db) in zip(_loader_batches(ds, batch, 6), _device_batches(images, batch, 6), strict=True):
+        for loaded, cut in ((la, da), (lb, db)):
+            assert cut.shape == (batch, 3, crop, crop) and cut.dtype == torch.float32 and cut.device.type == "cpu"
+            assert -1 <= cut.min() and cut.max() <= 1
+            assert torch.equal(cut, loaded)
+
+
+def _coordinate_images(root: Path, n: int, side: int) -> Path:
+    """trainA/trainB images whose pixel (x, y) is (4x, 4y, 40·i): a crop reveals where it came from."""
+    yy, xx = np.mgrid[0:side, 0:side]
+    for domain in ("A", "B"):
+        (root / f"train{domain}").mkdir(parents=True)
+        for i in range(n):
+            img = np.stack([4 * xx, 4 * yy, np.full_like(xx, 40 * i + (20 if domain == "B" else 0))], -1)
+            Image.fromarray(img.astype(np.uint8)).save(root / f"train{domain}" / f"{i:02d}.png")
+    return root
+
+
+def test_device_crops_lie_inside_the_image_and_flip_about_half_the_time(tmp_path):
+    side, crop, n = 48, 20, 5
+    ds = UnpairedDataset(_cfg(_coordinate_images(tmp_path / "coords", n, side), load_size=side, crop_size=crop), seed=0)
+    images = DeviceImages(ds, "cpu", workers=1)
+    flips, corners, pictures = [], set(), set()
+    for a, b in _device_batches(images, 8, 25):  # 200 items, 400 crops
+        for t in torch.cat([a, b]):
+            u8 = ((t + 1) * 127.5).round().long()  # back to the stored integers
+            xs, ys, ids = u8[0] // 4, u8[1] // 4, u8[2]
+            assert (ids == ids[0, 0]).all()  # one picture per crop
+            pictures.add(int(ids[0, 0]))
+            y0 = int(ys[0, 0])
+            assert torch.equal(ys, (y0 + torch.arange(crop))[:, None].expand(crop, crop))  # rows in order
+            row = xs[0]
+            flipped = bool(row[0] > row[-1])
+            x0 = int(row.min())
+            assert torch.equal(row, (x0 + torch.arange(crop)).flip(0) if flipped else x0 + torch.arange(crop))
+            assert (xs == row).all()
+            assert 0 <= x0 <= side - crop and 0 <= y0 <= side - crop  # the whole window inside the image
+            flips.append(flipped)
+            corners.add((x0, y0))
+    assert pictures == {40 * i + d for i in range(n) for d in (0, 20)}  # every image of both domains is drawn
+    assert 0.4 < sum(flips) / len(flips) < 0.6, sum(flips)  # 400 fair coins: 0.5 ± 0.025 (1 sd)
+    assert len(corners) > 100  # crops all over the 29 x 29 possible corners, not a few fixed ones
+    no_flip = DeviceImages(UnpairedDataset(dataclasses.replace(ds.cfg, flip=False)), "cpu", workers=1)
+    for a, b in _device_batches(no_flip, 8, 5):
+        for t in torch.cat([a, b]):
+            assert ((t[0, 0, 1:] - t[0, 0, :-1]) > 0).all()  # columns left to right: never mirrored
+
+
+def test_device_batches_are_deterministic_and_a_resume_continues_the_stream(unpaired_dir):
+    first = _device_batches(DeviceImages(UnpairedDataset(_cfg(unpaired_dir), seed=2), "cpu"), 2, 9)
+    again = _device_batches(DeviceImages(UnpairedDataset(_cfg(unpaired_dir), seed=2), "cpu"), 2, 9)
+    for (a1, b1), (a2, b2) in zip(first, again, strict=True):
+        assert torch.equal(a1, a2) and torch.equal(b1, b2)
+    # A run resumed at step 5 (a fresh process: new dataset, new decode) cuts the batches of steps 5-8.
+    resumed = _device_batches(DeviceImages(UnpairedDataset(_cfg(unpaired_dir), seed=2), "cpu"), 2, 4, start=5)
+    for (a1, b1), (a2, b2) in zip(first[5:], resumed, strict=True):
+        assert torch.equal(a1, a2) and torch.equal(b1, b2)
+    other = _device_batches(DeviceImages(UnpairedDataset(_cfg(unpaired_dir), seed=3), "cpu"), 2, 9)
+    assert any(not torch.equal(x[0], y[0]) for x, y in zip(first, other, strict=True))
+
+
+def test_device_batches_of_ranks_are_disjoint_and_together_the_single_process_stream(unpaired_dir):
+    images = DeviceImages(UnpairedDataset(_cfg(unpaired_dir, load_size=44, crop_size=24), seed=1), "cpu")
+    steps = 6
+    single = _device_batches(images, 4, steps)
+    r0 = _device_batches(images, 2, steps, rank=0, world=2)
+    r1 = _device_batches(images, 2, steps, rank=1, world=2)
+    for s in range(steps):
+        for side in (0, 1):
+            assert torch.equal(torch.cat([r0[s][side], r1[s][side]]), single[s][side])
+        # different items: no crop of rank 0 repeats on rank 1 (random 24² crops of a 44² image)
+        assert not any(torch.equal(x, y) for x in r0[s][0] for y in r1[s][0])
+
+
+def test_device_decode_error_names_the_file(tmp_path):
+    root = make_unpaired(tmp_path / "d", n_a=2, n_b=2)
+    (root / "trainA" / "a01.png").write_bytes(b"broken")
+    with pytest.raises(ImageLoadError, match="a01.png"):
+        DeviceImages(UnpairedDataset(_cfg(root)), "cpu")
+
+
+def test_data_on_device_resolution_and_memory_guard():
+    gib = 2**30
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert resolve_data_on_device("auto", cpu, 1, capacity=gib)[0] is False  # the CPU keeps the DataLoader
+    assert resolve_data_on_device("off", cuda, 1, capacity=gib)[0] is False
+    on, note = resolve_data_on_device("auto", cuda, gib, capacity=8 * gib)
+    assert on and "decoded on cuda:0" in note
+    assert resolve_data_on_device("on", cpu, gib, capacity=8 * gib)[0] is True
+    assert resolve_data_on_device(True, cpu, 1)[0] is True and resolve_data_on_device(False, cuda, 1)[0] is False
+    limit = int(DEVICE_DATA_FRACTION * 8 * gib)
+    assert resolve_data_on_device("auto", cuda, limit, capacity=8 * gib)[0] is True
+    # Too large: auto falls back to the DataLoader and says why; on refuses with what to do.
+    on, note = resolve_data_on_device("auto", cuda, limit + 1, capacity=8 * gib)
+    assert not on and note.startswith("DataLoader") and "25%" in note and "8.00 GiB" in note
+    with pytest.raises(ValueError, match="on: the decoded training set would take 2.00 GiB.*--load-size"):
+        resolve_data_on_device("on", cpu, 2 * gib, capacity=4 * gib)
+    with pytest.raises(ValueError, match="auto, on, off"):
+        resolve_data_on_device("yes", cpu, 1)
+
+
+def test_decoded_bytes_counts_both_domains_at_load_size(unpaired_dir):
+    ds = UnpairedDataset(_cfg(unpaired_dir, load_size=40, crop_size=32))
+    assert decoded_bytes(ds) == (4 + 3) * 3 * 40 * 40
