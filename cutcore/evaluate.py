@@ -7,7 +7,6 @@ the slow imports (pytorch-fid, matplotlib) happen inside the functions that need
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -373,66 +372,6 @@ def write_evaluation(
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a model on a paired test set (accuracy, RMSE, SWD, FID)")
-    p.add_argument("--model", required=True, help="model folder, checkpoint, or run folder")
-    p.add_argument("--data", required=True,
-                   help="paired dataset: <phase>A/ + <phase>B/ with matching file names, or <phase>/ of AB images")
-    p.add_argument("--phase", default="test")
-    p.add_argument("--split", type=Path,
-                   help="text file of file names to evaluate, e.g. the held-out validation split with --phase train")
-    p.add_argument("--metrics", help=f"comma-separated subset of {','.join(METRICS)} "
-                                     "(default: all, FID only when its weights are available)")
-    p.add_argument("--json", action="store_true", help="print one JSON object {metric: value} instead of a table")
-    p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
-    p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
-    p.add_argument("--size", type=int,
-                   help="resize inputs to size² before translating (default: the size the model's config.json "
-                        "records under inference.size, else 256 as CUT's test protocol); 0 keeps their size. "
-                        f"Translations and targets are always compared at {PAIRED_SIZE}² (GcGAN)")
-    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
-    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--fid-weights", type=Path,
-                   help="pt_inception-2015-12-05-6726825d.pth (default: $CUTCORE_FID_WEIGHTS or the torch hub cache)")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    from .metrics import FIDWeightsUnavailable
-
-    if args.size is not None and args.size < 0:
-        raise ValueError(f"--size must be 0 or positive, got {args.size}")
-    split = read_split(args.split) if args.split else None
-    pairs = select_pairs(args.data, args.phase, split, args.max_images)
-    model = load_model(args.model, args.device, args.direction)
-    device = next(model.generator.parameters()).device
-    try:
-        metrics, fid_extractor = select_metrics(args.metrics, args.fid_weights, device)
-    except FIDWeightsUnavailable as e:  # a RuntimeError: the CLI's generic handler would print a traceback
-        print(f"error: {e}\nOn the command line: --fid-weights PATH.", file=sys.stderr)
-        return 2
-    size = evaluation_size(model.config) if args.size is None else args.size or None
-    values = evaluate_model(model, pairs, metrics, direction=args.direction, size=size, tile=args.tile,
-                            fid_extractor=fid_extractor)
-    scope = args.phase + (f", split {args.split.name}" if args.split else "")
-    markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {args.data} ({scope})\n\n"
-    markdown += metrics_table(values)
-    if args.out:
-        info = {"data": str(args.data), "phase": args.phase, "split": str(args.split) if args.split else None,
-                "direction": args.direction, "size": size}
-        write_evaluation(args.out, model, pairs, values, info, markdown, tile=args.tile)
-    print(json.dumps(values) if args.json else markdown)
-    return 0
-
-
 def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluator:
     """The held-out evaluation a training run's config asks for (`runtime.eval_*`), handed to the trainer."""
     r = cfg.runtime
@@ -441,3 +380,29 @@ def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluato
         read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
         size=translation_size(cfg.data.load_size, cfg.data.crop_size), direction=cfg.data.direction, device=device,
     )
+
+
+def evaluate_saved_model(
+    model_path: str | os.PathLike, data: str | os.PathLike, *, phase: str = "test", split: Path | None = None,
+    metrics: str | None = None, max_images: int | None = None, size: int | None = None, tile: int | None = None,
+    direction: str = "AtoB", device: str = "auto", fid_weights: Path | None = None, out: Path | None = None,
+) -> tuple[dict[str, float], str]:
+    """Score a saved model on a paired dataset: ({metric: value}, a markdown summary); with `out`,
+    also metrics.json, metrics.md and samples.png there. `size` None: the model's evaluation size;
+    0: the inputs' own size."""
+    if size is not None and size < 0:
+        raise ValueError(f"size must be 0 or positive, got {size}")
+    pairs = select_pairs(data, phase, read_split(split) if split else None, max_images)
+    model = load_model(model_path, device, direction)
+    chosen, fid_extractor = select_metrics(metrics, fid_weights, next(model.generator.parameters()).device)
+    size = evaluation_size(model.config) if size is None else size or None
+    values = evaluate_model(model, pairs, chosen, direction=direction, size=size, tile=tile,
+                            fid_extractor=fid_extractor)
+    scope = phase + (f", split {Path(split).name}" if split else "")
+    markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {data} ({scope})\n\n"
+    markdown += metrics_table(values)
+    if out:
+        info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
+                "direction": direction, "size": size}
+        write_evaluation(out, model, pairs, values, info, markdown, tile=tile)
+    return values, markdown

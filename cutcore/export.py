@@ -12,7 +12,6 @@ aside and renamed into place, so a failed export never leaves a half model behin
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -256,30 +255,3 @@ def export_run(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="turn a training run into a model folder (weights, config, model card)")
-    p.add_argument("run", type=Path, help="training run folder (checkpoints/step_*)")
-    p.add_argument("out", type=Path, help="model folder to write (replaced), e.g. weights/cut")
-    p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
-    p.add_argument("--name", help="model name (default: the folder name)")
-    p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
-    p.add_argument("--hardware", default="2 CPU cores", help="what it was trained on, for the model card")
-    p.add_argument("--about", default="", help="model card: a sentence on what the model translates")
-    p.add_argument("--attribution", default="", help="model card: the data's source and licence")
-    p.add_argument("--eval-data", help="paired dataset to evaluate on (writes metrics.json, samples.png)")
-    p.add_argument("--eval-phase", default="train")
-    p.add_argument("--eval-split", type=Path, help="file names of the held-out split")
-    p.add_argument("--eval-metrics", help="comma-separated metrics (default: all available)")
-    p.add_argument("--fid-weights", type=Path, help="pt_inception-2015-12-05-6726825d.pth, for FID")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    evaluation = (Evaluation(args.eval_data, args.eval_phase, args.eval_split, args.eval_metrics, args.fid_weights)
-                  if args.eval_data else None)
-    out = export_run(args.run, args.out, step=args.step, name=args.name, precision=args.precision,
-                     hardware=args.hardware, evaluation=evaluation, text=CardText(args.about, args.attribution))
-    print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
-    return 0

@@ -195,3 +195,10 @@ def _extract_cut(archive: Path, model: OfficialModel, workdir: Path) -> dict[str
     if "G" not in found:
         raise ValueError(f"{archive}: no {wanted['G']} inside; expected the archive {CUT_ARCHIVE_URL}")
     return found
+
+
+def official_models_dir(name: str | None = None) -> Path:
+    """Where converted official models go: $CUTCORE_MODELS, else ~/.cache/cutcore/models (`name` below it)."""
+    env = os.environ.get("CUTCORE_MODELS")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "cutcore" / "models"
+    return root / name if name else root

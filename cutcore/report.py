@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_bytes
-from .results import LABELS, METRICS, PLOT_LABELS, format_metric, plot_curves, plotted, save_figure
+from .results import LABELS, METRICS, PLOT_LABELS, format_metric, plotted, save_figure
 
 METHODS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
 BENCH = {"sec_per_iter": "sec/iter", "peak_mem_mib": "memory"}  # benchmark key -> column
@@ -203,32 +201,3 @@ def plot_bars(rows: Sequence[MethodRow], path: str | os.PathLike, baseline: dict
 
 def curves_path(plot: Path) -> Path:
     return plot.with_name(f"{plot.stem}-curves{plot.suffix or '.png'}")
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="one table (and charts) of every method's metrics and speed")
-    p.add_argument("--runs", nargs="+", required=True, type=Path,
-                   help="run or model folders, each with metrics.json (from evaluate --out) and/or config.json")
-    p.add_argument("--bench", type=Path,
-                   help="speed benchmark JSON: a list of {preset, sec_per_iter, peak_mem_mib, ...}")
-    p.add_argument("--out", type=Path, help="also write the markdown here")
-    p.add_argument("--plot", type=Path,
-                   help="bar charts PNG; the runs' metrics.jsonl curves go next to it as <name>-curves.png")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    report = build_report(args.runs, args.bench)
-    for note in report.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if not any(r.values for r in report.rows):
-        raise ValueError("nothing to report: no metrics and no benchmark entries were found (see the notes above)")
-    if args.out:
-        write_bytes(args.out, (report.markdown + "\n").encode())
-    if args.plot:
-        plot_bars(report.rows, args.plot, report.baseline)
-        curves = {r.method: r.curve for r in report.rows if r.curve}
-        if curves:
-            plot_curves(curves, curves_path(args.plot))
-    print(report.markdown)
-    return 0

@@ -49,7 +49,7 @@ def weights_dir() -> Path:
 
 def official_dir() -> Path:
     try:
-        from cutcore.official import official_models_dir
+        from cutcore.official_urls import official_models_dir
 
         return official_models_dir()
     except ImportError:  # pragma: no cover - the module is optional for the demo

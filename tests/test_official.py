@@ -278,8 +278,7 @@ def test_registry_names_and_urls():
 
 
 def _official(argv: list[str], monkeypatch) -> int:
-    """`python -m cutcore official ...` in-process, whether or not cli.COMMANDS registers it yet."""
-    monkeypatch.setattr(cli, "COMMANDS", [cli._add_lazy("official")])
+    """`python -m cutcore official ...` in-process."""
     return cli.main(["official", *argv])
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from cutcore.metrics import style
+from cutcore.cli import main
 from cutcore.metrics.style import foreign_colour_fraction, foreign_colour_mask, style_report, style_scores
 
 H, W = 192, 256
@@ -208,14 +209,15 @@ def test_cli(tmp_path, triple, capsys):
     for name, img in (("photo", p), ("artwork", a), ("output", with_door(p))):
         paths[name] = tmp_path / f"{name}.png"
         Image.fromarray(img).save(paths[name])
-    argv = ["--photo", str(paths["photo"]), "--artwork", str(paths["artwork"]), "--output", str(paths["output"])]
-    assert style.main(argv + ["--json"]) == 0
+    argv = ["style", "--photo", str(paths["photo"]), "--artwork", str(paths["artwork"]), "--output",
+            str(paths["output"])]
+    assert main(argv + ["--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"colour_ratio", "texture_ratio", "content", "foreign_colour_fraction"}
     assert result == style_report(p, a, with_door(p))
-    assert style.main(argv) == 0
+    assert main(argv) == 0
     table = capsys.readouterr().out
     assert "| colour_ratio |" in table and "| foreign_colour_fraction |" in table
-    assert style.main(["--photo", str(tmp_path / "missing.png"), "--artwork", str(paths["artwork"]),
+    assert main(["style", "--photo", str(tmp_path / "missing.png"), "--artwork", str(paths["artwork"]),
                        "--output", str(paths["output"])]) == 2
     assert "missing.png" in capsys.readouterr().err

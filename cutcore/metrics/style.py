@@ -24,10 +24,7 @@ directly). Identical sample sets score exactly 0.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -279,52 +276,3 @@ def style_report(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, sid
     s = _scores(p, a, o, seed)
     return {"colour_ratio": s.colour_ratio, "texture_ratio": s.texture_ratio, "content": s.content,
             "foreign_colour_fraction": float((_foreign_distance(p, a, o, FOREIGN_MIN_SHARE) > delta_e).mean())}
-
-
-# --- command line ---------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    """`python -m cutcore style ...` (for cutcore/cli.py's COMMANDS via _add_lazy("metrics.style"))."""
-    p = sub.add_parser("style", help="style yardsticks of a photo / artwork / output triple",
-                       description=__doc__.split("\n\n")[0])
-    _arguments(p)
-    p.set_defaults(func=_run)
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--photo", required=True, help="the content photo")
-    p.add_argument("--artwork", required=True, help="the style image")
-    p.add_argument("--output", required=True, help="the translation of the photo")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-
-
-def _run(args) -> int:
-    from cutcore.imageio import load_rgb
-
-    photo, artwork, output = (load_rgb(getattr(args, k)) for k in ("photo", "artwork", "output"))
-    result = style_report(photo, artwork, output)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    notes = {"colour_ratio": "< 1: colours closer to the artwork than the photo's",
-             "texture_ratio": "< 1: texture closer to the artwork than the photo's",
-             "content": "1: the photo's edges kept, 0: unrelated",
-             "foreign_colour_fraction": f"share of pixels in colours of neither image (ΔE > {FOREIGN_DELTA_E:g})"}
-    print("| score | value | meaning |\n|---|---:|---|")
-    for key, value in result.items():
-        print(f"| {key} | {value:.3f} | {notes[key]} |")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cutcore style", description=__doc__.split("\n\n")[0])
-    _arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return _run(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m cutcore sincut`: train SinCUT on one photo and one artwork from the command line.
+"""SinCUT without a UI (`python -m cutcore sincut`): train on one photo and one artwork into a run folder.
 
     python -m cutcore sincut --content etretat_photo.jpg --style monet_painting.jpg --out runs/etretat
     python -m cutcore sincut --data datasets/single_image_monet_etretat --preset sincut --out runs/etretat
@@ -10,7 +10,6 @@ translation.png. Ctrl-C stops after the current iteration and still exports.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..imageio import list_images
-from .config import SINCUT_PRESETS
 from .live import LiveTrainer, TrainEvent
 
 
@@ -36,34 +34,13 @@ def single_images(data: Path) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("sincut", help="train SinCUT from one content image and one style image")
-    p.add_argument("--content", type=Path, help="the image to translate (e.g. a photo)")
-    p.add_argument("--style", type=Path, help="the image whose look to learn (e.g. a painting)")
-    p.add_argument("--data", type=Path, help="instead of --content/--style: a folder with trainA/ and trainB/, "
-                                             "one image each (the official single-image layout)")
-    p.add_argument("--out", type=Path, required=True, help="run folder: previews/, losses.jsonl, the model")
-    p.add_argument("--preset", default="sincut-cpu", choices=sorted(SINCUT_PRESETS),
-                   help="sincut-cpu: minutes on a CPU; sincut: the paper's setting (a GPU)")
-    p.add_argument("--iters", type=int, help="stop after this many iterations (default: the preset's schedule)")
-    p.add_argument("--preview-every", type=int, default=20, help="iterations between previews")
-    p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.data:
-        content, style = single_images(args.data)
-    elif args.content and args.style:
-        content, style = args.content, args.style
-    else:
-        raise ValueError("give --content and --style, or --data")
-    trainer = LiveTrainer(content, style, args.preset, event_every=args.preview_every,
-                          preview_size=args.preview_size or None, device=args.device, max_iters=args.iters)
-    out = args.out
+def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
+                    preview_every: int = 20, preview_size: int | None = 384, device: str = "cpu") -> int:
+    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code."""
+    trainer = LiveTrainer(content, style, preset, event_every=preview_every, preview_size=preview_size,
+                          device=device, max_iters=iters)
     (out / "previews").mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=trainer.total, desc=args.preset, unit="it")
+    bar = tqdm(total=trainer.total, desc=preset, unit="it")
     last: TrainEvent | None = None
     trainer.start()
     try:

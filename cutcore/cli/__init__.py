@@ -1,0 +1,40 @@
+"""`python -m cutcore <command>`: every command line of the library is parsed here.
+
+Each module of this package holds the parsers of a few commands and thin handlers that import
+the library lazily (so `--help` stays quick); the work itself happens in library functions.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import evaluate, official, sincut, train
+
+COMMANDS = [train.add_train, train.add_translate, evaluate.add_evaluate, evaluate.add_export, sincut.add_sincut,
+            evaluate.add_report, official.add_official, evaluate.add_style]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cutcore", description="Contrastive unpaired translation (CUT family).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    args = parser.parse_args(argv)
+    return run(args.func, args)
+
+
+def run(func, args) -> int:
+    """A handler's exit code; user errors become one clear line on stderr, no traceback."""
+    try:
+        return func(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """The message alone: an error re-raised from a DataLoader worker embeds the worker's traceback."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text

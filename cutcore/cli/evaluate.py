@@ -1,0 +1,151 @@
+"""`evaluate`, `export`, `report` and `style`: scoring models and presenting the results."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a paired test set (accuracy, RMSE, SWD, FID)")
+    p.add_argument("--model", required=True, help="model folder, checkpoint, or run folder")
+    p.add_argument("--data", required=True,
+                   help="paired dataset: <phase>A/ + <phase>B/ with matching file names, or <phase>/ of AB images")
+    p.add_argument("--phase", default="test")
+    p.add_argument("--split", type=Path,
+                   help="text file of file names to evaluate, e.g. the held-out validation split with --phase train")
+    p.add_argument("--metrics", help="comma-separated subset of accuracy,rmse,swd,fid "
+                                     "(default: all, FID only when its weights are available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object {metric: value} instead of a table")
+    p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
+    p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
+    p.add_argument("--size", type=int,
+                   help="resize inputs to size² before translating (default: the size the model's config.json "
+                        "records under inference.size, else 256 as CUT's test protocol); 0 keeps their size. "
+                        "Translations and targets are always compared at 256² (GcGAN)")
+    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--fid-weights", type=Path,
+                   help="pt_inception-2015-12-05-6726825d.pth (default: $CUTCORE_FID_WEIGHTS or the torch hub cache)")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args) -> int:
+    from ..evaluate import evaluate_saved_model
+    from ..metrics import FIDWeightsUnavailable
+
+    try:
+        values, markdown = evaluate_saved_model(
+            args.model, args.data, phase=args.phase, split=args.split, metrics=args.metrics,
+            max_images=args.max_images, size=args.size, tile=args.tile, direction=args.direction, device=args.device,
+            fid_weights=args.fid_weights, out=args.out)
+    except FIDWeightsUnavailable as e:  # a RuntimeError, with advice on its own lines
+        print(f"error: {e}\nOn the command line: --fid-weights PATH.", file=sys.stderr)
+        return 2
+    print(json.dumps(values) if args.json else markdown)
+    return 0
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="turn a training run into a model folder (weights, config, model card)")
+    p.add_argument("run", type=Path, help="training run folder (checkpoints/step_*)")
+    p.add_argument("out", type=Path, help="model folder to write (replaced), e.g. weights/cut")
+    p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    p.add_argument("--name", help="model name (default: the folder name)")
+    p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    p.add_argument("--hardware", default="2 CPU cores", help="what it was trained on, for the model card")
+    p.add_argument("--about", default="", help="model card: a sentence on what the model translates")
+    p.add_argument("--attribution", default="", help="model card: the data's source and licence")
+    p.add_argument("--eval-data", help="paired dataset to evaluate on (writes metrics.json, samples.png)")
+    p.add_argument("--eval-phase", default="train")
+    p.add_argument("--eval-split", type=Path, help="file names of the held-out split")
+    p.add_argument("--eval-metrics", help="comma-separated metrics (default: all available)")
+    p.add_argument("--fid-weights", type=Path, help="pt_inception-2015-12-05-6726825d.pth, for FID")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..export import CardText, Evaluation, export_run
+
+    evaluation = (Evaluation(args.eval_data, args.eval_phase, args.eval_split, args.eval_metrics, args.fid_weights)
+                  if args.eval_data else None)
+    out = export_run(args.run, args.out, step=args.step, name=args.name, precision=args.precision,
+                     hardware=args.hardware, evaluation=evaluation, text=CardText(args.about, args.attribution))
+    print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    return 0
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="one table (and charts) of every method's metrics and speed")
+    p.add_argument("--runs", nargs="+", required=True, type=Path,
+                   help="run or model folders, each with metrics.json (from evaluate --out) and/or config.json")
+    p.add_argument("--bench", type=Path,
+                   help="speed benchmark JSON: a list of {preset, sec_per_iter, peak_mem_mib, ...}")
+    p.add_argument("--out", type=Path, help="also write the markdown here")
+    p.add_argument("--plot", type=Path,
+                   help="bar charts PNG; the runs' metrics.jsonl curves go next to it as <name>-curves.png")
+    p.set_defaults(func=_report)
+
+
+def _report(args) -> int:
+    from ..checkpoint import write_bytes
+    from ..report import build_report, curves_path, plot_bars
+    from ..results import plot_curves
+
+    report = build_report(args.runs, args.bench)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not any(r.values for r in report.rows):
+        raise ValueError("nothing to report: no metrics and no benchmark entries were found (see the notes above)")
+    if args.out:
+        write_bytes(args.out, (report.markdown + "\n").encode())
+    if args.plot:
+        plot_bars(report.rows, args.plot, report.baseline)
+        curves = {r.method: r.curve for r in report.rows if r.curve}
+        if curves:
+            plot_curves(curves, curves_path(args.plot))
+    print(report.markdown)
+    return 0
+
+
+
+def add_style(sub) -> None:
+    p = sub.add_parser("style", help="style yardsticks of a photo / artwork / output triple",
+                       description="Style yardsticks for one photo / artwork / output triple (SinCUT, issue 14).")
+    _arguments(p)
+    p.set_defaults(func=_style)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--photo", required=True, help="the content photo")
+    p.add_argument("--artwork", required=True, help="the style image")
+    p.add_argument("--output", required=True, help="the translation of the photo")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _style(args) -> int:
+    from ..imageio import load_rgb
+    from ..metrics.style import FOREIGN_DELTA_E, style_report
+
+    photo, artwork, output = (load_rgb(getattr(args, k)) for k in ("photo", "artwork", "output"))
+    result = style_report(photo, artwork, output)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    notes = {"colour_ratio": "< 1: colours closer to the artwork than the photo's",
+             "texture_ratio": "< 1: texture closer to the artwork than the photo's",
+             "content": "1: the photo's edges kept, 0: unrelated",
+             "foreign_colour_fraction": f"share of pixels in colours of neither image (ΔE > {FOREIGN_DELTA_E:g})"}
+    print("| score | value | meaning |\n|---|---:|---|")
+    for key, value in result.items():
+        print(f"| {key} | {value:.3f} | {notes[key]} |")
+    return 0

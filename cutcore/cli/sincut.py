@@ -1,0 +1,36 @@
+"""`sincut`: SinCUT from one photo and one artwork, headless."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..sincut.config import SINCUT_PRESETS
+
+
+def add_sincut(sub) -> None:
+    p = sub.add_parser("sincut", help="train SinCUT from one content image and one style image")
+    p.add_argument("--content", type=Path, help="the image to translate (e.g. a photo)")
+    p.add_argument("--style", type=Path, help="the image whose look to learn (e.g. a painting)")
+    p.add_argument("--data", type=Path, help="instead of --content/--style: a folder with trainA/ and trainB/, "
+                                             "one image each (the official single-image layout)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: previews/, losses.jsonl, the model")
+    p.add_argument("--preset", default="sincut-cpu", choices=sorted(SINCUT_PRESETS),
+                   help="sincut-cpu: minutes on a CPU; sincut: the paper's setting (a GPU)")
+    p.add_argument("--iters", type=int, help="stop after this many iterations (default: the preset's schedule)")
+    p.add_argument("--preview-every", type=int, default=20, help="iterations between previews")
+    p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_sincut)
+
+
+def _sincut(args: argparse.Namespace) -> int:
+    from ..sincut.headless import single_images, train_to_folder
+
+    if args.data:
+        content, style = single_images(args.data)
+    elif args.content and args.style:
+        content, style = args.content, args.style
+    else:
+        raise ValueError("give --content and --style, or --data")
+    return train_to_folder(content, style, args.out, args.preset, iters=args.iters, preview_every=args.preview_every,
+                           preview_size=args.preview_size or None, device=args.device)

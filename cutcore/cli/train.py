@@ -1,0 +1,92 @@
+"""`train` and `translate`: the training flags come from the config fields that declare them."""
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+from ..config import PRESETS, config_field, config_options, preset
+
+
+def _flag(path: str, f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _argument(hint) -> dict:
+    """argparse keywords for a config field's type: choices for a Literal, the type otherwise."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        return {"choices": list(args)}
+    return {"type": args[0] if args else hint}
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a preset")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: cut (with --resume: the checkpoint's)")
+    p.add_argument("--data", required=True, help="dataset folder (trainA/ + trainB/, or train/ of AB images)")
+    p.add_argument("--out", required=True, help="run folder: log.jsonl, samples/, checkpoints/")
+    p.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convs on many CPUs/GPUs)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--exclude", type=Path, help="text file of file names to hold out (one per line)")
+    # Every other flag is a config field that declares one (cutcore.config.option): the preset's
+    # value unless given.
+    for path, f, hint in config_options():
+        p.add_argument(_flag(path, f), dest=path, help=f.metadata["help"], **_argument(hint))
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    from ..evaluate import periodic_evaluator
+    from ..train import train
+
+    changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
+    if args.channels_last:
+        changes["runtime.channels_last"] = True
+    if args.no_flip:
+        changes["data.flip"] = False
+    if args.exclude:
+        changes["data.exclude"] = [ln.strip() for ln in args.exclude.read_text().splitlines() if ln.strip()]
+    options = config_options()
+    changes |= {path: getattr(args, path) for path, _, _ in options if getattr(args, path) is not None}
+    cfg = preset(args.preset or "cut")
+    for path, value in changes.items():
+        try:
+            target, name = config_field(cfg, path)
+            getattr(target, name)
+        except AttributeError:  # e.g. --lambda-nce with the cyclegan preset
+            flag = next(_flag(p, f) for p, f, _ in options if p == path)
+            raise ValueError(f"{flag} does not apply to the {cfg.preset} preset") from None
+        setattr(target, name, value)
+    if args.resume and args.preset:
+        changes["preset"] = args.preset
+    ckpt = train(cfg, args.out, resume=args.resume, changes=changes if args.resume else None,
+                 make_evaluator=periodic_evaluator)
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def add_translate(sub) -> None:
+    p = sub.add_parser("translate", help="translate an image or a folder with a trained model")
+    p.add_argument("--model", required=True,
+                   help="model folder, checkpoint, run folder, or an official generator file (latest_net_G.pth, "
+                        "read without unpickling objects; latest_net_F.pth beside it is used as the heads)")
+    p.add_argument("--input", required=True, help="image file or folder")
+    p.add_argument("--output", required=True, help="output folder (PNG files)")
+    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended")
+    p.add_argument("--scale", type=float,
+                   help="resize inputs by this factor before translating, the result back (default: the model's "
+                        "inference scale from its config.json, else 1)")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_translate)
+
+
+def _translate(args) -> int:
+    from ..model_folder import load_model
+    from ..translate import translate_path
+
+    model = load_model(args.model, args.device, args.direction)
+    for path in translate_path(model, args.input, args.output, args.tile, args.overlap, args.scale):
+        print(path)
+    return 0
