@@ -96,7 +96,7 @@ def test_a_run_trained_by_the_cli_is_listed_and_translates(app_env, tmp_path):
     import subprocess
     import sys
 
-    from conftest import make_unpaired, subprocess_env
+    from helpers import make_unpaired, subprocess_env
 
     data = make_unpaired(tmp_path / "data", n_a=2, n_b=2, size=(40, 40))
     run = app_env["weights"] / "sat2map-cut"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import domain_a_image, make_unpaired, subprocess_env
+from helpers import domain_a_image, make_unpaired, subprocess_env
 from PIL import Image
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import domain_a_image, tiny_run_config
+from helpers import domain_a_image, tiny_run_config
 from torch import nn
 
 from cutcore.checkpoint import module_state, save_tensors, write_json

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, make_ab, make_unpaired, subprocess_env
+from helpers import REPO_ROOT, make_ab, make_unpaired, subprocess_env
 from PIL import Image
 
 from cutcore.config import DataConfig

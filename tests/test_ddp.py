@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_unpaired, subprocess_env
+from helpers import make_unpaired, subprocess_env
 
 from cutcore.checkpoint import load_tensors, read_json
 from cutcore.config import RunConfig, from_dict

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
+from helpers import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
 from PIL import Image
 
 from cutcore.checkpoint import module_state, save_tensors, write_json

@@ -19,7 +19,7 @@ from cutcore.nets import ResnetGenerator
 from cutcore.train import Trainer, checkpoint_dirs, read_log, training_seconds
 from cutcore.model_folder import load_model
 
-from conftest import domain_a_image, domain_b_image, tiny_run_config
+from helpers import domain_a_image, domain_b_image, tiny_run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

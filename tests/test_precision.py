@@ -7,7 +7,7 @@ import pytest
 
 from cutcore.precision import LOSSES, compare, main, markdown, summary
 
-from conftest import make_unpaired
+from helpers import make_unpaired
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, domain_a_image, domain_b_image
+from helpers import SHARED, domain_a_image, domain_b_image
 from PIL import Image
 from torch import nn
 

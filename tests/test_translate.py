@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import domain_a_image, domain_b_image, tiny_run_config
+from helpers import domain_a_image, domain_b_image, tiny_run_config
 from PIL import Image
 from torch import nn
 
