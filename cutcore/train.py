@@ -7,6 +7,10 @@ was handed (training never imports evaluation).
 Multi-process (torchrun) training averages gradients with one all-reduce per optimiser step:
 the same update as DistributedDataParallel, without DDP's wrapper, which cannot follow the
 several generator calls that PatchNCE makes before one backward.
+
+On a GPU (issue 12) a run by default keeps its training images on the device (`DeviceImages`),
+trains channels_last and lets cuDNN autotune its convolutions; nothing in a step waits for the
+device except the steps that log, save or evaluate. On the CPU all of this stays off.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,7 +41,7 @@ from .checkpoint import (
     write_json,
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
-from .data import StepSampler, UnpairedDataset
+from .data import DeviceImages, StepSampler, UnpairedDataset, decoded_bytes, resolve_data_on_device
 from .hardware import resolve_device, resolve_precision
 from .imageio import tensor_grid
 from .loop import StepResult, TrainingLoop
@@ -110,6 +115,29 @@ def training_seconds(records: Sequence[dict], until: int) -> float:
     return total
 
 
+def resolve_channels_last(setting: str | bool, device: str | torch.device) -> bool:
+    """`runtime.channels_last`: "auto" is on for CUDA (cuDNN's tensor cores work in NHWC) and off
+    elsewhere (the CPU keeps the layout it was measured with); True/"on" and False/"off" as said."""
+    if setting in (True, "on"):
+        return True
+    if setting in (False, "off"):
+        return False
+    if setting == "auto":
+        return torch.device(device).type == "cuda"
+    raise ValueError(f"channels_last must be auto, on or off, not {setting!r}")
+
+
+def tune_backends(device: str | torch.device) -> dict[str, object]:
+    """Process-wide settings for training on `device`; what it set. On CUDA, cuDNN autotuning: the
+    shapes of a run are fixed, so the first steps try its algorithms and the rest use the fastest
+    (the choice may differ between processes: on CUDA a resume is close, not bit-identical).
+    Nothing on other devices."""
+    if torch.device(device).type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    return {"cudnn.benchmark": True}
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None):
         self.cfg, self.out = cfg, Path(out)
@@ -120,18 +148,27 @@ class Trainer:
         self.dist = _Dist(self.device)
         # The run records the precision it trains in ("auto" resolved), so a resume elsewhere keeps it.
         t.precision, self.precision_note = resolve_precision(t.precision, self.device)
+        # Layout and data path are how the run executes, not what it learns: saved as asked ("auto"),
+        # decided again by each invocation on its own device.
+        self.channels_last = resolve_channels_last(r.channels_last, self.device)
+        self.backends = tune_backends(self.device)
         torch.manual_seed(t.seed)
         self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
         self.model = build_model(cfg.model).to(self.device)
-        if r.channels_last:
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.dist.broadcast(self.model)
         self.model.configure_training(t.lr, t.beta1, t.beta2, t.precision, self.dist.sync_grads)
-        self.evaluator = make_evaluator(cfg, self.out, self.device) if make_evaluator and r.eval_every and self.dist.main else None
+        wanted = make_evaluator and r.eval_every and self.dist.main
+        self.evaluator = make_evaluator(cfg, self.out, self.device) if wanted else None
         self.step = 0
         if r.time_budget and self.dist.world > 1:
             raise ValueError("--time-budget runs in one process (each rank would measure its own rate)")
-        self.budget = TimeBudget(parse_duration(r.time_budget)) if r.time_budget else None
+        sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else None
+        self.budget = TimeBudget(parse_duration(r.time_budget), sync=sync) if r.time_budget else None
+        # After the budget starts: decoding the images is part of the run's time.
+        on_device, self.data_note = resolve_data_on_device(r.data_on_device, self.device, decoded_bytes(self.dataset))
+        self.device_images = DeviceImages(self.dataset, self.device) if on_device else None
         self.schedule_steps: int | None = None  # the steps a time budget laid the schedule over
         per_step = t.batch_size * self.dist.world
         self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
@@ -220,17 +257,27 @@ class Trainer:
         if self.dist.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", self.cfg)
-        loader = DataLoader(
-            self.dataset,
-            batch_size=t.batch_size,
-            sampler=StepSampler(self.step, t.batch_size, self.dist.rank, self.dist.world),
-            num_workers=r.num_workers,
-            persistent_workers=False,
-        )
-        loop = TrainingLoop(self.model, iter(loader), self.lr_at, self.total_steps, seed=t.seed, step=self.step,
-                            device=self.device, channels_last=r.channels_last)
+        if self.device_images is not None:
+            batches = self.device_images.batches(self.step, t.batch_size, self.dist.rank, self.dist.world)
+        else:
+            batches = iter(DataLoader(
+                self.dataset,
+                batch_size=t.batch_size,
+                sampler=StepSampler(self.step, t.batch_size, self.dist.rank, self.dist.world),
+                num_workers=r.num_workers,
+                persistent_workers=False,
+                pin_memory=self.device.type == "cuda",  # lets the loop's non_blocking copy overlap
+            ))
+        if self.dist.main:
+            layout = "channels_last" if self.channels_last else "NCHW"
+            tuned = "".join(f", {k}" for k in self.backends)
+            print(f"training on {self.device}: {self.precision_note}; {layout}{tuned}; data: {self.data_note}",
+                  file=sys.stderr)
+        loop = TrainingLoop(self.model, batches, self.lr_at, self.total_steps, seed=t.seed, step=self.step,
+                            device=self.device, channels_last=self.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main, desc=f"{self.cfg.preset} ({t.precision})", unit="it")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main,
+                   desc=f"{self.cfg.preset} ({t.precision})", unit="it")
         reporter = _Reporter(self, loop, log, bar)
         try:
             loop.run(reporter, should_stop=self.budget.exhausted if self.budget else lambda: False)
@@ -249,10 +296,12 @@ class TimeBudget:
 
     WARMUP_STEPS, MEASURE_STEPS = 3, 20
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, sync: Callable[[], None] | None = None):
+        """`sync` waits for the device (CUDA queues steps ahead of the host): called at the two
+        moments the rate is measured between, so it is the device's rate."""
         if seconds <= 0:
             raise ValueError(f"time budget must be positive, got {seconds} s")
-        self.seconds, self.start = seconds, time.perf_counter()
+        self.seconds, self.start, self.sync = seconds, time.perf_counter(), sync
         self.reserve = min(60.0, max(2.0, 0.03 * seconds))
         self.steps_seen, self.mark = 0, None
 
@@ -265,18 +314,25 @@ class TimeBudget:
     def steps_that_fit(self, step: int) -> int | None:
         """Called after every step; once the rate is measured, the total number of steps that fit."""
         self.steps_seen += 1
-        now = time.perf_counter()
         if self.steps_seen == self.WARMUP_STEPS:  # first steps pay for allocation and autotuning
-            self.mark = (now, step)
+            self._wait()
+            self.mark = (time.perf_counter(), step)
             return None
         if self.mark is None:
             return None
+        now = time.perf_counter()
         measured = step - self.mark[1]
         if measured < self.MEASURE_STEPS and now - self.mark[0] < 0.05 * self.seconds:
             return None
+        self._wait()
+        now = time.perf_counter()
         per_step = (now - self.mark[0]) / measured
         self.mark = None
         return step + int(max(0.0, self.seconds - self.reserve - self.elapsed()) / per_step)
+
+    def _wait(self) -> None:
+        if self.sync is not None:
+            self.sync()
 
 
 class _Reporter:
@@ -299,23 +355,27 @@ class _Reporter:
         if self.sample_batch is None:
             self.sample_batch = result.batch
         self.bar.update(1)
+        saving = step % r.save_every == 0 or last
+        evaluating = bool(r.eval_every) and (step % r.eval_every == 0 or last)
         if tr.dist.main:
             if step % r.log_every == 0 or last:
                 losses = result.loss_values()  # the one host synchronisation, when logging
                 now = time.perf_counter()
                 rec = {"step": step, "epoch": step / tr.steps_per_epoch, "lr": result.lr, **losses,
-                       "sec_per_iter": (now - self.last_time) / (step - self.last_step), "precision": tr.precision_note}
+                       "sec_per_iter": (now - self.last_time) / (step - self.last_step), "precision": tr.precision_note,
+                       "data": "device" if tr.device_images is not None else "loader"}
                 self.last_time, self.last_step = now, step
                 self.log.write(json.dumps(rec) + "\n")
                 self.log.flush()
                 self.bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             if step % r.sample_every == 0 or last:
                 tr.save_samples(self.sample_batch)
-            if step % r.save_every == 0 or last:
+            if saving:
                 self.checkpoint = tr.save()
-            if tr.evaluator and (step % r.eval_every == 0 or last):
+            if tr.evaluator and evaluating:
                 tr.evaluator(tr.model.G, step, step / tr.steps_per_epoch)
-        tr.dist.barrier()
+        if saving or evaluating:  # the other ranks wait for rank 0's checkpoint, not on every step
+            tr.dist.barrier()
 
 
 def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run_config
+from helpers import tiny_run_config
 
 from cutcore.checkpoint import load_tensors, read_json
 from cutcore.config import RunConfig, from_dict, preset
@@ -536,3 +536,107 @@ def test_auto_precision_resolves_per_device_and_is_saved(session_unpaired, tmp_p
     assert trainer.model.precision == expected
     assert read_json(ckpt / "config.json")["train"]["precision"] == expected  # a resume keeps what it learnt with
     assert _log(tmp_path / "run")[0]["precision"] == f"{expected} (auto): test"  # and the log says why
+
+
+# --- the GPU path, decided and exercised on the CPU (issue 12) --------------------------------------
+
+
+def _without(log: list[dict], *keys: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in keys} for r in log]
+
+
+@pytest.mark.parametrize("preset_name", ["cut", "cyclegan"])
+def test_device_data_trains_exactly_as_the_dataloader(session_unpaired, tmp_path, preset_name):
+    """The device path, forced on the CPU, feeds the same batches: same losses, same weights."""
+    runs = {}
+    for path in ("off", "on"):
+        cfg = tiny_run_config(preset_name, session_unpaired, max_steps=3)
+        cfg.train.batch_size = 2  # the third step straddles the epoch boundary (4 items per epoch)
+        cfg.runtime.data_on_device = path
+        trainer, ckpt = _fit(cfg, tmp_path / path)
+        assert (trainer.device_images is not None) == (path == "on")
+        runs[path] = (ckpt, _log(tmp_path / path))
+    assert [r["data"] for r in runs["on"][1]] == ["device"] * 3 and runs["off"][1][0]["data"] == "loader"
+    assert _without(runs["on"][1], "sec_per_iter", "data") == _without(runs["off"][1], "sec_per_iter", "data")
+    a, b = _all_tensors(runs["on"][0]), _all_tensors(runs["off"][0])
+    assert set(a) == set(b) and not [k for k in a if not torch.equal(a[k], b[k])]
+    # The run saves what was asked, so a resume on a GPU decides again.
+    assert read_json(runs["on"][0] / "config.json")["runtime"]["data_on_device"] == "on"
+
+
+def test_resume_with_device_data_is_bit_identical_and_may_switch_data_paths(session_unpaired, tmp_path):
+    def cfg(max_steps, path):
+        c = tiny_run_config("cut", session_unpaired, max_steps=max_steps)
+        c.runtime.data_on_device = path
+        return c
+
+    straight = train(cfg(4, "on"), tmp_path / "straight")
+    train(cfg(2, "on"), tmp_path / "split")
+    resumed = train(cfg(4, "on"), tmp_path / "split", resume=True, changes={"runtime.max_steps": 4})
+    # Started with the DataLoader, continued on the device (the data path is run-time, as on a new machine).
+    train(cfg(2, "off"), tmp_path / "switch")
+    switched = train(cfg(4, "off"), tmp_path / "switch", resume=True,
+                     changes={"runtime.max_steps": 4, "runtime.data_on_device": "on"})
+    want = _all_tensors(straight)
+    for ckpt in (resumed, switched):
+        got = _all_tensors(ckpt)
+        assert ckpt.name == "step_00000004" and not [k for k in want if not torch.equal(want[k], got[k])]
+    assert [r["data"] for r in _log(tmp_path / "switch")] == ["loader"] * 2 + ["device"] * 2
+
+
+def test_device_data_refused_when_it_does_not_fit(session_unpaired, tmp_path, monkeypatch):
+    import cutcore.data as data
+
+    monkeypatch.setattr(data, "device_memory", lambda device: 4 * 7 * 3 * 40 * 40 - 1)  # 7 images of 40²: just over 25%
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
+    cfg.runtime.data_on_device = "on"
+    with pytest.raises(ValueError, match="more than 25% of cpu's"):
+        Trainer(cfg, tmp_path / "run")
+    monkeypatch.setattr(data, "device_memory", lambda device: 4 * 7 * 3 * 40 * 40)
+    assert Trainer(cfg, tmp_path / "run").device_images is not None
+
+
+def test_channels_last_and_cudnn_autotuning_are_for_cuda_only(session_unpaired, tmp_path):
+    from cutcore.train import resolve_channels_last, tune_backends
+
+    settings = ("auto", "on", "off", True, False)
+    assert [resolve_channels_last(s, "cpu") for s in settings] == [False, True, False, True, False]
+    assert [resolve_channels_last(s, "cuda:1") for s in settings] == [True, True, False, True, False]
+    with pytest.raises(ValueError, match="auto, on or off"):
+        resolve_channels_last("yes", "cpu")
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        assert tune_backends("cpu") == {} and torch.backends.cudnn.benchmark is False
+        # A default run on the CPU: NCHW, no autotuning, the DataLoader, "auto" kept in the saved config.
+        cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
+        assert cfg.runtime.channels_last == cfg.runtime.data_on_device == "auto"
+        trainer, ckpt = _fit(cfg, tmp_path / "run")
+        assert not trainer.channels_last and trainer.backends == {} and torch.backends.cudnn.benchmark is False
+        assert trainer.device_images is None and trainer.data_note.startswith("DataLoader")
+        conv = next(m for m in trainer.model.G.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert read_json(ckpt / "config.json")["runtime"]["channels_last"] == "auto"
+        # --channels-last (True) still turns it on for a CPU run.
+        cfg.runtime.channels_last = True
+        assert Trainer(cfg, tmp_path / "nhwc").channels_last
+        # On CUDA the flag is set (it is only a flag: settable without a GPU).
+        assert tune_backends(torch.device("cuda", 0)) == {"cudnn.benchmark": True} and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def test_time_budget_waits_for_the_device_where_it_measures(monkeypatch):
+    import cutcore.train as train_module
+    from cutcore.train import TimeBudget
+
+    clock, waits = [0.0], []
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock[0])
+    budget = TimeBudget(100.0, sync=lambda: waits.append(clock[0]))
+    fits = []
+    for step in range(1, 40):
+        clock[0] += 1.0
+        fits.append(budget.steps_that_fit(step))
+    # Waits at the end of warm-up (step 3) and where the rate is taken (5% of 100 s: step 8), nowhere else.
+    assert waits == [3.0, 8.0]
+    assert fits[7] == 8 + int(100 - 3 - 8) and all(f is None for i, f in enumerate(fits) if i != 7)
