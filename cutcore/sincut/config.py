@@ -106,3 +106,15 @@ def sincut_preset(name: str) -> SinCUTConfig:
     if name not in SINCUT_PRESETS:
         raise ValueError(f"unknown SinCUT preset {name!r}; choose from {', '.join(SINCUT_PRESETS)}")
     return SINCUT_PRESETS[name]()
+
+
+def with_total_iters(cfg: SinCUTConfig, iterations: int) -> SinCUTConfig:
+    """A copy of `cfg` whose LR schedule lasts exactly `iterations` steps, stretched or shrunk from the preset's
+    shape: the same share of steps at the full LR (floored), then the linear decay, stepped every iteration."""
+    iterations = int(iterations)
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    t = cfg.train
+    epochs = t.epochs + t.epochs_decay
+    constant = iterations * t.epochs // epochs if epochs > 0 else iterations // 2
+    return replace(cfg, train=replace(t, iters_per_epoch=1, epochs=constant, epochs_decay=iterations - constant))
