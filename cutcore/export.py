@@ -26,7 +26,7 @@ from . import __version__
 from .checkpoint import checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
 from .metrics.paired import most_common_colour_baseline
-from .model_folder import write_card, write_model_folder
+from .model_folder import ModelCard, write_card, write_model_folder
 from .saved_config import SavedModelConfig
 from .train import read_log, training_seconds
 
@@ -115,9 +115,8 @@ def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_tensors(ckpt / "model.safetensors").items()}
 
 
-def model_card(folder: Path, config: dict, text: CardText, shown_path: Path) -> str:
-    """README.md for the files in `folder`: Hub front matter, then data, recipe, training, metrics,
-    samples, use (with the model at `shown_path`)."""
+def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
+    """The card for the files in `folder`: data, recipe, training, metrics, samples, curves, licence."""
     from .evaluate import read_split
     from .results import LABELS, format_metric
 
@@ -125,16 +124,14 @@ def model_card(folder: Path, config: dict, text: CardText, shown_path: Path) -> 
     train_cfg, g = config.get("train", {}), m.get("generator", {})
     evaluation = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     held_out = set(d.get("exclude") or [])
-    lines = ["---", "library_name: cutcore", "pipeline_tag: image-to-image",
-             "tags: [image-to-image, contrastive-unpaired-translation]", "---", "",
-             f"# {name}", "", f"A `{config.get('preset')}` model trained with cutcore {__version__}."
-             + (f" {text.about}" if text.about else ""), "", "## Data", "",
-             f"- Training data: `{d.get('root')}`, phase `{d.get('phase')}`, direction {d.get('direction', 'AtoB')}, "
-             "trained **unpaired** (the two domains drawn independently)."]
+    card = ModelCard(name, f"A `{config.get('preset')}` model trained with cutcore {__version__}."
+                     + (f" {text.about}" if text.about else ""))
+    data = [f"- Training data: `{d.get('root')}`, phase `{d.get('phase')}`, direction {d.get('direction', 'AtoB')}, "
+            "trained **unpaired** (the two domains drawn independently)."]
     if held_out:
-        lines.append(f"- Held out from training: {len(held_out)} file names (`data.exclude` in config.json).")
-    lines += ["", "## Recipe", "",
-              f"- Images resized to {d.get('load_size')}², random {d.get('crop_size')}² crops"
+        data.append(f"- Held out from training: {len(held_out)} file names (`data.exclude` in config.json).")
+    card.sections.append(("Data", data))
+    recipe = [f"- Images resized to {d.get('load_size')}², random {d.get('crop_size')}² crops"
               + (", horizontal flips" if d.get("flip") else ""),
               f"- Generator: ResNet, ngf {g.get('ngf')}, {g.get('n_blocks')} residual blocks; "
               f"discriminator ndf {m.get('discriminator', {}).get('ndf')}",
@@ -143,10 +140,11 @@ def model_card(folder: Path, config: dict, text: CardText, shown_path: Path) -> 
               f"{train_cfg.get('epochs_decay')}"]
     scale = config.get("inference", {}).get("scale")
     if scale:
-        lines.append(f"- New inputs are resized by {scale:g} (the training scale) and the result back to the "
-                     "input's size; `translate` and the app do this themselves")
-    lines += [f"- Training time: {t.get('seconds', 0) / 3600:.2f} h wall-clock on {t.get('hardware', 'CPU')} (the "
-              "training loop, periodic evaluation and checkpoints included)", ""]
+        recipe.append(f"- New inputs are resized by {scale:g} (the training scale) and the result back to the "
+                      "input's size; `translate` and the app do this themselves")
+    recipe.append(f"- Training time: {t.get('seconds', 0) / 3600:.2f} h wall-clock on {t.get('hardware', 'CPU')} (the "
+                  "training loop, periodic evaluation and checkpoints included)")
+    card.sections.append(("Recipe", recipe))
     values = evaluation.get("metrics", {})
     if values:
         split = evaluation.get("split")
@@ -157,26 +155,23 @@ def model_card(folder: Path, config: dict, text: CardText, shown_path: Path) -> 
             scope += " (**not all held out from training**)"
         cols = [k for k in LABELS if k in values]
         base = evaluation.get("baseline", {})
-        lines += ["## Metrics", "",
-                  f"On {scope}, translated at {evaluation.get('size')}², compared at 256² (GcGAN protocol: accuracy "
-                  "= share of pixels within 5 of the truth in every channel).", "",
-                  "| | " + " | ".join(LABELS[c] for c in cols) + " |", "|---|" + "---:|" * len(cols),
-                  "| this model | " + " | ".join(format_metric(c, values[c]) for c in cols) + " |"]
+        metrics = [f"On {scope}, translated at {evaluation.get('size')}², compared at 256² (GcGAN protocol: accuracy "
+                   "= share of pixels within 5 of the truth in every channel).", "",
+                   "| | " + " | ".join(LABELS[c] for c in cols) + " |", "|---|" + "---:|" * len(cols),
+                   "| this model | " + " | ".join(format_metric(c, values[c]) for c in cols) + " |"]
         if base:
-            lines.append("| every pixel the most common colour of the targets | "
-                         + " | ".join(format_metric(c, base[c]) if c in base else "—" for c in cols) + " |")
-        lines.append("")
+            metrics.append("| every pixel the most common colour of the targets | "
+                           + " | ".join(format_metric(c, base[c]) if c in base else "—" for c in cols) + " |")
+        card.sections.append(("Metrics", metrics))
     if (folder / "samples.png").is_file():
-        lines += ["## Samples", "", "Input · this model · ground truth:", "", "![samples](samples.png)", ""]
+        card.sections.append(("Samples", ["Input · this model · ground truth:", "", "![samples](samples.png)"]))
     curves = [(f, alt) for f, alt in (("metrics.png", "held-out metrics during training"),
                                       ("losses.png", "training losses")) if (folder / f).is_file()]
     if curves:
-        lines += ["## Training curves", ""] + [line for f, alt in curves for line in (f"![{alt}]({f})", "")]
-    lines += ["## Use", "", "```bash",
-              f"python -m cutcore translate --model {shown_path} --input IMAGE_OR_FOLDER --output OUT_DIR", "```", ""]
+        card.sections.append(("Training curves", [line for f, alt in curves for line in (f"![{alt}]({f})", "")][:-1]))
     if text.attribution:
-        lines += ["## Data licence and attribution", "", text.attribution, ""]
-    return "\n".join(lines)
+        card.sections.append(("Data licence and attribution", [text.attribution]))
+    return card
 
 
 def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
@@ -248,7 +243,7 @@ def export_run(
             plot_curves({"": read_log(curve)}, staging / "metrics.png")
         if evaluation is not None:
             _evaluate_into(staging, config, evaluation)
-        write_card(staging, model_card(staging, config, text or CardText(), out))
+        write_card(staging, model_card(staging, config, text or CardText()).render(out))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

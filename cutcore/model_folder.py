@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -63,6 +63,27 @@ def write_card(folder: str | os.PathLike, card: str) -> None:
     write_bytes(Path(folder) / CARD, card.encode())
 
 
+@dataclass
+class ModelCard:
+    """README.md of a model folder, as every writer lays it out: Hub front matter, title, a summary,
+    the writer's own sections (heading, lines), and how to use the folder."""
+
+    title: str
+    summary: str
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
+    tags: tuple[str, ...] = ("image-to-image", "contrastive-unpaired-translation")
+
+    def render(self, shown_path: str | os.PathLike) -> str:
+        lines = ["---", "library_name: cutcore", "pipeline_tag: image-to-image", f"tags: [{', '.join(self.tags)}]",
+                 "---", "", f"# {self.title}", "", self.summary, ""]
+        for heading, body in self.sections:
+            lines += [f"## {heading}", "", *body, ""]
+        lines += ["## Use", "", "```bash",
+                  f"python -m cutcore translate --model {shown_path} --input IMAGE_OR_FOLDER --output OUT_DIR",
+                  "```", ""]
+        return "\n".join(lines)
+
+
 def read_config(folder: str | os.PathLike) -> SavedModelConfig:
     return SavedModelConfig.from_json(read_json(Path(folder) / CONFIG))
 
@@ -103,7 +124,8 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
     if ckpts:
         return ckpts[-1]
     raise FileNotFoundError(f"{path}: no model.safetensors here and no checkpoints/step_* below it (give a model "
-                            "folder, a checkpoint, a run folder, or an official generator file such as latest_net_G.pth)")
+                            "folder, a checkpoint, a run folder, or an official generator file such as "
+                            "latest_net_G.pth)")
 
 
 def is_official_file(path: str | os.PathLike) -> bool:

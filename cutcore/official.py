@@ -27,7 +27,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import module_state
 from .config import CUTModelConfig
-from .model_folder import write_model_folder
+from .model_folder import ModelCard, write_model_folder
 from .nets import PatchProjector, ResnetGeneratorConfig
 from .official_files import (
     OfficialCheckpointError,
@@ -60,30 +60,26 @@ _PAPERS = {
 
 
 def _model_card(name: str, source: str | None, method: str, notes: Sequence[str], cfg: ResnetGeneratorConfig,
-                heads: PatchProjector | None, layers: list[int], originals: dict[str, Path], precision: Precision,
-                out_dir: Path) -> str:
+                heads: PatchProjector | None, layers: list[int], originals: dict[str, Path],
+                precision: Precision) -> ModelCard:
     repo = CYCLEGAN_REPO if method == "cyclegan" else CUT_REPO
-    lines = [f"# {name}", "",
-             (f"Converted by `cutcore.official` (cutcore {__version__}) from official checkpoint files. The weights "
-              "are unchanged, only the container is new (safetensors instead of pickle), and cutcore's networks "
-              "compute the same function as the official ones (checked side by side against the reference code)."), ""]
-    if source:
-        lines.append(f"- Source: {source}")
-    lines += [f"- {note}" for note in notes]
-    lines.append(f"- Method: {method} ({_PAPERS[method]})")
-    lines.append(f"- Generator: {describe(cfg)}")
+    about = [f"- Source: {source}"] if source else []
+    about += [f"- {note}" for note in notes]
+    about.append(f"- Method: {method} ({_PAPERS[method]})")
+    about.append(f"- Generator: {describe(cfg)}")
     if heads is not None:
-        lines.append(f"- PatchNCE heads: {len(heads.channels)} MLPs ({heads.dim}-d) on generator layers {layers}")
-    for role, path in originals.items():
-        lines.append(f"- Converted from `{path.name}` ({role}), sha256 `{sha256_file(path)}`")
-    lines.append(f"- Stored as {precision}")
-    lines += ["", "## Use", "", "```bash", f"python -m cutcore translate --model {out_dir} --input IMAGE_OR_DIR --output OUT_DIR",
-              "```", "", "## Licence", "",
-              (f"The official code ({repo}) is released under a BSD-style licence; see its LICENSE file. No separate "
-               "licence is stated for the pretrained weights, and they were trained on third-party images with their "
-               "own terms (Cityscapes and AFHQ, for example, are for non-commercial use only). Check those terms "
-               "before any commercial use, and cite the paper above."), ""]
-    return "\n".join(lines)
+        about.append(f"- PatchNCE heads: {len(heads.channels)} MLPs ({heads.dim}-d) on generator layers {layers}")
+    about += [f"- Converted from `{path.name}` ({role}), sha256 `{sha256_file(path)}`"
+              for role, path in originals.items()]
+    about.append(f"- Stored as {precision}")
+    licence = [(f"The official code ({repo}) is released under a BSD-style licence; see its LICENSE file. No separate "
+                "licence is stated for the pretrained weights, and they were trained on third-party images with their "
+                "own terms (Cityscapes and AFHQ, for example, are for non-commercial use only). Check those terms "
+                "before any commercial use, and cite the paper above.")]
+    summary = (f"Converted by `cutcore.official` (cutcore {__version__}) from official checkpoint files. The weights "
+               "are unchanged, only the container is new (safetensors instead of pickle), and cutcore's networks "
+               "compute the same function as the official ones (checked side by side against the reference code).")
+    return ModelCard(name, summary, [("Origin", about), ("Licence", licence)])
 
 
 def convert_official(
@@ -133,7 +129,7 @@ def convert_official(
     source = source or f"official: converted from {Path(generator_path).name}"
     config = official_config(cfg, method, layers, heads, name, source)
     dtype = torch.float16 if precision == "fp16" else None
-    card = _model_card(name, source, method, card_notes, cfg, heads, layers, originals, precision, out)
+    card = _model_card(name, source, method, card_notes, cfg, heads, layers, originals, precision).render(out)
     return write_model_folder(out, module_state(modules, dtype), config, card,
                               {"format": "cutcore", "converted_from": source})
 
