@@ -21,12 +21,12 @@ from torch import nn
 from torch.nn.functional import adaptive_avg_pool2d
 
 from cutcore.metrics.paired import ImageLike, to_rgb_uint8
+from cutcore.official_urls import offline
 
 FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_ENV = "CUTCORE_FID_WEIGHTS"
 FID_DIMS = 2048
 _HASH_PREFIX = "6726825d"  # torch.hub convention: start of the file's sha256
-_OFFLINE_ENVS = ("CUTCORE_OFFLINE", "HF_HUB_OFFLINE")
 # Building InceptionV3 briefly swaps a pytorch-fid module attribute; serialise that.
 _BUILD_LOCK = threading.Lock()
 
@@ -49,10 +49,6 @@ def _how_to_fix() -> str:
     )
 
 
-def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in _OFFLINE_ENVS)
-
-
 def resolve_fid_weights(weights_path: str | os.PathLike | None = None) -> Path:
     """Path of the FID weights: explicit argument, $CUTCORE_FID_WEIGHTS, hub cache, download.
 
@@ -67,7 +63,7 @@ def resolve_fid_weights(weights_path: str | os.PathLike | None = None) -> Path:
     cached = default_weights_path()
     if cached.is_file():
         return cached
-    if _offline():
+    if offline():
         raise FIDWeightsUnavailable(f"FID Inception weights not found and downloads are disabled (offline).\n{_how_to_fix()}")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
