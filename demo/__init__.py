@@ -179,9 +179,6 @@ def build_demo():
                 correspondence_tab.build(ctx)
             with gr.Tab("Results", id="results"):
                 results_tab.build(ctx)
-        # A model list a tab built as a plain gr.Dropdown (correspondence_tab) gets the same behaviour.
-        for dd, _ in ctx.model_dropdowns:
-            accept_current_models(dd)
         for wire in ctx.after_build:
             wire()
         # A fresh page (or another user) sees models trained or deleted since the server started.

@@ -1,12 +1,13 @@
-"""Correspondence tab: click the translation, see where PatchNCE finds that patch in the input."""
+"""Correspondence tab: click the translation, see where PatchNCE finds that patch in the input.
+
+The analysis and its pictures are `cutcore.correspondence`'s; this module lays them out and wires the clicks."""
 from __future__ import annotations
 
 import os
 
 import gradio as gr
 
-from . import models
-from .correspondence import (
+from cutcore.correspondence import (
     DEFAULT_MAX_SIDE,
     caption,
     correspondence_maps,
@@ -17,6 +18,8 @@ from .correspondence import (
     prepare_image,
     render_overlay,
 )
+
+from . import models
 from .errors import UserError, open_upload, user_errors
 
 K_NEGATIVES = 5
@@ -61,7 +64,8 @@ def analyse(model_key: str | None, file) -> tuple:
     s = display_scale(image)
     view = emb.output.resize((image.width * s, image.height * s)) if s > 1 else emb.output
     state = {"key": model_key, "file": str(getattr(file, "path", None) or file), "scale": s}
-    return view, state, upload.summary + (f"; analysed at {image.width}×{image.height} px" if image.size != upload.image.size else "")
+    resized = f"; analysed at {image.width}×{image.height} px" if image.size != upload.image.size else ""
+    return view, state, upload.summary + resized
 
 
 def on_click(state: dict | None, x: float, y: float) -> tuple:
@@ -97,7 +101,6 @@ def details(maps, point: tuple[int, int], size: tuple[int, int], kind: str | Non
 
 
 def build(ctx) -> None:
-    choices = ctx.registry().choices(heads_only=True)
     gr.Markdown(
         "PatchNCE makes each patch of the translation **G(x)** match the patch of the input **x** at the same place "
         "(the *positive*) against all other input patches (the *negatives*). Click a point on the translation: the "
@@ -109,8 +112,7 @@ def build(ctx) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             with gr.Row():
-                model_dd = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None,
-                                       label="Model (with PatchNCE heads)", scale=8, elem_id="corr-model")
+                model_dd = ctx.model_dropdown(True, label="Model (with PatchNCE heads)", scale=8, elem_id="corr-model")
                 refresh = gr.Button("↻", scale=1, min_width=40, size="sm", elem_id="corr-refresh")
             upload = gr.File(label="Image", type="filepath", height=110, elem_id="corr-upload")
             info = gr.Markdown("", elem_id="corr-info")
@@ -135,5 +137,4 @@ def build(ctx) -> None:
     run.click(do_analyse, [model_dd, upload], [output, state, info, gallery, details], concurrency_id="analyse",
               concurrency_limit=2)
     output.select(do_click, state, [output, gallery, details], concurrency_id="analyse")
-    ctx.model_dropdowns.append((model_dd, True))
     refresh.click(ctx.refresh_one(True), model_dd, model_dd)

@@ -8,7 +8,8 @@ Search order (all folders holding `model.safetensors` + `config.json`, at most t
 3. Models trained live in the SinCUT tab (env `CUTCORE_LIVE_DIR`, default a temp folder): "live".
 4. Only when 1 holds no model: a snapshot of the Hub model repo `CUTCORE_HUB_REPO`
    (default "cutcore/sat2map"), downloaded once and cached by huggingface_hub. Offline
-   (HF_HUB_OFFLINE=1 or CUTCORE_OFFLINE=1) only an already cached snapshot is used.
+   (`cutcore.official_urls.offline()`: HF_HUB_OFFLINE=1 or CUTCORE_OFFLINE=1) only an already
+   cached snapshot is used.
 
 A model's source label comes from its config.json: a top-level "source" starting with
 "official" is "official", whatever folder it is in. What a model translates (its input domain, for
@@ -33,14 +34,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cutcore.model_folder import load_model
+from cutcore.official_urls import official_models_dir, offline
+from cutcore.report import METHODS
+from cutcore.results import LABELS, METRICS, format_metric
+
 log = logging.getLogger("cutcore.demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HUB_REPO = "cutcore/sat2map"
-KEY_METRICS = ("accuracy", "rmse", "swd", "fid")
-METRIC_LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid": "FID ↓"}
-# The satellite → map methods the project trains (cutcore.config.PRESETS); used to say what is missing.
-EXPECTED_PRESETS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
 
 
 def weights_dir() -> Path:
@@ -48,13 +50,7 @@ def weights_dir() -> Path:
 
 
 def official_dir() -> Path:
-    try:
-        from cutcore.official_urls import official_models_dir
-
-        return official_models_dir()
-    except ImportError:  # pragma: no cover - the module is optional for the demo
-        env = os.environ.get("CUTCORE_MODELS")
-        return Path(env).expanduser() if env else Path.home() / ".cache" / "cutcore" / "models"
+    return official_models_dir()
 
 
 def live_dir() -> Path:
@@ -63,17 +59,6 @@ def live_dir() -> Path:
 
 def hub_repo() -> str:
     return os.environ.get("CUTCORE_HUB_REPO", DEFAULT_HUB_REPO)
-
-
-def offline() -> bool:
-    truthy = {"1", "true", "yes", "on"}
-    return (os.environ.get("HF_HUB_OFFLINE", "").lower() in truthy) or (
-        os.environ.get("CUTCORE_OFFLINE", "").lower() in truthy
-    )
-
-
-def format_metric(name: str, value: float) -> str:
-    return f"{100 * value:.1f}%" if name == "accuracy" else f"{value:.2f}"
 
 
 @dataclass
@@ -101,7 +86,7 @@ class ModelEntry:
         lines = [f"**{self.name}** · source: *{self.source}* · method: `{self.preset}`"
                  + (" · PatchNCE heads ✓" if self.has_heads else "")]
         if self.metrics:
-            lines += ["", "| " + " | ".join(METRIC_LABELS[m] for m in self.metrics) + " |",
+            lines += ["", "| " + " | ".join(LABELS[m] for m in self.metrics) + " |",
                       "|" + "---:|" * len(self.metrics),
                       "| " + " | ".join(format_metric(m, v) for m, v in self.metrics.items()) + " |"]
         else:
@@ -121,7 +106,7 @@ def read_metrics(folder: Path) -> dict[str, float]:
     """Key metrics from metrics.json: `{"metrics": {...}}` (evaluate --out) or a flat dict."""
     doc = _read_json(folder / "metrics.json")
     values = doc.get("metrics", doc) if isinstance(doc.get("metrics", doc), dict) else {}
-    return {k: float(values[k]) for k in KEY_METRICS
+    return {k: float(values[k]) for k in METRICS
             if isinstance(values.get(k), (int, float)) and not isinstance(values.get(k), bool)}
 
 
@@ -282,7 +267,7 @@ def scan(use_hub: bool = True) -> Registry:
     add(official_dir(), "official")
     add(live_dir(), "live")
     have = {e.preset for e in entries if e.source in ("ours", "hub")}
-    missing = [p for p in EXPECTED_PRESETS if p not in have]
+    missing = [p for p in METHODS if p not in have]  # the satellite → map methods the project trains
     if entries and missing and n_ours:
         notes.append("Not available yet: " + ", ".join(f"`{p}`" for p in missing)
                      + f" (no model folder with that preset in `{wdir}`).")
@@ -340,11 +325,6 @@ def delete_live(key: str | None) -> ModelEntry:
 
 def load(key: str):
     """The LoadedModel for a registry key (a folder), cached; UserError if it is unknown or cannot be loaded."""
-    try:
-        from cutcore.model_folder import load_model
-    except ImportError:  # a library from before cutcore.model_folder
-        from cutcore.translate import load_model
-
     from .errors import UserError
 
     folder = require(key).path

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from cutcore.report import build_report, curves_path, plot_bars
+from cutcore.results import plot_curves
+
 from . import models
 
 NO_RESULTS = (
@@ -36,11 +39,6 @@ def build_results() -> Results:
     reg = models.scan()
     runs = [e.path for e in reg.entries if e.source in ("ours", "hub")]
     bench = bench_path()
-    try:
-        from cutcore.results import plot_curves
-        from cutcore.report import build_report, curves_path, plot_bars
-    except ImportError as e:  # pragma: no cover - the report module ships with cutcore
-        return Results(f"The report module is not available ({e}).")
     report = build_report(runs, bench if bench.is_file() else None)
     if not any(r.values for r in report.rows):
         return Results(NO_RESULTS, notes=report.notes)

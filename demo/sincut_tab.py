@@ -22,6 +22,8 @@ from typing import Any
 
 import gradio as gr
 
+from cutcore.official_urls import offline
+
 from . import models
 from .errors import UserError, error_text, open_upload, to_gr_error, user_errors
 
@@ -57,8 +59,7 @@ def default_iterations(preset: str) -> int:
 
 def make_config(preset: str, iterations: int):
     """The preset with its LR schedule stretched to exactly `iterations` steps (constant, then linear decay)."""
-    from cutcore.sincut import sincut_preset
-    from cutcore.sincut.config import SinCUTDataConfig
+    from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, with_total_iters
 
     iterations = int(iterations)
     if not 2 <= iterations <= MAX_ITERS:
@@ -76,10 +77,7 @@ def make_config(preset: str, iterations: int):
             cfg = sincut_preset(preset)
         except ValueError as e:
             raise UserError(str(e)) from None
-    cfg.train.iters_per_epoch = 1
-    cfg.train.epochs = iterations // 2
-    cfg.train.epochs_decay = iterations - iterations // 2
-    return cfg
+    return with_total_iters(cfg, iterations)
 
 
 def _live_trainer(content, style, cfg, *, event_every: int, preview_size: int):
@@ -250,8 +248,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
         name = f"sincut-{tag}-{stamp}"
         out = models.live_dir() / name
-        trainer.export(out)
-        (out / "README.md").write_text(model_card(name, cfg, photo.name, art.name, direction, iteration, total))
+        trainer.export(out, card=model_card(name, cfg, photo.name, art.name, direction, iteration, total))
         zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
         zip_dir.mkdir(parents=True, exist_ok=True)
         archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))
@@ -296,7 +293,7 @@ def _finish_run(trainer, session: str | None) -> None:
 
 def push_to_hub(folder: str | None, repo_id: str, token: str) -> str:
     """Upload a trained model folder to a Hub model repo; returns a markdown status line."""
-    if models.offline():
+    if offline():
         raise UserError("This server is offline (HF_HUB_OFFLINE/CUTCORE_OFFLINE), so it cannot push to the Hub.")
     if not folder or not Path(folder).is_dir():
         raise UserError("Train a model first: there is nothing to push yet.")
@@ -364,7 +361,7 @@ def build(ctx) -> None:
         delete = gr.Button("Delete this model", variant="stop", scale=1, size="sm", min_width=120,
                            elem_id="sincut-delete")
     delete_status = gr.Markdown("", elem_id="sincut-delete-status")
-    off = models.offline()
+    off = offline()
     with gr.Accordion("Push the trained model to the Hugging Face Hub (optional)", open=False):
         with gr.Column():
             gr.Markdown("_Disabled: this server is offline (HF_HUB_OFFLINE/CUTCORE_OFFLINE)._" if off else

@@ -20,13 +20,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
 
 from app_fixtures import bad_files, make_model, odd_mode_files, satellite_like
 
-from demo import correspondence_tab, models, results_tab, sincut_tab, translate_tab
-from demo.correspondence import (
+from cutcore.correspondence import (
     LayerMap,
     correspondence_maps,
     mark_point,
     render_overlay,
 )
+from demo import correspondence_tab, models, results_tab, sincut_tab, translate_tab
 from demo.errors import UserError, open_upload, user_errors
 
 
@@ -428,9 +428,9 @@ class FakeTrainer:
     def preview(self):
         return Image.new("RGB", (32, 24))
 
-    def export(self, out_dir):
+    def export(self, out_dir, card=None):
         self.exported.append(Path(out_dir))
-        return make_model(Path(out_dir), "cut")
+        return make_model(Path(out_dir), "cut", card=card)
 
 
 @pytest.fixture

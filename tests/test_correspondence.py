@@ -17,11 +17,11 @@ import torch
 from helpers import domain_a_image, tiny_run_config
 from torch import nn
 
+from cutcore import correspondence
 from cutcore.checkpoint import module_state, save_tensors, write_json
+from cutcore.correspondence import LayerMap, _Geometry, caption, correspondence_maps
 from cutcore.losses import nce_logits
 from cutcore.model_folder import load_model
-from demo import correspondence
-from demo.correspondence import LayerMap, _Geometry, caption, correspondence_maps
 from demo.correspondence_tab import details
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,8 +6,11 @@ z_k = H_l(G_enc^l(x))[k]: the positive is k = q (the same place), every other lo
 negative, and the hardest negatives (the most similar other locations) are the ones PUT keeps.
 
 `correspondence_maps` computes that per PatchNCE layer as an image-sized heatmap of cosine
-similarities; `render_overlay` draws one over the input with the positive and the negatives
-marked. Both are pure (no UI) and run on CPU in well under a second at 256 px.
+similarities (`LayerMap`, `caption` says its numbers in a line); `render_overlay` draws one over
+the input with the positive and the negatives marked, `mark_point` the query on the translation.
+All are pure (no UI; the app's Correspondence tab lays them out) and run on CPU in well under a
+second at 256 px. `model` is a `cutcore.model_folder.LoadedModel` with PatchNCE heads (or anything
+with its `generator`, `heads`, `nce_layers` and `size_multiple`).
 
 The similarities are the training loss's own (tests/test_correspondence.py checks them against
 `nce_logits` on the model's heads): the same heads and L2 normalisation, and the output encoded
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from cutcore.imageio import fit_within, to_pil, to_tensor
+from .imageio import fit_within, to_pil, to_tensor
 
 DISPLAY_SIDE = 384  # the clickable translation and the heatmaps are shown about this large
 DEFAULT_MAX_SIDE = 256  # the analysis runs on the image resized to this (layer 0 has one location per pixel)
@@ -177,7 +180,7 @@ def correspondence_maps(model, image: Image.Image, point: tuple[float, float], k
         raise ValueError(f"point {point} is outside the {width}x{height} image")
     hp, wp = emb.padded_size
     maps = []
-    for layer, e_in, e_out in zip(model.nce_layers, emb.inputs, emb.outputs):
+    for layer, e_in, e_out in zip(model.nce_layers, emb.inputs, emb.outputs, strict=True):
         _, h, w = e_in.shape
         geo = _Geometry(h, w, hp, wp)
         gx, gy = geo.to_grid(x, y)
@@ -191,7 +194,7 @@ def correspondence_maps(model, image: Image.Image, point: tuple[float, float], k
         top = torch.topk(candidates.flatten(), min(k, n)) if n else None
         negatives, neg_sims = [], []
         if top is not None:
-            for value, idx in zip(top.values.tolist(), top.indices.tolist()):
+            for value, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 negatives.append(geo.to_pixel(idx % w, idx // w, width, height))
                 neg_sims.append(float(value))
         positive = sim[gy, gx]
