@@ -3,7 +3,10 @@
 Whole-image translation pads to the generator's size multiple (reflect) and crops back. The
 tiled mode runs overlapping tiles and blends them with a raised-cosine window, so memory is
 bounded by the tile size, not the image size (a 4096² image needs one float canvas, not a
-4096² activation stack).
+4096² activation stack). `will_tile` says beforehand which of the two a call will do.
+
+A caller can stop a translation: `should_stop()` is asked before each tile (and before a
+one-pass translation) and, when it answers True, `TranslationCancelled` is raised there.
 """
 from __future__ import annotations
 
@@ -23,7 +26,34 @@ from .imageio import list_images, load_rgb, rescale, to_pil, to_tensor
 if TYPE_CHECKING:
     from .model_folder import LoadedModel
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], None]  # (tiles done, total)
+ShouldStop = Callable[[], bool]
+
+
+class TranslationCancelled(Exception):
+    """`should_stop()` answered True: the translation stopped before tile `done + 1` of `total`."""
+
+    def __init__(self, done: int = 0, total: int = 0):
+        super().__init__(f"translation cancelled after {done} of {total} tiles")
+        self.done, self.total = done, total
+
+
+def _check(should_stop: ShouldStop | None, done: int, total: int) -> None:
+    if should_stop is not None and should_stop():
+        raise TranslationCancelled(done, total)
+
+
+def is_tiled(size: tuple[int, int], tile: int | None) -> bool:
+    """Whether `translate_with` translates an image of `size` (w, h) tile by tile (else in one pass)."""
+    return bool(tile) and max(size) > tile
+
+
+def will_tile(model: LoadedModel, img: Image.Image, tile: int | None, scale: float | None = None) -> bool:
+    """Whether `translate_image(model, img, tile, scale=scale)` will run in tiles (the size the generator
+    sees is `img`'s at the model's working scale, as `rescale` makes it)."""
+    scale = model.input_scale if scale is None else scale
+    size = img.size if scale == 1 else (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return is_tiled(size, tile)
 
 
 def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
@@ -62,9 +92,11 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
 @torch.no_grad()
 def translate_tiled(
     generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int = 64, multiple: int = 4,
-    progress: Progress | None = None,
+    progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
-    """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases."""
+    """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases.
+
+    `should_stop()` is asked before each tile; True raises TranslationCancelled."""
     if overlap * 2 >= tile:
         raise ValueError(f"overlap {overlap} must be less than half the tile size {tile}")
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
@@ -76,6 +108,7 @@ def translate_tiled(
     total, done = len(ys) * len(xs), 0
     for y in ys:
         for x in xs:
+            _check(should_stop, done, total)
             patch = src[y : y + tile, x : x + tile]
             th, tw = patch.shape[:2]
             t = torch.from_numpy(patch.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
@@ -101,11 +134,13 @@ def translate_tiled(
 
 def translate_with(
     generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64, multiple: int = 4,
-    progress: Progress | None = None,
+    progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
-    """Translate a PIL image with a bare generator; tiled when `tile` is given and the image is larger."""
-    if tile and max(img.size) > tile:
-        return translate_tiled(generator, img, tile, overlap, multiple, progress)
+    """Translate a PIL image with a bare generator; tiled when `tile` is given and the image is larger
+    (`is_tiled`). `should_stop()` is asked before each tile or the one pass (True: TranslationCancelled)."""
+    if is_tiled(img.size, tile):
+        return translate_tiled(generator, img, tile, overlap, multiple, progress, should_stop)
+    _check(should_stop, 0, 1)
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     out = run_generator(generator, to_tensor(img)[None].to(device), multiple)
     if progress:
@@ -115,15 +150,18 @@ def translate_with(
 
 def translate_image(
     model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None,
-    scale: float | None = None,
+    scale: float | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
-    """Translate at the model's working scale (`scale`, default `model.input_scale`); the result has `img`'s size."""
+    """Translate at the model's working scale (`scale`, default `model.input_scale`); the result has `img`'s size.
+
+    Tiled when the image at that scale is larger than `tile` (`will_tile`); `should_stop` as in `translate_with`."""
     scale = model.input_scale if scale is None else scale
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     if scale == 1:
-        return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress)
-    out = translate_with(model.generator, rescale(img, scale), tile, overlap, model.size_multiple, progress)
+        return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress, should_stop)
+    out = translate_with(model.generator, rescale(img, scale), tile, overlap, model.size_multiple, progress,
+                         should_stop)
     return out.resize(img.size, Image.BICUBIC)
 
 

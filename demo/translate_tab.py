@@ -22,7 +22,7 @@ import gradio as gr
 from PIL import Image
 
 from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
-from cutcore.translate import translate_image
+from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
 from .errors import Upload, UserError, event_alive, open_upload, user_errors
@@ -67,12 +67,13 @@ def view(img: Image.Image, side: int | None = None) -> Image.Image:
     return fit_within(img, side or VIEW_SIDE, Image.BILINEAR)
 
 
-class Cancelled(Exception):
+class Cancelled(TranslationCancelled):
     """A translation stopped on request (`reason`: "cancelled" or "client gone") after `done` of `total` tiles."""
 
     def __init__(self, reason: str, done: int = 0, total: int = 0):
-        super().__init__(reason)
-        self.reason, self.done, self.total = reason, done, total
+        super().__init__(done, total)
+        self.reason = reason
+        self.args = (reason,)
 
 
 # The large-image lane: one tiled translation runs, one more may wait; others are refused.
@@ -160,11 +161,11 @@ class TranslateResult:
 def translate_upload(model_key: str | None, file, progress: Callable[[int, int], None] | None = None,
                      should_stop: Callable[[], str | None] | None = None,
                      waiting: Callable[[], None] | None = None) -> TranslateResult:
-    """The whole Translate action without the UI: validate, load, translate (tiled if large), save.
+    """The whole Translate action without the UI: validate, load, translate (the library tiles it if large), save.
 
-    `should_stop()` returns a reason to stop (or None); it is asked before starting, after every tile
-    and before saving, and a reason raises Cancelled with nothing written. `waiting()` is called once
-    if the large-image lane is busy."""
+    `should_stop()` returns a reason to stop (or None); it is asked before starting, before every tile
+    (the library's cancel hook) and before saving, and a reason raises Cancelled with nothing written.
+    `waiting()` is called once if the large-image lane is busy."""
     if not model_key:
         raise UserError("No model selected. " + ("Choose one in the list." if models.scan().entries
                                                   else "No models are installed yet (see the note above)."))
@@ -174,26 +175,31 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     model = models.load(model_key)
     img = upload.image
     tile = tile_size()
-    tiled = max(img.size) * model.input_scale > tile  # the size the generator will see
+    tiled = will_tile(model, img, tile)  # translate_image decides; a large one waits for the large-image lane
+    reason: list[str | None] = [None]
     seen = [0, 0]  # tiles done, total
 
+    def stop() -> bool:
+        reason[0] = should_stop() if should_stop is not None else None
+        return bool(reason[0])
+
     def check() -> None:
-        why = should_stop() if should_stop is not None else None
-        if why:
-            raise Cancelled(why, *seen)
+        if stop():
+            raise Cancelled(reason[0], *seen)
 
     def report(done: int, total: int) -> None:
         seen[:] = [done, total]
-        check()
         if progress is not None:
             progress(done, total)
-            check()  # a cancel that came while the progress was shown
 
     check()
     with large_lane(check, waiting) if tiled else nullcontext():
         start = time.perf_counter()
-        out = translate_image(
-            model, img, tile=tile if tiled else None, overlap=min(64, tile // 4), progress=report)
+        try:
+            out = translate_image(model, img, tile=tile, overlap=min(64, tile // 4), progress=report,
+                                  should_stop=stop)
+        except TranslationCancelled as c:
+            raise Cancelled(reason[0] or "cancelled", c.done, c.total) from None
     seconds = time.perf_counter() - start
     check()  # nothing is written for a client that has gone
     stem = Path(upload.name).stem or "image"

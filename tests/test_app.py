@@ -180,6 +180,26 @@ def test_translate_large_image_tiled_with_progress(app_env, cut_model, tmp_path,
     assert saved.shape == (100, 150, 3) and saved.std() > 0
 
 
+def test_the_tab_takes_the_librarys_tiling_decision_and_cancel_hook(app_env, cut_model):
+    """The large-image lane follows translate_image's own choice (issue 15), also where a scale rounds the size
+    down to the tile (2049 px at ×0.25 is 512 px: one pass); should_stop stops the library between tiles."""
+    from cutcore.translate import TranslationCancelled, translate_image, will_tile
+
+    model = models.load(str(cut_model))
+    for width, tiled in ((2049, False), (2051, True)):
+        img, calls = satellite_like((width, 64)), []
+        translate_image(model, img, tile=512, progress=lambda d, t, seen=calls: seen.append((d, t)), scale=0.25)
+        assert will_tile(model, img, 512, scale=0.25) is tiled and (calls[-1][1] > 1) is tiled
+    calls = []
+    with pytest.raises(TranslationCancelled) as c:
+        translate_image(model, satellite_like((150, 100)), tile=32, overlap=8,
+                        progress=lambda d, t: calls.append((d, t)), should_stop=lambda: len(calls) >= 2)
+    assert (c.value.done, len(calls)) == (2, 2) and c.value.total > 2
+    with pytest.raises(TranslationCancelled):  # one pass: asked before it
+        translate_image(model, satellite_like((30, 20)), tile=32, should_stop=lambda: True)
+    assert issubclass(translate_tab.Cancelled, TranslationCancelled)
+
+
 def test_translate_view_is_downscaled_but_download_is_full_size(app_env, cut_model, tmp_path, monkeypatch):
     monkeypatch.setattr(translate_tab, "VIEW_SIDE", 50)
     res = translate_tab.translate_upload(str(cut_model), str(_png(tmp_path / "in.png", (120, 60))))
