@@ -28,6 +28,14 @@ class TrainingRecord:
 
 
 @dataclass
+class Domains:
+    """What a model translates, in words a person uses: its input ("photo") and its output ("artwork")."""
+
+    input: str
+    output: str
+
+
+@dataclass
 class SavedModelConfig:
     """config.json of a model folder, typed: the run's config and what was added when it was saved."""
 
@@ -36,6 +44,7 @@ class SavedModelConfig:
     source: str = ""  # "ours", or where an official model came from
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     training: TrainingRecord | None = None
+    domains: Domains | None = None  # recorded where the writer knows them (the app's SinCUT tab); else unknown
 
     @property
     def kind(self) -> str:
@@ -56,16 +65,19 @@ class SavedModelConfig:
             data["inference"] = asdict(self.inference)
         if self.training is not None:
             data["training"] = asdict(self.training)
+        if self.domains is not None:
+            data["domains"] = asdict(self.domains)
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> SavedModelConfig:
         data = dict(data)
-        extras = {k: data.pop(k) for k in ("name", "source", "inference", "training") if k in data}
+        extras = {k: data.pop(k) for k in ("name", "source", "inference", "training", "domains") if k in data}
         is_sincut = data.get("model", {}).get("kind") == "sincut"
         return cls(
             run=from_dict(SinCUTConfig if is_sincut else RunConfig, data),
             name=extras.get("name", ""), source=extras.get("source", ""),
             inference=InferenceSettings(**extras.get("inference", {})),
             training=TrainingRecord(**extras["training"]) if extras.get("training") else None,
+            domains=Domains(**extras["domains"]) if extras.get("domains") else None,
         )
