@@ -13,9 +13,10 @@ Search order (all folders holding `model.safetensors` + `config.json`, at most t
 
 A model's source label comes from its config.json: a top-level "source" starting with
 "official" is "official", whatever folder it is in. What a model translates (its input domain, for
-the upload box's label) is read from an `X2Y` name: of its training data folder (config.json's
-`data.root`: `sat2map`), else of the model (`horse2zebra_cut`, the SinCUT tab's
-`sincut-photo2art-…`), the other way round for `data.direction: "BtoA"`; unknown otherwise.
+the upload box's label) is config.json's `domains.input` where the writer recorded it (the SinCUT
+tab does); else it is read from an `X2Y` name: of its training data folder (config.json's
+`data.root`: `sat2map`), else of the model (`horse2zebra_cut`), the other way round for
+`data.direction: "BtoA"`; unknown otherwise.
 
 Only registered models are loaded or deleted (`require`, `load`, `delete_live`): a model key coming
 from the web API is checked against the current registry, so no other folder of the server is touched.
@@ -164,6 +165,9 @@ def _domain_word(word: str) -> str:
 
 def input_domain(config: dict, name: str = "") -> str | None:
     """What a model with this config.json translates ("satellite image", "photo", "horse image"), or None."""
+    domains = config.get("domains")
+    if isinstance(domains, dict) and isinstance(domains.get("input"), str) and domains["input"].strip():
+        return domains["input"].strip()
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     backwards = data.get("direction") == "BtoA"
     for text in (Path(str(data.get("root") or "")).name, name):

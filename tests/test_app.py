@@ -616,6 +616,14 @@ def test_sincut_real_trainer_tiny_preset_exports_a_loadable_model(app_env, two_i
     assert res.output.size == (80, 64)
     maps = correspondence_maps(models.load(str(ups[-1].model_dir)), satellite_like((40, 32)), (5, 5))
     assert len(maps) == 3
+    # One writer (LiveTrainer.export) wrote the card; config.json says what the model translates.
+    from cutcore.model_folder import read_config
+
+    folder = ups[-1].model_dir
+    assert "trained live in the cutcore" in (folder / "README.md").read_text()
+    domains = read_config(folder).domains
+    assert (domains.input, domains.output) == ("photo", "artwork")
+    assert models.scan().get(str(folder)).domain == "photo"
 
 
 def test_push_to_hub_offline_and_online(app_env, cut_model, monkeypatch):
@@ -881,6 +889,9 @@ def test_upload_label_follows_the_chosen_model(app_env):
     doc["data"]["direction"] = "BtoA"
     (sat / "config.json").write_text(json.dumps(doc))
     assert label(sat).startswith("Map to translate")
+    doc["domains"] = {"input": "aerial photo", "output": "map"}  # a recorded domain comes before any name
+    (sat / "config.json").write_text(json.dumps(doc))
+    assert label(sat).startswith("Aerial photo to translate")
 
 
 class _Request:
