@@ -64,9 +64,14 @@ def to_tensor(img: Image.Image):
     return a.float().div(127.5).sub(1.0)
 
 
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(w, h) resized by `scale` on both axes, as `rescale` makes it (rounded, at least 1 px each)."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def rescale(img: Image.Image, scale: float, resample: int = Image.BICUBIC) -> Image.Image:
     """`img` resized by `scale` on both axes (at least 1 px each)."""
-    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample)
+    return img.resize(scaled_size(img.size, scale), resample)
 
 
 def fit_within(img: Image.Image, side: int, resample: int = Image.BICUBIC) -> Image.Image:

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .imageio import list_images, load_rgb, rescale, to_pil, to_tensor
+from .imageio import list_images, load_rgb, rescale, scaled_size, to_pil, to_tensor
 
 if TYPE_CHECKING:
     from .model_folder import LoadedModel
@@ -52,8 +52,7 @@ def will_tile(model: LoadedModel, img: Image.Image, tile: int | None, scale: flo
     """Whether `translate_image(model, img, tile, scale=scale)` will run in tiles (the size the generator
     sees is `img`'s at the model's working scale, as `rescale` makes it)."""
     scale = model.input_scale if scale is None else scale
-    size = img.size if scale == 1 else (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    return is_tiled(size, tile)
+    return is_tiled(img.size if scale == 1 else scaled_size(img.size, scale), tile)
 
 
 def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:

@@ -146,16 +146,6 @@ python -m cutcore translate --model . --input IMAGE --output OUT_DIR
 """
 
 
-def record_domains(folder: Path, source: str, target: str) -> None:
-    """Add what the exported model translates to its config.json (`SavedModelConfig.domains`)."""
-    from cutcore.checkpoint import write_json
-    from cutcore.model_folder import CONFIG, read_config
-    from cutcore.saved_config import Domains
-
-    config = read_config(folder)
-    write_json(folder / CONFIG, replace(config, domains=Domains(source, target)).to_json())
-
-
 def mark_pending(session: str | None) -> None:
     """Start was pressed: the run is queued (Gradio runs it when the previous one ends)."""
     if session is None:
@@ -259,8 +249,10 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
         name = f"sincut-{tag}-{stamp}"
         out = models.live_dir() / name
-        trainer.export(out, card=model_card(name, cfg, photo.name, art.name, direction, iteration, total))
-        record_domains(out, *((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO)))
+        from cutcore.saved_config import Domains
+
+        trainer.export(out, card=model_card(name, cfg, photo.name, art.name, direction, iteration, total),
+                       domains=Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO))))
         zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
         zip_dir.mkdir(parents=True, exist_ok=True)
         archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))

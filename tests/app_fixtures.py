@@ -22,15 +22,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_model(folder: Path, preset: str = "cut", *, seed: int = 0, metrics: dict | None = None,
-               source: str | None = None, card: str | None = None) -> Path:
-    """A tiny but complete model folder (model.safetensors + config.json [+ README.md, metrics.json]),
-    written the way the trainer writes checkpoints, without training (seconds -> milliseconds)."""
+               source: str | None = None, card: str | None = None, domains=None) -> Path:
+    """A tiny but complete model folder (model.safetensors + config.json + README.md [+ metrics.json]),
+    written by the library's one model-folder writer, without training (seconds -> milliseconds)."""
     import torch
     from torch import nn
 
-    from cutcore.checkpoint import module_state, save_tensors, write_json
+    from cutcore.checkpoint import module_state
     from cutcore.config import preset as make_preset
+    from cutcore.model_folder import write_model_folder
     from cutcore.models import build_model
+    from cutcore.saved_config import SavedModelConfig
 
     cfg = make_preset(preset)
     g = cfg.model.generator
@@ -43,16 +45,11 @@ def make_model(folder: Path, preset: str = "cut", *, seed: int = 0, metrics: dic
     model = build_model(cfg.model)
     for p in model.parameters():  # more contrast than the default init: outputs that differ visibly
         nn.init.normal_(p, 0, 0.2)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / "model.safetensors", module_state(model.inference_modules()))
-    write_json(folder / "config.json", cfg)
-    if source is not None:
-        doc = json.loads((folder / "config.json").read_text())
-        doc["source"] = source
-        (folder / "config.json").write_text(json.dumps(doc))
+    card = card if card is not None else f"---\ntags: [test]\n---\n# {folder.name}\n\nTiny test model.\n"
+    write_model_folder(folder, module_state(model.inference_modules()),
+                       SavedModelConfig(cfg, source=source or "", domains=domains), card)
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps({"metrics": metrics, "preset": preset}))
-    (folder / "README.md").write_text(card if card is not None else f"---\ntags: [test]\n---\n# {folder.name}\n\nTiny test model.\n")
     return folder
 
 

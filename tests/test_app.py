@@ -448,9 +448,9 @@ class FakeTrainer:
     def preview(self):
         return Image.new("RGB", (32, 24))
 
-    def export(self, out_dir, card=None):
+    def export(self, out_dir, card=None, domains=None):
         self.exported.append(Path(out_dir))
-        return make_model(Path(out_dir), "cut", card=card)
+        return make_model(Path(out_dir), "cut", card=card, domains=domains)
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from PIL import Image
 from ..checkpoint import module_state
 from ..imageio import to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
-from ..model_folder import SavedModelConfig, write_model_folder
+from ..model_folder import write_model_folder
+from ..saved_config import Domains, SavedModelConfig
 from ..nets.stylegan2 import StyleGAN2Generator
 from ..translate import translate_with
 from .config import SinCUTConfig, sincut_preset
@@ -60,10 +61,10 @@ def translate(generator: StyleGAN2Generator, image: Image.Image, tile: int = 102
 
 
 def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.PathLike, iteration: int,
-                     card: str | None = None) -> Path:
+                     card: str | None = None, domains: Domains | None = None) -> Path:
     """A model folder of G and the PatchNCE heads F (loadable by `translate`, `evaluate` and the app)."""
-    return write_model_folder(out_dir, module_state({"G": model.G, "F": model.F}), SavedModelConfig(cfg),
-                              card, {"iteration": str(iteration)})
+    return write_model_folder(out_dir, module_state({"G": model.G, "F": model.F}),
+                              SavedModelConfig(cfg, domains=domains), card, {"iteration": str(iteration)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,10 +186,11 @@ class LiveTrainer:
         with self._lock:
             return translate(self.model.G, img, tile)
 
-    def export(self, out_dir: str | os.PathLike, card: str | None = None) -> Path:
-        """Save the generator (+ heads) as a model folder (with `card` as README.md); safe while training."""
+    def export(self, out_dir: str | os.PathLike, card: str | None = None, domains: Domains | None = None) -> Path:
+        """Save the generator (+ heads) as a model folder (with `card` as README.md and what it translates);
+        safe while training."""
         with self._lock:
-            return export_generator(self.model, self.cfg, out_dir, self.iteration, card)
+            return export_generator(self.model, self.cfg, out_dir, self.iteration, card, domains)
 
     # -- internals ----------------------------------------------------------------------------
 
