@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="256", help="training crop size(s), e.g. 256 or 256,512,1024")
     p.add_argument("--infer-sizes", default=None, help="generator inference sizes, e.g. 256,512 (default with no --preset)")
     p.add_argument("--tiled", type=int, default=None, help="also time tiled translation of an N×N image (e.g. 4096)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto (the GPU when there is one)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                    help="auto: bf16 where the device multiplies it natively, else fp32")
     p.add_argument("--batch-size", type=int, default=None,
@@ -451,10 +451,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .hardware import resolve_precision
+    from .hardware import resolve_device, resolve_precision
 
     try:
-        device = torch.device(args.device)
+        device = resolve_device(args.device)
     except RuntimeError as e:
         print(f"error: --device {args.device}: {e}", file=sys.stderr)
         return 2
@@ -462,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU visible"
         print(f"error: --device {args.device}: CUDA is not available (torch {torch.__version__}, {build})", file=sys.stderr)
         return 2
+    args.device = str(device)  # "auto" -> what it resolved to, in every row
     precision, reason = resolve_precision(args.precision, device)
     if not args.json or args.precision == "auto":
         print(f"precision: {reason}", file=sys.stderr)

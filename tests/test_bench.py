@@ -115,6 +115,16 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch, capsys):
     assert bench.main(["--device", "nonsense"]) == 2
 
 
+def test_device_auto_resolves_before_the_rows(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(bench, "measure", lambda spec: seen.append(spec) or bench.assemble_row(spec, 1.0, None, 1.0))
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda device, dtype="fp32": seen.append(device) or 1.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench.main(["--device", "auto", "--preset", "cut", "--json"]) == 0
+    assert seen[0]["device"] == "cpu" and seen[1] == "cpu"
+    capsys.readouterr()
+
+
 def _fake_model(new_api: bool, takes_precision: bool = True):
     calls = []
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cutcore import hardware
-from cutcore.hardware import cpu_flags, native_bf16, resolve_precision
+from cutcore.hardware import cpu_flags, native_bf16, resolve_device, resolve_precision
 
 # Trimmed /proc/cpuinfo of three machines: AVX2-only EPYC (Zen 2/3), Zen 4 with AVX512-BF16,
 # Sapphire Rapids with AMX, and a Graviton3 (aarch64 lists "Features", not "flags").
@@ -112,3 +112,11 @@ def test_cuda_absent(monkeypatch):
 def test_other_devices_are_not_native():
     assert not native_bf16("meta")
     assert resolve_precision("auto", "meta")[0] == "fp32"
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device() == torch.device("cuda") and resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # explicit names pass through
