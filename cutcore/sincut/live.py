@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ..checkpoint import module_state
+from ..hardware import resolve_precision
 from ..imageio import to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
 from ..model_folder import write_model_folder
@@ -95,6 +96,7 @@ class LiveTrainer:
         device: str | torch.device = "cpu",
         channels_last: bool = True,
         max_iters: int | None = None,
+        precision: str = "fp32",
     ):
         cfg = sincut_preset(config) if isinstance(config, str) else config
         cfg.validate()
@@ -118,7 +120,9 @@ class LiveTrainer:
             self.model = SinCUTModel(cfg.model).to(self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.model.configure_training(t.lr, t.beta1, t.beta2)
+        # "auto": bf16 where the device multiplies it natively (cutcore.hardware); fp32 by default, as the paper.
+        self.precision, self.precision_note = resolve_precision(precision, self.device)
+        self.model.configure_training(t.lr, t.beta1, t.beta2, self.precision)
         self.loop = TrainingLoop(self.model, self._batches(), t.lr_at, self.total, seed=t.seed, device=self.device,
                                  channels_last=channels_last)
         self.preview_input = self._preview_tensor(preview_size)

@@ -92,45 +92,47 @@ class SinCUTModel(TrainableModel):
 
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """One D update then one G (+F) update; returns the loss values."""
-        c, layers, n = self.cfg, self.cfg.nce_layers, real_a.shape[0]
+        c, layers, n, device = self.cfg, self.cfg.nce_layers, real_a.shape[0], real_a.device
         use_nce = c.lambda_nce > 0
         with_b = (c.nce_idt and use_nce) or c.lambda_idt > 0
-        real = torch.cat([real_a, real_b]) if with_b else real_a
-        fake, feats = self.G(real, layers)
-        fake_b = fake[:n]
+        with self.autocast(device):
+            real = torch.cat([real_a, real_b]) if with_b else real_a
+            fake, feats = self.G(real, layers)
+            fake_b = fake[:n]
 
-        # Discriminator: non-saturating GAN + R1 on the real images only.
-        pred_fake = self.D(fake_b.detach())
-        real_b_d = real_b.detach().requires_grad_(c.lambda_r1 > 0)
-        pred_real = self.D(real_b_d)
-        loss_d_fake = gan_loss(pred_fake, False, c.gan_mode)
-        loss_d_real = gan_loss(pred_real, True, c.gan_mode)
-        loss_d = 0.5 * (loss_d_fake + loss_d_real)
-        logs = {"D_fake": loss_d_fake.detach(), "D_real": loss_d_real.detach()}
-        if c.lambda_r1 > 0:
-            loss_r1 = r1_penalty(pred_real, real_b_d, c.lambda_r1)
-            loss_d = loss_d + loss_r1
-            logs["D_R1"] = loss_r1.detach()
+            # Discriminator: non-saturating GAN + R1 on the real images only.
+            pred_fake = self.D(fake_b.detach())
+            real_b_d = real_b.detach().requires_grad_(c.lambda_r1 > 0)
+            pred_real = self.D(real_b_d)
+            loss_d_fake = gan_loss(pred_fake, False, c.gan_mode)
+            loss_d_real = gan_loss(pred_real, True, c.gan_mode)
+            loss_d = 0.5 * (loss_d_fake + loss_d_real)
+            logs = {"D_fake": loss_d_fake.detach(), "D_real": loss_d_real.detach()}
+            if c.lambda_r1 > 0:
+                loss_r1 = r1_penalty(pred_real, real_b_d, c.lambda_r1)
+                loss_d = loss_d + loss_r1
+                logs["D_R1"] = loss_r1.detach()
         self.update("D", loss_d)
         logs["D"] = loss_d.detach()
 
         # Generator (+ heads).
-        with frozen(self.D):
-            loss_g = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
-        logs["G_GAN"] = loss_g.detach()
-        if use_nce:
-            keys = [f.detach() for f in feats]
-            loss_nce = self.nce_loss([k[:n] for k in keys], fake_b, rng)
-            logs["NCE"] = loss_nce.detach()
-            if c.nce_idt:
-                loss_nce_y = self.nce_loss([k[n:] for k in keys], fake[n:], rng)
-                logs["NCE_Y"] = loss_nce_y.detach()
-                loss_nce = 0.5 * (loss_nce + loss_nce_y)
-            loss_g = loss_g + loss_nce
-        if c.lambda_idt > 0:
-            loss_idt = identity_loss(fake[n:], real_b, c.lambda_idt)
-            logs["idt"] = loss_idt.detach()
-            loss_g = loss_g + loss_idt
+        with self.autocast(device):
+            with frozen(self.D):
+                loss_g = gan_loss(self.D(fake_b), True, c.gan_mode, for_discriminator=False) * c.lambda_gan
+            logs["G_GAN"] = loss_g.detach()
+            if use_nce:
+                keys = [f.detach() for f in feats]
+                loss_nce = self.nce_loss([k[:n] for k in keys], fake_b, rng)
+                logs["NCE"] = loss_nce.detach()
+                if c.nce_idt:
+                    loss_nce_y = self.nce_loss([k[n:] for k in keys], fake[n:], rng)
+                    logs["NCE_Y"] = loss_nce_y.detach()
+                    loss_nce = 0.5 * (loss_nce + loss_nce_y)
+                loss_g = loss_g + loss_nce
+            if c.lambda_idt > 0:
+                loss_idt = identity_loss(fake[n:], real_b, c.lambda_idt)
+                logs["idt"] = loss_idt.detach()
+                loss_g = loss_g + loss_idt
         self.update("G", loss_g)
         logs["G"] = loss_g.detach()
         return logs
