@@ -252,6 +252,11 @@ class Trainer:
         rows = torch.cat([real_a, fake, real_b]).float()
         tensor_grid(rows, nrow=real_a.shape[0]).save(self.out / "samples" / f"step_{self.step:08d}.png")
 
+    def execution_summary(self) -> str:
+        layout = "channels_last" if self.channels_last else "NCHW"
+        tuned = "".join(f", {k}" for k in self.backends)
+        return f"training on {self.device}: {self.precision_note}; {layout}{tuned}; data: {self.data_note}"
+
     def fit(self) -> Path:
         t, r, out = self.cfg.train, self.cfg.runtime, self.out
         if self.dist.main:
@@ -268,11 +273,6 @@ class Trainer:
                 persistent_workers=False,
                 pin_memory=self.device.type == "cuda",  # lets the loop's non_blocking copy overlap
             ))
-        if self.dist.main:
-            layout = "channels_last" if self.channels_last else "NCHW"
-            tuned = "".join(f", {k}" for k in self.backends)
-            print(f"training on {self.device}: {self.precision_note}; {layout}{tuned}; data: {self.data_note}",
-                  file=sys.stderr)
         loop = TrainingLoop(self.model, batches, self.lr_at, self.total_steps, seed=t.seed, step=self.step,
                             device=self.device, channels_last=self.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
@@ -352,8 +352,10 @@ class _Reporter:
             self.loop.total = self.bar.total = tr.total_steps
             self.bar.refresh()
         last = step == tr.total_steps
-        if self.sample_batch is None:
+        if self.sample_batch is None:  # the first step: the run is under way, say how it executes
             self.sample_batch = result.batch
+            if tr.dist.main:
+                tqdm.write(tr.execution_summary(), file=sys.stderr)
         self.bar.update(1)
         saving = step % r.save_every == 0 or last
         evaluating = bool(r.eval_every) and (step % r.eval_every == 0 or last)

@@ -57,12 +57,13 @@ def run_all(commands: dict[str, list[str]], cwd: Path, timeout: float = 420) -> 
 
 
 def _error_lines(stderr: str) -> list[str]:
-    """What stderr says besides tqdm's progress bar (redrawn with \\r; an error may follow it directly)."""
+    """What stderr says besides tqdm's progress bar (redrawn with \\r; an error may follow it directly)
+    and the trainer's one "training on ..." line once its first step is done."""
     lines = []
     for seg in re.split(r"[\r\n]+", stderr):
         if "error: " in seg:
             lines.append(seg[seg.index("error: "):])
-        elif seg.strip() and not re.search(r"\d+/\d+ \[", seg):
+        elif seg.strip() and not re.search(r"\d+/\d+ \[", seg) and not seg.startswith("training on "):
             lines.append(seg)
     return lines
 
@@ -278,3 +279,11 @@ def test_program_bad_data_exit_2_one_line(programs):
     lines = _error_lines(r.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no_such_dir" in lines[0], r
     assert "Traceback" not in r.stderr
+
+
+def test_train_says_once_how_it_executes(trained, capsys, tmp_path):
+    work, _ = trained
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, "--precision", "fp32")
+    assert r.code == 0, r
+    said = [seg for seg in re.split(r"[\r\n]+", r.stderr) if seg.startswith("training on ")]
+    assert len(said) == 1 and said[0].startswith("training on cpu: fp32 (requested); NCHW; data: DataLoader"), said
