@@ -47,10 +47,21 @@ class PatchProjector(nn.Module):
                 out.append(emb.permute(0, 2, 1).reshape(b, self.dim, h, w))
                 ids.append(torch.arange(h * w, device=feat.device))
                 continue
-            if patch_ids is None:
-                idx = torch.randperm(h * w, generator=generator)[: min(num_patches, h * w)].to(feat.device)
-            else:
-                idx = patch_ids[i]
+            idx = patch_ids[i] if patch_ids is not None else to_device(
+                sample_locations(h * w, num_patches, generator), feat.device)
             out.append(self.project(i, flat[:, idx].reshape(-1, c)))
             ids.append(idx)
         return out, ids
+
+
+def sample_locations(count: int, num_patches: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`num_patches` distinct locations of `count`, drawn on the CPU (the same draws on every device)."""
+    return torch.randperm(count, generator=generator)[: min(num_patches, count)]
+
+
+def to_device(idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU index tensor on `device`; to a GPU without making the host wait (pinned, non-blocking copy)."""
+    if device.type == "cuda":
+        return idx.pin_memory().to(device, non_blocking=True)
+    return idx.to(device)
+

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..losses import gan_loss, layered_patch_nce
 from ..models.common import TrainableModel, frozen, init_weights
-from ..nets.heads import PatchProjector
+from ..nets.heads import PatchProjector, sample_locations, to_device
 from ..nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from .config import SinCUTModelConfig
 
@@ -70,14 +70,19 @@ class SinCUTModel(TrainableModel):
         (`encode_window`, exact) unless that would cost more than encoding everything.
         """
         c = self.cfg
+        # The locations are drawn on the CPU, where the windows below are worked out (no device round trip).
+        host_ids = [sample_locations(f.shape[-2] * f.shape[-1], c.num_patches, rng) for f in key_feats]
+        ids = [to_device(idx, images.device) for idx in host_ids]
         with torch.no_grad():  # keys are detached in PatchNCE anyway: no graph needed
-            keys, ids = self.F(key_feats, c.num_patches, generator=rng)
+            keys, _ = self.F(key_feats, c.num_patches, ids)
         size = tuple(images.shape[-2:])
-        # Per layer: the sampled locations as (row, col) and their bounding box.
+        # Per layer: the sampled locations as (row, col) on the device and their bounding box.
         boxes = []
-        for idx, feat in zip(ids, key_feats):
-            r, col = idx // feat.shape[-1], idx % feat.shape[-1]
-            boxes.append((r, col, (int(r.min()), int(r.max()) + 1), (int(col.min()), int(col.max()) + 1)))
+        for host, idx, feat in zip(host_ids, ids, key_feats, strict=True):
+            w = feat.shape[-1]
+            r, col = idx // w, idx % w
+            hr, hc = host // w, host % w
+            boxes.append((r, col, (int(hr.min()), int(hr.max()) + 1), (int(hc.min()), int(hc.max()) + 1)))
         windows = [self.G.input_window(layer, b[2], b[3], size) for layer, b in zip(c.nce_layers, boxes)]
         if sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in windows) < size[0] * size[1]:
             queries = []
