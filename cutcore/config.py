@@ -94,6 +94,11 @@ class DataConfig:
     phase: str = "train"
     max_items: int | None = option(None, help="use at most this many images per domain")
     exclude: list[str] = field(default_factory=list)  # file names held out (validation split)
+    # The CUT reference's data loader: once the learning rate decays, whole images resized to the
+    # crop size (load_size = crop_size). Off for CycleGAN (its reference keeps random crops) and for
+    # recipes whose crops are patches of a deliberately resized image (128 px tiles, 64² crops).
+    whole_images_when_decaying: bool = option(True, help="during LR decay train on whole images resized to "
+                                                         "the crop size, as the CUT reference (on|off)")
 
 
 @dataclass
@@ -160,6 +165,7 @@ def _cyclegan() -> RunConfig:
             discriminator=PatchGANConfig(antialias=False),
             init="normal",
         ),
+        data=DataConfig(whole_images_when_decaying=False),
         train=TrainConfig(epochs=100, epochs_decay=100),
     )
 

@@ -110,12 +110,13 @@ def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, rng: r
 
 
 class ItemPlan(NamedTuple):
-    """Everything random about one item: which A and B images, and where each is cropped."""
+    """Everything about one item: which A and B images, the side both are resized to, where each is cropped."""
 
     a: int
     b: int
     crop_a: Crop
     crop_b: Crop
+    side: int
 
 
 class UnpairedDataset(Dataset):
@@ -133,6 +134,8 @@ class UnpairedDataset(Dataset):
         if cfg.max_items:
             a, b = a[: cfg.max_items], b[: cfg.max_items]
         self.a, self.b, self.cfg, self.seed = a, b, cfg, seed
+        # From this item on, whole images resized to the crop size (the trainer sets it where the LR decays).
+        self.whole_images_from: int | None = None
 
     @property
     def epoch_size(self) -> int:
@@ -153,14 +156,16 @@ class UnpairedDataset(Dataset):
         ia = self._order(epoch)[pos] % len(self.a)
         ib = rng.randrange(len(self.b))
         c = self.cfg
-        crop_a = draw_crop(rng, c.load_size, c.crop_size, c.flip)
-        return ItemPlan(ia, ib, crop_a, draw_crop(rng, c.load_size, c.crop_size, c.flip))
+        whole = self.whole_images_from is not None and item >= self.whole_images_from
+        side = c.crop_size if whole else c.load_size
+        crop_a = draw_crop(rng, side, c.crop_size, c.flip)
+        return ItemPlan(ia, ib, crop_a, draw_crop(rng, side, c.crop_size, c.flip), side)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         p, c = self.plan(item), self.cfg
         return (
-            apply_crop(resize_square(self.a[p.a].load(), c.load_size), p.crop_a, c.crop_size),
-            apply_crop(resize_square(self.b[p.b].load(), c.load_size), p.crop_b, c.crop_size),
+            apply_crop(resize_square(self.a[p.a].load(), p.side), p.crop_a, c.crop_size),
+            apply_crop(resize_square(self.b[p.b].load(), p.side), p.crop_b, c.crop_size),
         )
 
 
@@ -190,9 +195,10 @@ DATA_ON_DEVICE = ("auto", "on", "off")
 
 
 def decoded_bytes(dataset: UnpairedDataset) -> int:
-    """Bytes of both domains decoded as uint8 load_size² RGB images."""
-    side = dataset.cfg.load_size
-    return (len(dataset.a) + len(dataset.b)) * 3 * side * side
+    """Bytes of both domains decoded as uint8 RGB images at load_size² (and crop_size² for whole-image training)."""
+    c = dataset.cfg
+    area = c.load_size**2 + (c.crop_size**2 if c.whole_images_when_decaying and c.crop_size != c.load_size else 0)
+    return (len(dataset.a) + len(dataset.b)) * 3 * area
 
 
 def device_memory(device: torch.device) -> int | None:
@@ -267,14 +273,20 @@ class DeviceImages:
 
     def __init__(self, dataset: UnpairedDataset, device: str | torch.device, workers: int | None = None):
         self.dataset, self.device = dataset, torch.device(device)
-        workers = workers or min(8, os.cpu_count() or 1)
-        side = dataset.cfg.load_size
-        self.a = _decode(dataset.a, side, workers).to(self.device)
-        self.b = _decode(dataset.b, side, workers).to(self.device)
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.decoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.images(dataset.cfg.load_size)
+
+    def images(self, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both domains at side² (load_size; crop_size too once whole images are used), decoded on first use."""
+        if side not in self.decoded:
+            self.decoded[side] = tuple(_decode(s, side, self.workers).to(self.device)
+                                       for s in (self.dataset.a, self.dataset.b))
+        return self.decoded[side]
 
     @property
     def nbytes(self) -> int:
-        return self.a.numel() + self.b.numel()
+        return sum(t.numel() for pair in self.decoded.values() for t in pair)
 
     def _cut(self, images: torch.Tensor, index: int, crop: Crop) -> torch.Tensor:
         size = self.dataset.cfg.crop_size
@@ -284,8 +296,8 @@ class DeviceImages:
     def batch(self, items: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Items `items` of the dataset's stream as two float (N, 3, crop, crop) batches in [-1, 1] on the device."""
         plans = [self.dataset.plan(i) for i in items]
-        a = torch.stack([self._cut(self.a, p.a, p.crop_a) for p in plans])
-        b = torch.stack([self._cut(self.b, p.b, p.crop_b) for p in plans])
+        a = torch.stack([self._cut(self.images(p.side)[0], p.a, p.crop_a) for p in plans])
+        b = torch.stack([self._cut(self.images(p.side)[1], p.b, p.crop_b) for p in plans])
         return a.float().div_(127.5).sub_(1.0), b.float().div_(127.5).sub_(1.0)  # as imageio.to_tensor
 
     def batches(self, start_step: int, batch_size: int, rank: int = 0,

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -177,6 +177,7 @@ class Trainer:
             if r.max_steps < 1:
                 raise ValueError(f"max_steps must be at least 1, got {r.max_steps}")
             self.total_steps = min(self.total_steps, r.max_steps)
+        self._place_whole_images()
 
     # --- checkpoints -------------------------------------------------------------------
     def save(self) -> Path:
@@ -243,6 +244,32 @@ class Trainer:
         self.schedule_steps = max(1, steps)
         r = self.cfg.runtime
         self.total_steps = min(self.schedule_steps, r.max_steps) if r.max_steps else self.schedule_steps
+        self._place_whole_images()
+
+    def decay_start(self) -> int:
+        """The first step whose learning rate is below the constant phase's."""
+        t = self.cfg.train
+        if self.schedule_steps:
+            return math.ceil(t.epochs * self.schedule_steps / (t.epochs + t.epochs_decay))
+        return t.epochs * self.steps_per_epoch
+
+    def _place_whole_images(self) -> None:
+        if self.cfg.data.whole_images_when_decaying:
+            self.dataset.whole_images_from = self.decay_start() * self.cfg.train.batch_size * self.dist.world
+
+    def batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's batches from `start_step` on: cut on the device, or from a DataLoader."""
+        t, r = self.cfg.train, self.cfg.runtime
+        if self.device_images is not None:
+            return self.device_images.batches(start_step, t.batch_size, self.dist.rank, self.dist.world)
+        return iter(DataLoader(
+            self.dataset,
+            batch_size=t.batch_size,
+            sampler=StepSampler(start_step, t.batch_size, self.dist.rank, self.dist.world),
+            num_workers=r.num_workers,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",  # lets the loop's non_blocking copy overlap
+        ))
 
     def save_samples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         real_a, real_b = batch
@@ -258,23 +285,12 @@ class Trainer:
         return f"training on {self.device}: {self.precision_note}; {layout}{tuned}; data: {self.data_note}"
 
     def fit(self) -> Path:
-        t, r, out = self.cfg.train, self.cfg.runtime, self.out
+        t, out = self.cfg.train, self.out
         if self.dist.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", self.cfg)
-        if self.device_images is not None:
-            batches = self.device_images.batches(self.step, t.batch_size, self.dist.rank, self.dist.world)
-        else:
-            batches = iter(DataLoader(
-                self.dataset,
-                batch_size=t.batch_size,
-                sampler=StepSampler(self.step, t.batch_size, self.dist.rank, self.dist.world),
-                num_workers=r.num_workers,
-                persistent_workers=False,
-                pin_memory=self.device.type == "cuda",  # lets the loop's non_blocking copy overlap
-            ))
-        loop = TrainingLoop(self.model, batches, self.lr_at, self.total_steps, seed=t.seed, step=self.step,
-                            device=self.device, channels_last=self.channels_last)
+        loop = TrainingLoop(self.model, self.batches(self.step), self.lr_at, self.total_steps, seed=t.seed,
+                            step=self.step, device=self.device, channels_last=self.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main,
                    desc=f"{self.cfg.preset} ({t.precision})", unit="it")
@@ -350,6 +366,7 @@ class _Reporter:
         if tr.budget and tr.schedule_steps is None and (fit := tr.budget.steps_that_fit(step)) is not None:
             tr.plan_schedule(fit)
             self.loop.total = self.bar.total = tr.total_steps
+            self.loop.batches = tr.batches(step)  # loader workers hold a copy of the dataset's whole-image step
             self.bar.refresh()
         last = step == tr.total_steps
         if self.sample_batch is None:  # the first step: the run is under way, say how it executes

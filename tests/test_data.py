@@ -397,8 +397,9 @@ def test_device_batches_are_the_dataloader_batches(unpaired_dir, ab_dir, layout,
     across epoch boundaries (4 items per epoch) and for both layouts and directions."""
     ds = UnpairedDataset(_cfg(unpaired_dir if layout == "unpaired" else ab_dir, **kw), seed=5)
     images = DeviceImages(ds, "cpu", workers=2)
-    assert images.a.dtype == images.b.dtype == torch.uint8 and images.nbytes == decoded_bytes(ds)
-    assert images.a.shape == (len(ds.a), 3, ds.cfg.load_size, ds.cfg.load_size)
+    a, b = images.images(ds.cfg.load_size)
+    assert a.dtype == b.dtype == torch.uint8 and images.nbytes == (len(ds.a) + len(ds.b)) * 3 * ds.cfg.load_size**2
+    assert a.shape == (len(ds.a), 3, ds.cfg.load_size, ds.cfg.load_size)
     crop = ds.cfg.crop_size
     for (la, lb), (da, db) in zip(_loader_batches(ds, batch, 6), _device_batches(images, batch, 6), strict=True):
         for loaded, cut in ((la, da), (lb, db)):
@@ -501,6 +502,27 @@ def test_data_on_device_resolution_and_memory_guard():
         resolve_data_on_device("yes", cpu, 1)
 
 
-def test_decoded_bytes_counts_both_domains_at_load_size(unpaired_dir):
+def test_decoded_bytes_counts_both_domains_at_the_sizes_used(unpaired_dir):
     ds = UnpairedDataset(_cfg(unpaired_dir, load_size=40, crop_size=32))
+    assert decoded_bytes(ds) == (4 + 3) * 3 * (40 * 40 + 32 * 32)  # load size, and crop size for whole images
+    ds = UnpairedDataset(_cfg(unpaired_dir, load_size=40, crop_size=32, whole_images_when_decaying=False))
     assert decoded_bytes(ds) == (4 + 3) * 3 * 40 * 40
+
+
+def test_whole_images_from_the_decay_on_the_loader_and_the_device(unpaired_dir):
+    """The CUT reference's load_size = crop_size once the LR decays: whole images resized to the crop
+    size (crops at the origin, flips still drawn), the same on both data paths."""
+    ds = UnpairedDataset(_cfg(unpaired_dir, load_size=40, crop_size=32), seed=3)
+    ds.whole_images_from = 5
+    plans = [ds.plan(i) for i in range(10)]
+    assert [p.side for p in plans] == [40] * 5 + [32] * 5
+    assert all(p.crop_a[:2] == (0, 0) and p.crop_b[:2] == (0, 0) for p in plans[5:])
+    whole = ds[7][0]
+    expected = ds.a[plans[7].a].load().resize((32, 32), Image.BICUBIC)
+    if plans[7].crop_a.flip:
+        expected = expected.transpose(Image.FLIP_LEFT_RIGHT)
+    assert torch.equal(whole, to_tensor(expected))
+    images = DeviceImages(ds, "cpu", workers=1)
+    for (la, lb), (da, db) in zip(_loader_batches(ds, 2, 5), _device_batches(images, 2, 5), strict=True):
+        assert torch.equal(la, da) and torch.equal(lb, db)
+    assert set(images.decoded) == {40, 32}

@@ -587,12 +587,13 @@ def test_resume_with_device_data_is_bit_identical_and_may_switch_data_paths(sess
 def test_device_data_refused_when_it_does_not_fit(session_unpaired, tmp_path, monkeypatch):
     import cutcore.data as data
 
-    monkeypatch.setattr(data, "device_memory", lambda device: 4 * 7 * 3 * 40 * 40 - 1)  # 7 images of 40²: just over 25%
+    decoded = 7 * 3 * (40 * 40 + 32 * 32)  # 7 images at 40², and at the crop size 32² for whole-image training
+    monkeypatch.setattr(data, "device_memory", lambda device: 4 * decoded - 1)  # just over 25%
     cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
     cfg.runtime.data_on_device = "on"
     with pytest.raises(ValueError, match="more than 25% of cpu's"):
         Trainer(cfg, tmp_path / "run")
-    monkeypatch.setattr(data, "device_memory", lambda device: 4 * 7 * 3 * 40 * 40)
+    monkeypatch.setattr(data, "device_memory", lambda device: 4 * decoded)
     assert Trainer(cfg, tmp_path / "run").device_images is not None
 
 
@@ -640,3 +641,35 @@ def test_time_budget_waits_for_the_device_where_it_measures(monkeypatch):
     # Waits at the end of warm-up (step 3) and where the rate is taken (5% of 100 s: step 8), nowhere else.
     assert waits == [3.0, 8.0]
     assert fits[7] == 8 + int(100 - 3 - 8) and all(f is None for i, f in enumerate(fits) if i != 7)
+
+
+@pytest.mark.parametrize("preset_name,whole", [("cut", True), ("fastcut", True), ("cyclegan", False)])
+def test_whole_images_from_where_the_learning_rate_decays(session_unpaired, tmp_path, preset_name, whole):
+    """CUT's reference switches to load_size = crop_size once the LR decays; CycleGAN's does not."""
+    cfg = tiny_run_config(preset_name, session_unpaired, max_steps=None)
+    cfg.train.epochs, cfg.train.epochs_decay, cfg.train.batch_size = 2, 1, 2
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.decay_start() == 4 and trainer.lr_at(3) == cfg.train.lr > trainer.lr_at(4)  # 2 steps/epoch
+    assert trainer.dataset.whole_images_from == (8 if whole else None)  # step 4 x batch 2
+    trainer.plan_schedule(30)  # a time budget's schedule: 20 steps at full LR, then 10 decaying
+    assert trainer.decay_start() == 20 and trainer.lr_at(19) == cfg.train.lr > trainer.lr_at(20)
+    assert trainer.dataset.whole_images_from == (40 if whole else None)
+
+
+def test_time_budget_hands_the_loader_workers_the_new_whole_image_step(session_unpaired, tmp_path, fake_clock,
+                                                                         monkeypatch):
+    """Loader workers hold a copy of the dataset: once the budget lays the schedule (and so the step
+    where whole images start), the batches come from a new loader that knows it."""
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
+    cfg.runtime.time_budget, cfg.runtime.num_workers = "1m", 1
+    starts = []
+    orig = Trainer.batches
+
+    def batches(self, start_step):
+        starts.append((start_step, self.dataset.whole_images_from))
+        return orig(self, start_step)
+
+    monkeypatch.setattr(Trainer, "batches", batches)
+    trainer, _ = _fit(cfg, tmp_path / "run")
+    assert trainer.decay_start() == 29  # 58 steps laid: 29 at full LR
+    assert starts == [(0, 200 * 4), (6, 29)]  # decay after 200 epochs of 4 steps at first; re-made at step 6
