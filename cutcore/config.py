@@ -98,7 +98,7 @@ class DataConfig:
     # crop size (load_size = crop_size). Off for CycleGAN (its reference keeps random crops) and for
     # recipes whose crops are patches of a deliberately resized image (128 px tiles, 64² crops).
     whole_images_when_decaying: bool = option(True, help="during LR decay train on whole images resized to "
-                                                         "the crop size, as the CUT reference (on|off)")
+                                                         "the crop size, as the CUT reference")
 
 
 @dataclass

@@ -287,3 +287,16 @@ def test_train_says_once_how_it_executes(trained, capsys, tmp_path):
     assert r.code == 0, r
     said = [seg for seg in re.split(r"[\r\n]+", r.stderr) if seg.startswith("training on ")]
     assert len(said) == 1 and said[0].startswith("training on cpu: fp32 (requested); NCHW; data: DataLoader"), said
+
+
+@pytest.mark.parametrize("value,expected", [("off", False), ("on", True)])
+def test_bool_config_flags_take_on_or_off(trained, capsys, tmp_path, value, expected):
+    work, _ = trained
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY,
+              "--whole-images-when-decaying", value)
+    assert r.code == 0, r
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert cfg["data"]["whole_images_when_decaying"] is expected
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "p", *TINY, "--whole-images-when-decaying",
+              "maybe")
+    assert r.code == 2 and "expected on or off" in r.stderr

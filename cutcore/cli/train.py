@@ -1,6 +1,7 @@
 """`train` and `translate`: the training flags come from the config fields that declare them."""
 from __future__ import annotations
 
+import argparse
 import typing
 from pathlib import Path
 
@@ -11,11 +12,21 @@ def _flag(path: str, f) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "true", "yes", "1"):
+        return True
+    if text.lower() in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
 def _argument(hint) -> dict:
-    """argparse keywords for a config field's type: choices for a Literal, the type otherwise."""
+    """argparse keywords for a config field's type: choices for a Literal, on|off for a bool, the type otherwise."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is typing.Literal:
         return {"choices": list(args)}
+    if hint is bool:
+        return {"type": _on_off, "metavar": "on|off"}
     return {"type": args[0] if args else hint}
 
 
