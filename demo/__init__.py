@@ -18,7 +18,7 @@ Environment (all optional):
   CUTCORE_DEMO_MIN_EXPORT_ITERS  a SinCUT run stopped before this many iterations (and before its
                          budget) is not exported or listed (default 25)
   CUTCORE_DEMO_TINY_SINCUT=1  adds a seconds-long SinCUT preset (for tests)
-  CUTCORE_DEVICE         device for inference (default cpu; e.g. cuda)
+  CUTCORE_DEVICE         device for translation and SinCUT training (default: the GPU when CUDA is present, else cpu)
   HF_HUB_OFFLINE / CUTCORE_OFFLINE  no Hub access (the app still starts)
   GRADIO_SERVER_NAME / GRADIO_SERVER_PORT / GRADIO_SHARE  read by Gradio's launch()
 """

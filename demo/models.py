@@ -46,6 +46,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HUB_REPO = "cutcore/sat2map"
 
 
+
+def device():
+    """Where the app translates and trains: $CUTCORE_DEVICE, else the GPU when CUDA is present, else the CPU."""
+    from cutcore.hardware import resolve_device
+
+    return resolve_device(os.environ.get("CUTCORE_DEVICE", "auto"))
+
 def weights_dir() -> Path:
     return Path(os.environ.get("CUTCORE_WEIGHTS") or REPO_ROOT / "weights").expanduser()
 
@@ -341,7 +348,7 @@ def load(key: str):
             _cache.move_to_end(stamp)
             return _cache[stamp]
         try:
-            model = load_model(folder, os.environ.get("CUTCORE_DEVICE", "cpu"))
+            model = load_model(folder, device())
         except Exception as e:
             log.exception("cannot load model %s", folder)
             raise UserError(f"The model `{folder.name}` could not be loaded ({type(e).__name__}: {e}).") from None
