@@ -47,7 +47,7 @@ EPOCHS=${EPOCHS:-$([ "$SMOKE" = 1 ] && echo 2 || echo "")}   # force the total e
 HARDWARE=${HARDWARE:-$([ "$DEVICE" = cpu ] && echo "CPU (smoke test)" || echo "one NVIDIA H200 shared by six concurrent runs")}
 PY=${PYTHON:-$(command -v python3 || command -v python)}
 LOG="$OUT/session.log"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg TQDM_MININTERVAL=${TQDM_MININTERVAL:-5}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 say() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }

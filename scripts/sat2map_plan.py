@@ -1,7 +1,7 @@
 """Issue 13: choose the sat2map generator width and resolution within the size and speed limits.
 
     python scripts/sat2map_plan.py sizes                     # fp16 file size of every model kind vs the 10 MiB cap
-    python scripts/sat2map_plan.py flops --crop 128 --batch 1 --ngf 32 --n-blocks 6
+    python scripts/sat2map_plan.py flops --crop 128 --batch 8 --ngf 32 --n-blocks 6   # + the H200 estimate
     python scripts/sat2map_plan.py cpu-infer --size 256 --ngf 32 --n-blocks 6 [--threads 2]
     python scripts/sat2map_plan.py all --json plan.json      # the three, plus an H200 throughput estimate
 
@@ -84,12 +84,33 @@ def step_gflop(preset: str, crop: int, batch: int, ngf: int, n_blocks: int, lamb
     return counter.get_total_flops() / 1e9
 
 
+def step_ops(preset: str, ngf: int, n_blocks: int, lambda_l1_idt: float = 0.0) -> int:
+    """Operators one training step dispatches from Python (top-level profiler events): on a GPU each
+    launches one kernel or more, so this bounds the step rate of one process by its host overhead."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from cutcore.models import build_model
+
+    cfg = _generator_config(preset, ngf, n_blocks)
+    if lambda_l1_idt and cfg.model.kind == "cut":
+        cfg.model.lambda_l1_idt = lambda_l1_idt
+    model = build_model(cfg.model)
+    model.configure_training(2e-4, 0.5, 0.999, "fp32")
+    a, b = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(2))
+    model.train_step(a, b, torch.Generator().manual_seed(0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.train_step(a, b, torch.Generator().manual_seed(1))
+    return sum(1 for e in prof.events() if e.cpu_parent is None)
+
+
 def flops(crop: int, batch: int, ngf: int, n_blocks: int, lambda_l1_idt: float) -> list[dict]:
     rows = []
     for p in PRESETS:
         g = step_gflop(p, crop, batch, ngf, n_blocks, lambda_l1_idt if p != "cyclegan" else 0.0)
+        ops = step_ops(p, ngf, n_blocks, lambda_l1_idt if p != "cyclegan" else 0.0)
         rows.append({"preset": p, "crop": crop, "batch": batch, "ngf": ngf, "n_blocks": n_blocks,
-                     "gflop_per_step": round(g, 2), "gflop_per_image": round(g / batch, 2)})
+                     "gflop_per_step": round(g, 2), "gflop_per_image": round(g / batch, 2), "ops_per_step": ops})
     return rows
 
 
@@ -131,14 +152,24 @@ def cpu_infer(size: int, ngf: int, n_blocks: int, threads: int, repeats: int, pr
             "load_average": round(os.getloadavg()[0], 2)}
 
 
-def h200_estimate(rows: list[dict], window_s: float, utilisation: tuple[float, float] = (0.2, 0.4)) -> dict:
-    """Images each preset could see in `window_s` of one H200 shared by all six, from FLOPs alone:
-    the same image budget for every preset, so the window holds sum(GFLOP per image) × images."""
+def h200_estimate(rows: list[dict], window_s: float, batch: int, us_per_op: float = 15.0,
+                  utilisation: tuple[float, ...] = (0.2, 0.4)) -> dict:
+    """Steps (and images) each preset could take in `window_s` of one H200 shared by all six runs with the
+    same image budget. Two bounds: the device's arithmetic (all six runs' FLOPs per step at `utilisation`
+    of the bf16 peak, the runs taking turns on the GPU) and each process's host overhead (`ops_per_step`
+    eager operators at `us_per_op` each, the processes running side by side on 16 cores). A step of all
+    six takes the larger of the two."""
     per_image = sum(r["gflop_per_image"] for r in rows)
-    out = {"window_s": window_s, "gflop_per_image_all_six": round(per_image, 1)}
+    host_s = max(r["ops_per_step"] for r in rows) * us_per_op * 1e-6
+    out = {"window_s": window_s, "batch": batch, "gflop_per_image_all_six": round(per_image, 1),
+           "host_ms_per_step_slowest": round(1e3 * host_s, 1), "us_per_op": us_per_op}
     for u in utilisation:
-        rate = H200_BF16_PEAK_TFLOPS * 1e3 * u  # GFLOP/s
-        out[f"images_each_at_{int(u * 100)}pct"] = int(rate * window_s / per_image)
+        device_s = batch * per_image / (H200_BF16_PEAK_TFLOPS * 1e3 * u)
+        step_s = max(device_s, host_s)
+        out[f"at_{int(u * 100)}pct"] = {"device_ms_per_step_all_six": round(1e3 * device_s, 1),
+                                        "ms_per_step": round(1e3 * step_s, 1),
+                                        "steps_each": int(window_s / step_s),
+                                        "images_each": int(window_s / step_s) * batch}
     return out
 
 
@@ -148,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ngf", type=int, default=32)
     ap.add_argument("--n-blocks", type=int, default=6)
     ap.add_argument("--crop", type=int, default=128, help="training crop side (flops)")
-    ap.add_argument("--batch", type=int, default=1, help="training batch (flops)")
+    ap.add_argument("--batch", type=int, default=8, help="training batch (flops)")
     ap.add_argument("--lambda-l1-idt", type=float, default=5.0, help="the recipe's L1 identity (CUT family)")
     ap.add_argument("--size", type=int, default=256, help="side the model translates at (cpu-infer)")
     ap.add_argument("--threads", type=int, default=2)
@@ -168,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         result["flops"] = flops(args.crop, args.batch, args.ngf, args.n_blocks, args.lambda_l1_idt)
         for r in result["flops"]:
             print(f"{r['preset']:14s} crop {r['crop']} batch {r['batch']}: {r['gflop_per_step']:8.1f} GFLOP/step "
-                  f"{r['gflop_per_image']:7.1f} GFLOP/image")
-        result["h200"] = h200_estimate(result["flops"], args.window_s)
+                  f"{r['gflop_per_image']:7.1f} GFLOP/image, {r['ops_per_step']} operators/step")
+        result["h200"] = h200_estimate(result["flops"], args.window_s, args.batch)
         print("H200 estimate:", json.dumps(result["h200"]))
     if args.what in ("cpu-infer", "all"):
         result["cpu_infer"] = cpu_infer(args.size, args.ngf, args.n_blocks, args.threads, args.repeats)
