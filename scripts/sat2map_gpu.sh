@@ -51,6 +51,7 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg TQDM_MININTER
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 say() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
+logtail() { tr '\r' '\n' <"$1" | grep -v '^ *$' | grep -v '[0-9]it/s\|?it/s' | tail -n "$2" | cut -c1-300 | tee -a "$LOG"; }
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 
 # Fail as the GPU machine would if anything imported the app's or FID's packages.
@@ -123,7 +124,7 @@ wait_for $(( START + CAL_MAX_S )) "${P_ALL[@]}"
 OK=()
 for p in "${P_ALL[@]}"; do
   if [ "${RC[$p]}" = 0 ] && [ -d "$RUNS/$p/checkpoints" ]; then OK+=("$p")
-  else say "$p: calibration failed (rc ${RC[$p]}):"; tail -n 15 "$RUNS/$p.calibrate.log" | tee -a "$LOG"; fi
+  else say "$p: calibration failed (rc ${RC[$p]}):"; logtail "$RUNS/$p.calibrate.log" 15; fi
 done
 say "calibration done: ${OK[*]:-none}"
 
@@ -155,7 +156,12 @@ while read -r p e1 e2 ms; do
 done <<<"$PLAN"
 wait_for "$TRAIN_END" "${OK[@]}"
 for p in "${OK[@]}"; do
-  [ "${RC[$p]}" = 0 ] || { say "$p: training rc ${RC[$p]}:"; tail -n 8 "$RUNS/$p.train.log" | tee -a "$LOG"; }
+  case "${RC[$p]}" in
+    0) ;;
+    143|137) say "$p: stopped at the deadline; exported from its newest checkpoint" ;;
+    *) say "$p: training failed (rc ${RC[$p]}); exported from its newest checkpoint if any:"
+       logtail "$RUNS/$p.train.log" 12 ;;
+  esac
 done
 say "training done"
 
@@ -168,7 +174,7 @@ wait_for $(( START + BUDGET_S - 10 )) "${OK[@]}"
 EXPORTED=()
 for p in "${OK[@]}"; do
   if [ "${RC[$p]}" = 0 ] && [ -f "$MODELS/$p/config.json" ]; then EXPORTED+=("$p")
-  else say "$p: export failed (rc ${RC[$p]}):"; tail -n 8 "$RUNS/$p.export.log" | tee -a "$LOG"; fi
+  else say "$p: export failed (rc ${RC[$p]}):"; logtail "$RUNS/$p.export.log" 12; fi
 done
 if [ ${#EXPORTED[@]} -gt 0 ]; then
   "$PY" scripts/sat2map_session.py fix $(for p in "${EXPORTED[@]}"; do echo "$MODELS/$p"; done) --pack "$PACK" 2>&1 | tee -a "$LOG"
