@@ -205,9 +205,10 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
 def export_run(
     run: str | os.PathLike, out: str | os.PathLike, *, step: int | None = None, name: str | None = None,
     precision: str = "fp16", hardware: str = "2 CPU cores", evaluation: Evaluation | None = None,
-    text: CardText | None = None,
+    text: CardText | None = None, source_side: int | None = None,
 ) -> Path:
-    """Write `out` (replacing it) from the run's checkpoint `step` (default: the newest)."""
+    """Write `out` (replacing it) from the run's checkpoint `step` (default: the newest). `source_side`:
+    the side of the images the model is for, when its training data was resized copies of them."""
     from .results import plot_curves
 
     if precision not in ("fp16", "fp32"):
@@ -223,7 +224,8 @@ def export_run(
         "steps": done, "images": done * config["train"]["batch_size"],
         "seconds": round(training_seconds(records, done), 1), "hardware": hardware, "precision": precision,
     })
-    scale = inference_scale(config)
+    # Data resized before training (a pack of 256 px copies of 512 px tiles) hides the inputs' real side.
+    scale = inference_size(config) / source_side if source_side else inference_scale(config)
     if scale is None:
         print(f"note: {config['data'].get('root')}: training images not readable or not of one size; "
               "the model card gives no inference scale (inputs are translated as they are)")

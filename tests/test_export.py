@@ -19,7 +19,7 @@ from cutcore.nets import ResnetGenerator
 from cutcore.train import Trainer, checkpoint_dirs, read_log, training_seconds
 from cutcore.model_folder import load_model
 
-from helpers import domain_a_image, domain_b_image, tiny_run_config
+from helpers import domain_a_image, domain_b_image, make_unpaired, tiny_run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -189,3 +189,14 @@ def test_inference_size_follows_the_reference_test_protocol(paired, tmp_path, lo
     config = json.loads((export_run(tmp_path / "run", tmp_path / "m") / "config.json").read_text())
     assert config.get("inference") == (pytest.approx(inference) if inference else None)
     assert evaluation_size(load_model(tmp_path / "m", "cpu").config) == (inference or {}).get("size", 256)
+
+
+def test_source_side_sets_the_scale_of_a_model_trained_on_resized_copies(tmp_path):
+    """A pack of 48 px copies of 96 px tiles: the data says nothing of the 96, the flag does."""
+    cfg = tiny_run_config("cut", make_unpaired(tmp_path / "data", size=(48, 48)), load=48, crop=32, max_steps=1)
+    Trainer(cfg, tmp_path / "run").fit()
+    plain = json.loads((export_run(tmp_path / "run", tmp_path / "plain", precision="fp32") / "config.json").read_text())
+    assert "inference" not in plain  # the training images are the size the model sees: scale 1
+    out = export_run(tmp_path / "run", tmp_path / "m", precision="fp32", source_side=96)
+    config = json.loads((out / "config.json").read_text())
+    assert config["inference"] == {"scale": 0.5, "size": 48}

@@ -63,6 +63,9 @@ def add_export(sub) -> None:
     p.add_argument("--name", help="model name (default: the folder name)")
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
     p.add_argument("--hardware", default="2 CPU cores", help="what it was trained on, for the model card")
+    p.add_argument("--source-side", type=int,
+                   help="side of the images the model is for, when it trained on resized copies (e.g. 512 for "
+                        "512 px tiles packed at 256): sets the inference scale")
     p.add_argument("--about", default="", help="model card: a sentence on what the model translates")
     p.add_argument("--attribution", default="", help="model card: the data's source and licence")
     p.add_argument("--eval-data", help="paired dataset to evaluate on (writes metrics.json, samples.png)")
@@ -79,7 +82,8 @@ def _export(args: argparse.Namespace) -> int:
     evaluation = (Evaluation(args.eval_data, args.eval_phase, args.eval_split, args.eval_metrics, args.fid_weights)
                   if args.eval_data else None)
     out = export_run(args.run, args.out, step=args.step, name=args.name, precision=args.precision,
-                     hardware=args.hardware, evaluation=evaluation, text=CardText(args.about, args.attribution))
+                     hardware=args.hardware, evaluation=evaluation, text=CardText(args.about, args.attribution),
+                     source_side=args.source_side)
     print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
 
