@@ -32,7 +32,7 @@ mkdir -p "$OUT"
 START=$(date +%s)
 SMOKE=${SMOKE:-0}
 BUDGET_S=${BUDGET_S:-$([ "$SMOKE" = 1 ] && echo 170 || echo 550)}
-EXPORT_RESERVE_S=${EXPORT_RESERVE_S:-60}   # exports, fix, packaging after training stops
+EXPORT_RESERVE_S=${EXPORT_RESERVE_S:-60}   # exports and packaging after training stops
 RESTART_S=${RESTART_S:-25}                 # phase 2's start-up (imports, decoding the pack, cuDNN autotuning)
 CAL_MAX_S=${CAL_MAX_S:-$((BUDGET_S * 2 / 5))}
 DEVICE=${DEVICE:-cuda}
@@ -165,9 +165,11 @@ for p in "${OK[@]}"; do
 done
 say "training done"
 
-# --- phase 3: export (fp16), record the inference scale, card --------------------------------------------
+# --- phase 3: export (fp16) with the inference scale of the source tiles the pack was made from, card ---
+SOURCE_SIDE=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["source_side"])' "$PACK/PACK.json")
 for p in "${OK[@]}"; do
-  "$PY" -m cutcore export "$RUNS/$p" "$MODELS/$p" --hardware "$HARDWARE" >"$RUNS/$p.export.log" 2>&1 &
+  "$PY" -m cutcore export "$RUNS/$p" "$MODELS/$p" --hardware "$HARDWARE" --source-side "$SOURCE_SIDE" \
+    >"$RUNS/$p.export.log" 2>&1 &
   PID[$p]=$!
 done
 wait_for $(( START + BUDGET_S - 10 )) "${OK[@]}"
@@ -176,9 +178,6 @@ for p in "${OK[@]}"; do
   if [ "${RC[$p]}" = 0 ] && [ -f "$MODELS/$p/config.json" ]; then EXPORTED+=("$p")
   else say "$p: export failed (rc ${RC[$p]}):"; logtail "$RUNS/$p.export.log" 12; fi
 done
-if [ ${#EXPORTED[@]} -gt 0 ]; then
-  "$PY" scripts/sat2map_session.py fix $(for p in "${EXPORTED[@]}"; do echo "$MODELS/$p"; done) --pack "$PACK" 2>&1 | tee -a "$LOG"
-fi
 
 # --- phase 4: hand back ----------------------------------------------------------------------------------
 for p in "${EXPORTED[@]}"; do

@@ -3,9 +3,6 @@
     python scripts/sat2map_session.py calibrate --runs runs/sat2map_gpu --presets cut,...,cyclegan --seconds 380
         the calibration steps' rates (log.jsonl, all six runs sharing the device) -> one common number of
         epochs that fits `seconds`; prints "preset epochs epochs_decay max_steps" lines for the shell
-    python scripts/sat2map_session.py fix weights/cut --pack packs/sat2map_256
-        after `export` of a run trained on the pack: record the inference scale (pack size / source tile
-        side: export reads it from the pack's already-resized tiles and finds 1) and rewrite the card
     python scripts/sat2map_session.py card weights/cut --data ../shared/data/sat2map --split weights/sat2map_val.txt
         after `python -m cutcore evaluate ... --out weights/cut`: add the most-common-colour baseline to
         metrics.json and rewrite the model card with the metrics
@@ -109,28 +106,6 @@ def rewrite_card(folder: Path) -> None:
     write_card(folder, model_card(folder, config, CardText(ABOUT, ATTRIBUTION)).render(folder))
 
 
-def fix(args) -> int:
-    """Record the inference scale the pack hides from `export` (its tiles are already at the training size)."""
-    from cutcore.checkpoint import read_json, write_json
-    from cutcore.export import inference_size
-    from cutcore.saved_config import SavedModelConfig
-
-    pack = read_json(args.pack / "PACK.json")
-    for folder in args.folders:
-        config = read_json(folder / "config.json")
-        size = inference_size(config)
-        if config.get("data", {}).get("load_size") != pack["size"]:
-            raise ValueError(f"{folder}: trained at load size {config['data'].get('load_size')}, the pack is "
-                             f"{pack['size']} px: the scale below would be wrong")
-        config["inference"] = {"scale": size / pack["source_side"], "size": size}
-        SavedModelConfig.from_json(config)  # the folder must still load
-        write_json(folder / "config.json", config)
-        rewrite_card(folder)
-        print(f"{folder}: inference scale {config['inference']['scale']:g} (translates {pack['source_side']} px "
-              f"tiles at {size} px)")
-    return 0
-
-
 def card(args) -> int:
     """After `evaluate --out FOLDER`: the baseline beside the metrics, then the card rewritten with both."""
     from cutcore.checkpoint import read_json, write_json
@@ -217,10 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--batch", type=int, default=1, help="for the images count")
     c.add_argument("--json", type=Path)
     c.set_defaults(func=calibrate)
-    f = sub.add_parser("fix")
-    f.add_argument("folders", nargs="+", type=Path)
-    f.add_argument("--pack", type=Path, required=True)
-    f.set_defaults(func=fix)
     k = sub.add_parser("card")
     k.add_argument("folders", nargs="+", type=Path)
     k.add_argument("--data", type=Path, default=Path("../shared/data/sat2map"))
