@@ -1,0 +1,248 @@
+"""One prepared GPU window for issue 14: live SinCUT on CUDA, headless, with style yardsticks.
+
+Runs `cutcore.sincut.live.LiveTrainer(..., device="cuda")` on the Monet/Étretat pair and a few
+style pairs, the way the app does (a training thread, a preview of the whole photo every few
+iterations), and writes at most 2 + pairs files to --out:
+
+  sincut_gpu.json          environment, a short throughput probe (it/s at batch 16 and 32), and per
+                           pair: iterations, seconds, it/s, time to the first iteration, and the
+                           four style yardsticks of every kept preview against the wall clock
+  sheet_<pair>.png         the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
+                           and the last, artwork), each labelled with its time and iteration
+
+Usage on the GPU machine (the data travels in a git-ignored folder, e.g. the run tool's
+carry=["tmp/single_image"] after `cp -r ../shared/data/single_image tmp/`):
+
+  python scripts/sincut_gpu.py --data tmp/single_image --out $OUT
+  python scripts/sincut_gpu.py --data ../shared/data/single_image --out /tmp/o --smoke   # CPU, seconds
+
+Budget: --budget-s (default 220 s) covers everything after start-up; the first pair (Monet)
+gets up to --first-s (default 100 s) of training, the others share what is left, each stopped
+by time if its schedule is longer (the preset's LR schedule is kept, as the app's Stop keeps it).
+Needs only torch, numpy, pillow, scipy (the yardsticks) — no gradio, no pytest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from cutcore.metrics.style import style_report  # noqa: E402
+from cutcore.sincut.config import sincut_preset  # noqa: E402
+from cutcore.sincut.live import LiveTrainer  # noqa: E402
+
+# name -> (photo, artwork), relative to --data (the layout of ../shared/data/single_image)
+PAIRS = {
+    "monet": ("monet_etretat/etretat_photo.jpg", "monet_etretat/monet_painting.jpg"),
+    "tubingen_starry": ("style_pairs/photos/tubingen.jpg", "style_pairs/artworks/starry_night.jpg"),
+    "goldengate_scream": ("style_pairs/photos/golden_gate.jpg", "style_pairs/artworks/the_scream.jpg"),
+    "hoover_matisse": ("style_pairs/photos/hoovertowernight.jpg", "style_pairs/artworks/woman-with-hat-matisse.jpg"),
+    "tubingen_shipwreck": ("style_pairs/photos/tubingen.jpg", "style_pairs/artworks/shipwreck.jpg"),
+}
+SHEET_TIMES = (8, 15, 30, 45, 60, 90)  # seconds of training whose previews go on the sheet (and the last)
+THUMB = 192  # height of a sheet cell
+
+
+def environment(device: torch.device) -> dict:
+    info = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "tf32_conv": torch.backends.cudnn.allow_tf32,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(gpu=p.name, memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda)
+    return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, batches: list[int],
+          iters: int, warmup: int = 5) -> list[dict]:
+    """Training it/s of the preset at a few batch sizes (no previews; after `warmup` iterations)."""
+    rows = []
+    for b in batches:
+        cfg = sincut_preset(preset)
+        cfg.train.batch_size = b
+        tr = LiveTrainer(photo, art, cfg, device=device, max_iters=iters + warmup, preview_size=64)
+        t = [time.perf_counter()]
+
+        def on_step(res, t=t):
+            if res.step == warmup:
+                sync(device)
+                t[0] = time.perf_counter()
+
+        tr.loop.run(on_step)
+        sync(device)
+        dt = time.perf_counter() - t[0]
+        rows.append({"batch": b, "iters": iters, "seconds": round(dt, 3), "its_per_sec": round(iters / dt, 2),
+                     "crops_per_sec": round(iters * b / dt, 1)})
+        if device.type == "cuda":
+            rows[-1]["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+            torch.cuda.reset_peak_memory_stats(device)
+        tr.close()
+        print("probe", rows[-1], flush=True)
+    return rows
+
+
+def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, device: torch.device, seconds: float,
+             event_every: int, preview_size: int, max_iters: int | None) -> tuple[dict, list]:
+    """Train like the app until the schedule ends or `seconds` of wall clock; previews with timestamps."""
+    tr = LiveTrainer(photo, art, preset, device=device, event_every=event_every, preview_size=preview_size,
+                     max_iters=max_iters)
+    previews: list[tuple[float, int, Image.Image]] = []
+    first = None
+    t0 = time.perf_counter()
+    tr.start()
+    last = None
+    while True:
+        ev = tr.events.get()
+        now = time.perf_counter() - t0
+        last = ev
+        if ev.kind == "progress":
+            if first is None:
+                first = (now, ev.iteration)
+            if ev.preview is not None:
+                previews.append((now, ev.iteration, ev.preview))
+            if now >= seconds and tr.running:
+                tr.stop()  # after the current iteration, as the app's Stop button; the last event stays queued
+        if ev.kind in ("stopped", "finished", "error"):
+            break
+    tr.wait()
+    wall = time.perf_counter() - t0
+    final = tr.preview()
+    previews.append((wall, tr.iteration, final))
+    result = {"pair": name, "preset": preset, "end": last.kind, "message": last.message, "iterations": tr.iteration,
+              "schedule_iters": tr.cfg.train.total_iters, "seconds": round(wall, 2),
+              "its_per_sec": round(tr.iteration / wall, 2) if wall > 0 else None,
+              "first_event": {"seconds": round(first[0], 2), "iteration": first[1]} if first else None,
+              "preview_size": list(final.size)}
+    if device.type == "cuda":
+        result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        torch.cuda.reset_peak_memory_stats(device)
+    tr.close()
+    # The yardsticks of the sheet's previews (CPU, after training so they do not slow it).
+    chosen = pick(previews)
+    result["previews"] = [{"seconds": round(s, 2), "iteration": i,
+                           **{k: round(v, 4) for k, v in style_report(photo, art, img).items()}}
+                          for s, i, img in chosen]
+    result["preview_times"] = [[round(s, 2), i] for s, i, _ in previews]
+    return result, chosen
+
+
+def pick(previews: list, times=SHEET_TIMES) -> list:
+    """The first preview at or after each time in `times` (distinct), plus the last."""
+    chosen = []
+    for t in times:
+        p = next((p for p in previews if p[0] >= t), None)
+        if p is not None and all(p is not c for c in chosen) and p is not previews[-1]:
+            chosen.append(p)
+    return chosen + [previews[-1]]
+
+
+def sheet(photo: Image.Image, art: Image.Image, chosen: list, scores: dict) -> Image.Image:
+    def thumb(img):
+        return img.resize((max(1, round(img.width * THUMB / img.height)), THUMB), Image.BICUBIC)
+
+    cells = [(thumb(photo), "photo")]
+    for s, i, img in chosen:
+        r = scores.get(i, {})
+        cells.append((thumb(img), f"{s:.0f}s it{i} c{r.get('colour_ratio', float('nan')):.2f} "
+                                  f"t{r.get('texture_ratio', float('nan')):.2f} e{r.get('content', float('nan')):.2f}"))
+    cells.append((thumb(art), "artwork"))
+    out = Image.new("RGB", (sum(c.width for c, _ in cells) + 4 * (len(cells) - 1), THUMB + 16), "white")
+    draw, x = ImageDraw.Draw(out), 0
+    for img, label in cells:
+        out.paste(img, (x, 16))
+        draw.text((x + 2, 2), label, fill="black")
+        x += img.width + 4
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder with monet_etretat/ and style_pairs/")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "sincut_gpu_out")))
+    ap.add_argument("--preset", default="sincut-gpu")
+    ap.add_argument("--pairs", default="monet,tubingen_starry,goldengate_scream")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--budget-s", type=float, default=220.0, help="seconds for the probe and all pairs")
+    ap.add_argument("--first-s", type=float, default=100.0, help="training seconds of the first pair at most")
+    ap.add_argument("--probe-batches", default="16,32", help="batch sizes of the throughput probe ('' = none)")
+    ap.add_argument("--probe-iters", type=int, default=40)
+    ap.add_argument("--event-every", type=int, default=50, help="iterations between previews")
+    ap.add_argument("--preview-size", type=int, default=384)
+    ap.add_argument("--max-iters", type=int, default=None, help="stop each pair after this many iterations")
+    ap.add_argument("--cudnn-benchmark", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="CPU, the sincut-cpu preset, a few iterations")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.device, args.preset = "cpu", "sincut-cpu"
+        args.max_iters, args.event_every, args.probe_iters, args.preview_size = 4, 2, 1, 96
+        args.probe_batches, args.budget_s = "2", max(args.budget_s, 600)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "environment": environment(device),
+                    "pairs": []}
+    path = args.out / "sincut_gpu.json"
+
+    def save():
+        path.write_text(json.dumps(report, indent=1))
+
+    start = time.perf_counter()
+    names = [n for n in args.pairs.split(",") if n]
+    images = {}
+    for n in names:
+        photo, art = (Image.open(args.data / p).convert("RGB") for p in PAIRS[n])
+        images[n] = (photo, art)
+    try:
+        batches = [int(b) for b in args.probe_batches.split(",") if b]
+        if batches:
+            report["probe"] = probe(*images[names[0]], args.preset, device, batches, args.probe_iters,
+                                    1 if args.smoke else 5)
+            save()
+    except Exception:  # noqa: BLE001 - the pairs matter more than the probe
+        report["probe_error"] = traceback.format_exc()
+    for k, n in enumerate(names):
+        left = args.budget_s - (time.perf_counter() - start)
+        # Each pair: what is left shared by the pairs still to run, ~8 s of each kept for scoring.
+        seconds = min(args.first_s, left / (len(names) - k)) if k == 0 else left / (len(names) - k)
+        seconds -= 8
+        if seconds < 10:
+            report["pairs"].append({"pair": n, "skipped": f"{left:.0f} s left"})
+            continue
+        photo, art = images[n]
+        try:
+            result, previews = run_pair(n, photo, art, args.preset, device, seconds, args.event_every,
+                                        args.preview_size, args.max_iters)
+        except Exception:  # noqa: BLE001 - one failed pair must not lose the others
+            report["pairs"].append({"pair": n, "error": traceback.format_exc()})
+            save()
+            continue
+        scores = {p["iteration"]: p for p in result["previews"]}
+        sheet(photo, art, previews, scores).save(args.out / f"sheet_{n}.png")
+        report["pairs"].append(result)
+        last = result["previews"][-1]
+        print(f"{n}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s); last: "
+              f"colour {last['colour_ratio']:.2f} texture {last['texture_ratio']:.2f} content {last['content']:.2f} "
+              f"foreign {last['foreign_colour_fraction']:.3f}", flush=True)
+        save()
+    report["total_seconds"] = round(time.perf_counter() - start, 1)
+    save()
+    return 0 if all("error" not in p for p in report["pairs"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
