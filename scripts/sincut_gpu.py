@@ -4,9 +4,9 @@ Runs `cutcore.sincut.live.LiveTrainer(..., device="cuda")` on the Monet/Étretat
 style pairs, the way the app does (a training thread, a preview of the whole photo every few
 iterations), and writes at most 2 + pairs files to --out:
 
-  sincut_gpu.json          environment, a short throughput probe (it/s at batch 16 and 32), and per
-                           pair: iterations, seconds, it/s, time to the first iteration, and the
-                           four style yardsticks of every kept preview against the wall clock
+  sincut_gpu.json          environment; a throughput probe (it/s at batch 16 and 32 in fp32, batch 16
+                           in bf16); per pair: iterations, seconds, it/s, time to the first preview,
+                           and the four style yardsticks of the sheet's previews against the clock
   sheet_<pair>.png         the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
                            and the last, artwork), each labelled with its time and iteration
 
@@ -68,14 +68,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, batches: list[int],
+def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, variants: list[tuple[int, str]],
           iters: int, warmup: int = 5) -> list[dict]:
-    """Training it/s of the preset at a few batch sizes (no previews; after `warmup` iterations)."""
+    """Training it/s of the preset at a few (batch size, precision) pairs (no previews; after `warmup` its)."""
     rows = []
-    for b in batches:
+    for b, precision in variants:
         cfg = sincut_preset(preset)
         cfg.train.batch_size = b
-        tr = LiveTrainer(photo, art, cfg, device=device, max_iters=iters + warmup, preview_size=64)
+        tr = LiveTrainer(photo, art, cfg, device=device, max_iters=iters + warmup, preview_size=64,
+                         precision=precision)
         t = [time.perf_counter()]
 
         def on_step(res, t=t):
@@ -86,7 +87,8 @@ def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.devic
         tr.loop.run(on_step)
         sync(device)
         dt = time.perf_counter() - t[0]
-        rows.append({"batch": b, "iters": iters, "seconds": round(dt, 3), "its_per_sec": round(iters / dt, 2),
+        rows.append({"batch": b, "precision": tr.precision, "iters": iters, "seconds": round(dt, 3),
+                     "its_per_sec": round(iters / dt, 2),
                      "crops_per_sec": round(iters * b / dt, 1)})
         if device.type == "cuda":
             rows[-1]["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -97,10 +99,10 @@ def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.devic
 
 
 def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, device: torch.device, seconds: float,
-             event_every: int, preview_size: int, max_iters: int | None) -> tuple[dict, list]:
+             event_every: int, preview_size: int, max_iters: int | None, precision: str) -> tuple[dict, list]:
     """Train like the app until the schedule ends or `seconds` of wall clock; previews with timestamps."""
     tr = LiveTrainer(photo, art, preset, device=device, event_every=event_every, preview_size=preview_size,
-                     max_iters=max_iters)
+                     max_iters=max_iters, precision=precision)
     previews: list[tuple[float, int, Image.Image]] = []
     first = None
     t0 = time.perf_counter()
@@ -123,7 +125,8 @@ def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, devic
     wall = time.perf_counter() - t0
     final = tr.preview()
     previews.append((wall, tr.iteration, final))
-    result = {"pair": name, "preset": preset, "end": last.kind, "message": last.message, "iterations": tr.iteration,
+    result = {"pair": name, "preset": preset, "precision": tr.precision, "end": last.kind, "message": last.message,
+              "iterations": tr.iteration,
               "schedule_iters": tr.cfg.train.total_iters, "seconds": round(wall, 2),
               "its_per_sec": round(tr.iteration / wall, 2) if wall > 0 else None,
               "first_event": {"seconds": round(first[0], 2), "iteration": first[1]} if first else None,
@@ -179,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--budget-s", type=float, default=220.0, help="seconds for the probe and all pairs")
     ap.add_argument("--first-s", type=float, default=100.0, help="training seconds of the first pair at most")
-    ap.add_argument("--probe-batches", default="16,32", help="batch sizes of the throughput probe ('' = none)")
+    ap.add_argument("--precision", default="fp32", help="fp32, bf16 or auto (the pairs' runs)")
+    ap.add_argument("--probe", default="16:fp32,32:fp32,16:bf16",
+                    help="batch:precision pairs of the throughput probe ('' = none)")
     ap.add_argument("--probe-iters", type=int, default=40)
     ap.add_argument("--event-every", type=int, default=50, help="iterations between previews")
     ap.add_argument("--preview-size", type=int, default=384)
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.device, args.preset = "cpu", "sincut-cpu"
         args.max_iters, args.event_every, args.probe_iters, args.preview_size = 4, 2, 1, 96
-        args.probe_batches, args.budget_s = "2", max(args.budget_s, 600)
+        args.probe, args.budget_s = "2:fp32,2:bf16", max(args.budget_s, 600)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     args.out.mkdir(parents=True, exist_ok=True)
@@ -208,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         photo, art = (Image.open(args.data / p).convert("RGB") for p in PAIRS[n])
         images[n] = (photo, art)
     try:
-        batches = [int(b) for b in args.probe_batches.split(",") if b]
-        if batches:
-            report["probe"] = probe(*images[names[0]], args.preset, device, batches, args.probe_iters,
+        variants = [(int(v.split(":")[0]), v.split(":")[1]) for v in args.probe.split(",") if v]
+        if variants:
+            report["probe"] = probe(*images[names[0]], args.preset, device, variants, args.probe_iters,
                                     1 if args.smoke else 5)
             save()
     except Exception:  # noqa: BLE001 - the pairs matter more than the probe
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         photo, art = images[n]
         try:
             result, previews = run_pair(n, photo, art, args.preset, device, seconds, args.event_every,
-                                        args.preview_size, args.max_iters)
+                                        args.preview_size, args.max_iters, args.precision)
         except Exception:  # noqa: BLE001 - one failed pair must not lose the others
             report["pairs"].append({"pair": n, "error": traceback.format_exc()})
             save()
