@@ -252,6 +252,24 @@ def test_gpu_preset_is_the_paper_setting_on_a_90_second_schedule():
     gpu.validate()
 
 
+def test_cpu_preset_narrow_paper_nets_on_512px_images_for_450_iterations():
+    paper, cpu = sincut_preset("sincut"), sincut_preset("sincut-cpu")
+    assert cpu.preset == "sincut-cpu"
+    # The paper's losses and layers; only widths and the D's input size shrink.
+    assert replace(cpu.model, generator=paper.model.generator, discriminator=paper.model.discriminator) == paper.model
+    assert (cpu.model.generator.ngf, cpu.model.discriminator.size) == (6, 32)
+    assert (cpu.data.crop_size, cpu.data.max_side, cpu.data.scale_min) == (32, 512, paper.data.scale_min)
+    assert paper.data.max_side is None  # the paper works on the images as given
+    t = cpu.train
+    assert (t.batch_size, t.lr, t.beta1, t.beta2) == (8, 0.002, 0.0, 0.99)
+    assert (t.iters_per_epoch, t.epochs, t.epochs_decay, t.total_iters) == (25, 9, 9, 450)
+    assert t.lr_at(9 * 25 - 1) == pytest.approx(0.002) and t.lr_at(449) == pytest.approx(0.0002)
+    cpu.validate()
+    cpu.data.max_side = 16
+    with pytest.raises(ValueError, match="max_side"):
+        cpu.validate()
+
+
 # --- zoom-and-patch sampling -----------------------------------------------------------------------------
 
 
