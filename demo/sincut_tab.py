@@ -93,10 +93,11 @@ def expectations(on_gpu: bool) -> str:
     if on_gpu:
         return ("This server trains on a **GPU**: *GPU-quick* runs the paper's networks on a schedule sized for "
                 "about a minute and a half on a data-centre GPU; *Paper* runs the published schedule (hours).")
-    return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes on a small network and learns "
-            "the artwork's palette and some of its texture, not its strokes and shapes. For those, run the app "
-            "on a GPU, where *GPU-quick* trains the paper's networks in about a minute and a half; the GPU "
-            "presets would take hours here.")
+    return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes (more on a slower CPU; the "
+            "progress line shows the time left). It trains narrow versions of the paper's networks on both images "
+            "shrunk to 512 px and learns the artwork's palette and a soft brush texture, not its shapes; the result "
+            "is 512 px on its longer side. For more, run the app on a GPU, where *GPU-quick* trains the paper's "
+            "networks in about a minute and a half; the GPU presets would take hours here.")
 
 
 def _live_trainer(content, style, cfg, *, event_every: int, preview_size: int):
@@ -144,6 +145,9 @@ def _plot_rows(iteration: int, losses: dict[str, float]) -> list[dict]:
 
 
 def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: int, total: int) -> str:
+    side = cfg.data.max_side
+    shrunk = (f"; both images shrunk to {side} px on their longer side, so `translate` meets an image at the "
+              "content image's scale (config.json `inference.scale`)") if side else ""
     return f"""---
 library_name: cutcore
 pipeline_tag: image-to-image
@@ -155,7 +159,7 @@ SinCUT (Park et al. 2020, single-image contrastive unpaired translation) trained
 demo: **{direction}**, content image `{photo if direction == PHOTO_TO_ART else art}`, style image
 `{art if direction == PHOTO_TO_ART else photo}`.
 
-- Preset: `{cfg.preset}`; {iteration} of {total} iterations{' (stopped early)' if iteration < total else ''}
+- Preset: `{cfg.preset}`; {iteration} of {total} iterations{' (stopped early)' if iteration < total else ''}{shrunk}
 - Files: `model.safetensors` (generator `G.*`, PatchNCE heads `F.*`) and `config.json`
 
 ```bash
@@ -214,9 +218,13 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
     cfg = make_config(preset, iterations)
     every = max(1, int(every or 25))
     crop = cfg.data.crop_size
+    from cutcore.sincut.data import working_size
+
     for up in (content, style):
-        if min(up.image.size) < crop:
-            raise UserError(f"“{up.name}” is {up.image.width}×{up.image.height} px; this preset trains on "
+        w, h = working_size(up.image.size, cfg.data.max_side)
+        if min(w, h) < crop:
+            shrunk = "" if (w, h) == up.image.size else f" (this preset shrinks it to {w}×{h})"
+            raise UserError(f"“{up.name}” is {up.image.width}×{up.image.height} px{shrunk}; this preset trains on "
                             f"{crop}×{crop} crops, so each side needs at least {crop} px.")
     if not _train_lock.acquire(blocking=False):
         raise UserError("Another SinCUT training is running on this server; please try again when it has finished.")

@@ -593,6 +593,11 @@ def test_sincut_errors_are_readable(app_env, two_images, tmp_path):
     with pytest.raises(UserError, match="at least 32 px"):
         list(sincut_tab.train_updates(small, two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, None,
                                       factory=FakeTrainer))
+    # Wide enough as uploaded, too thin once sincut-cpu shrinks it to its 512 px working size.
+    sliver = str(_png(tmp_path / "sliver.png", (2000, 100)))
+    with pytest.raises(UserError, match="shrinks it to 512×26"):
+        list(sincut_tab.train_updates(sliver, two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, None,
+                                      factory=FakeTrainer))
     with pytest.raises(UserError, match="between 2 and"):
         sincut_tab.make_config("sincut-cpu", 1)
 

@@ -118,8 +118,12 @@ def shot(page, name: str) -> None:
 def upload(page, elem_id: str, path: Path) -> None:
     """Upload into a gr.File, clearing a previous file first (its input only exists while empty)."""
     inp = page.locator(f"#{elem_id} input[type=file]")
+    clear = page.locator(f"#{elem_id} button[aria-label='Clear']")
+    # A fresh page may not have drawn the component yet: wait until one of the two is there.
+    inp.or_(clear).first.wait_for(state="attached")
     if not inp.count():
-        page.locator(f"#{elem_id} button[aria-label='Clear']").click()
+        clear.click()
+        inp.wait_for(state="attached")
     inp.set_input_files(str(path))
 
 

@@ -25,7 +25,9 @@ from cutcore.nets.stylegan2 import (
 from cutcore.sincut import sincut_preset
 from cutcore.sincut.data import ZoomPatchSampler
 from cutcore.sincut.model import SinCUTModel
+from cutcore.model_folder import load_model
 from cutcore.sincut.live import LiveTrainer, TrainEvent, translate
+from cutcore.translate import translate_image
 from cutcore.sincut.model import identity_loss, r1_penalty
 
 MONET_ETRETAT = SHARED / "data" / "single_image" / "monet_etretat"
@@ -389,8 +391,6 @@ def test_live_trainer_start_stop_resume_export(tmp_path):
     assert seen == first_run + kinds  # the callback sees exactly what the queue delivers
 
     # The export reloads through the generic inference path and reproduces the trainer's G.
-    from cutcore.model_folder import load_model
-
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     final = trainer.export(tmp_path / "final")
     loaded = load_model(final, "cpu")
@@ -402,10 +402,35 @@ def test_live_trainer_start_stop_resume_export(tmp_path):
         torch.testing.assert_close(loaded.generator(x), expected)
     assert loaded.heads is not None and loaded.nce_layers == [0, 2, 4]
     assert loaded.config.run == trainer.cfg and loaded.config.kind == "sincut"
+    assert loaded.input_scale == 1  # trained on the images as given
     trainer.start()  # already finished: reports it at once
     assert trainer.wait(timeout=10)
     assert [e.kind for e in _drain(trainer.events)] == ["started", "finished"]
     trainer.close()
+
+
+def test_max_side_trains_on_both_images_shrunk_and_the_export_records_the_scale(tmp_path):
+    cfg = tiny_config()
+    cfg.data.max_side = 48
+    photo, art = gradient_image(120, 60), gradient_image(40, 96)
+    trainer = LiveTrainer(photo, art, cfg, preview_size=None, max_iters=2)
+    assert trainer.content.size == (48, 24) and trainer.input_scale == pytest.approx(0.4)
+    assert [s.image.size for s in trainer.samplers] == [(48, 24), (20, 48)]  # each image its own factor
+    assert trainer.preview_input.shape[-2:] == (24, 48)
+    assert trainer.translate().size == (48, 24)
+    assert trainer.translate(photo).size == (48, 24)  # another image meets G at the same scale
+    trainer.start()
+    assert trainer.wait(timeout=60)
+    loaded = load_model(trainer.export(tmp_path / "m"), "cpu")
+    assert loaded.input_scale == pytest.approx(0.4)
+    # The saved model translates the full-size photo at the scale it learnt, back at the photo's size.
+    assert translate_image(loaded, photo).size == (120, 60)
+    trainer.close()
+
+    # Images already within max_side are used as given.
+    small = LiveTrainer(gradient_image(40, 32), art, cfg, preview_size=None)
+    assert small.content.size == (40, 32) and small.input_scale == 1
+    small.close()
 
 
 def test_live_trainer_stops_within_an_iteration_and_frees_memory():
@@ -472,10 +497,8 @@ def test_monet_etretat_batches_at_the_paper_settings():
 # --- the command line ------------------------------------------------------------------------------
 
 
-def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path):
+def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, capsys):
     from cutcore.cli import main
-    from cutcore.model_folder import load_model
-    from cutcore.translate import translate_image
 
     data = tmp_path / "pair"
     for domain, make in (("A", domain_a_image), ("B", domain_b_image)):
@@ -484,6 +507,8 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path):
     out = tmp_path / "run"
     assert main(["sincut", "--data", str(data), "--out", str(out), "--iters", "3", "--preview-every", "2",
                  "--preview-size", "0"]) == 0
+    # --device auto (the default) is the CPU here; fp32 unless asked.
+    assert "training on cpu: fp32 (requested); content 80×64 px" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["iter_00002.png", "iter_00003.png"]
     assert Image.open(out / "previews" / "iter_00003.png").size == (80, 64)
     logged = [line for line in (out / "losses.jsonl").read_text().splitlines() if line]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..imageio import ImageLoadError, load_rgb
+from ..imageio import ImageLoadError, fit_within, load_rgb, scaled_size
 
 
 def open_image(source: str | os.PathLike | Image.Image, name: str | None = None) -> tuple[Image.Image, str]:
@@ -26,6 +26,21 @@ def open_image(source: str | os.PathLike | Image.Image, name: str | None = None)
     if isinstance(source, Image.Image):
         return source.convert("RGB"), name or "<in-memory image>"
     return load_rgb(source), name or str(source)
+
+
+def working_scale(size: tuple[int, int], max_side: int | None) -> float:
+    """The factor that shrinks an image of `size` (w, h) to `max_side` on its longer side (1: as given)."""
+    return 1.0 if max_side is None or max(size) <= max_side else max_side / max(size)
+
+
+def working_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(w, h) of the image SinCUT trains on, as `working_image` makes it."""
+    return scaled_size(size, working_scale(size, max_side))
+
+
+def working_image(img: Image.Image, max_side: int | None) -> Image.Image:
+    """`img` shrunk (antialiased, aspect kept) to `max_side` on its longer side; never enlarged."""
+    return img if max_side is None else fit_within(img, max_side)
 
 
 @dataclass

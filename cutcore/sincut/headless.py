@@ -5,8 +5,9 @@
 
 The run folder gets the preview sequence (previews/iter_NNNNN.png: the whole content image
 translated as training goes), losses.jsonl, and the exported model (model.safetensors +
-config.json) that `translate` and the app load; the full-resolution translation goes to
-translation.png. Ctrl-C stops after the current iteration and still exports.
+config.json) that `translate` and the app load; the photo's translation at the working size (full
+resolution unless the preset shrinks the images, as sincut-cpu does to 512 px) goes to translation.png.
+Ctrl-C stops after the current iteration and still exports.
 """
 from __future__ import annotations
 
@@ -35,11 +36,14 @@ def single_images(data: Path) -> tuple[Path, Path]:
 
 
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
-                    preview_every: int = 20, preview_size: int | None = 384, device: str = "cpu") -> int:
+                    preview_every: int = 20, preview_size: int | None = 384, device: str = "auto",
+                    precision: str = "fp32") -> int:
     """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code."""
     trainer = LiveTrainer(content, style, preset, event_every=preview_every, preview_size=preview_size,
-                          device=device, max_iters=iters)
+                          device=device, max_iters=iters, precision=precision)
     (out / "previews").mkdir(parents=True, exist_ok=True)
+    w, h = trainer.content.size
+    print(f"training on {trainer.device}: {trainer.precision_note}; content {w}×{h} px", file=sys.stderr)
     bar = tqdm(total=trainer.total, desc=preset, unit="it")
     last: TrainEvent | None = None
     trainer.start()

@@ -25,15 +25,15 @@ import torch
 from PIL import Image
 
 from ..checkpoint import module_state
-from ..hardware import resolve_precision
-from ..imageio import to_pil, to_tensor
+from ..hardware import resolve_device, resolve_precision
+from ..imageio import rescale, to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
 from ..model_folder import write_model_folder
-from ..saved_config import Domains, SavedModelConfig
+from ..saved_config import Domains, InferenceSettings, SavedModelConfig
 from ..nets.stylegan2 import StyleGAN2Generator
 from ..translate import translate_with
 from .config import SinCUTConfig, sincut_preset
-from .data import ZoomPatchSampler, open_image
+from .data import ZoomPatchSampler, open_image, working_image, working_scale
 from .model import SinCUTModel
 
 ImageSource = str | os.PathLike | Image.Image
@@ -62,10 +62,14 @@ def translate(generator: StyleGAN2Generator, image: Image.Image, tile: int = 102
 
 
 def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.PathLike, iteration: int,
-                     card: str | None = None, domains: Domains | None = None) -> Path:
-    """A model folder of G and the PatchNCE heads F (loadable by `translate`, `evaluate` and the app)."""
-    return write_model_folder(out_dir, module_state({"G": model.G, "F": model.F}),
-                              SavedModelConfig(cfg, domains=domains), card, {"iteration": str(iteration)})
+                     card: str | None = None, domains: Domains | None = None, input_scale: float = 1.0) -> Path:
+    """A model folder of G and the PatchNCE heads F (loadable by `translate`, `evaluate` and the app).
+
+    `input_scale`: how much the content image was shrunk for training (`SinCUTDataConfig.max_side`);
+    recorded so that `translate` meets a photo of that size at the scale the style was learnt at."""
+    saved = SavedModelConfig(cfg, domains=domains, inference=InferenceSettings(scale=input_scale))
+    return write_model_folder(out_dir, module_state({"G": model.G, "F": model.F}), saved, card,
+                              {"iteration": str(iteration)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +97,7 @@ class LiveTrainer:
         event_every: int = 25,
         preview_size: int | None = 384,
         on_event: Callable[[TrainEvent], None] | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "cpu",  # or "auto": the GPU when CUDA is present
         channels_last: bool = True,
         max_iters: int | None = None,
         precision: str = "fp32",
@@ -106,10 +110,13 @@ class LiveTrainer:
             raise ValueError(f"max_iters must be >= 1, got {max_iters}")
         self.max_iters = max_iters  # stop early; the LR schedule stays the preset's
         self.cfg, self.event_every, self.on_event = cfg, event_every, on_event
-        self.device = torch.device(device)
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         content_img, content_name = open_image(content)
         style_img, style_name = open_image(style)
         d, t = cfg.data, cfg.train
+        # Both images at the preset's working size; the model is exported with the content's factor.
+        self.input_scale = working_scale(content_img.size, d.max_side)
+        content_img, style_img = working_image(content_img, d.max_side), working_image(style_img, d.max_side)
         self.content = content_img
         self.samplers = (
             ZoomPatchSampler(content_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed, content_name),
@@ -185,8 +192,11 @@ class LiveTrainer:
             return self._preview()
 
     def translate(self, image: ImageSource | None = None, tile: int = 1024) -> Image.Image:
-        """Translate `image` (default: the content image) at full resolution."""
+        """Translate `image` (default: the content image) at the working scale (full resolution unless the
+        preset sets `max_side`); the result has the size G worked at."""
         img = self.content if image is None else open_image(image)[0]
+        if image is not None and self.input_scale != 1:
+            img = rescale(img, self.input_scale)
         with self._lock:
             return translate(self.model.G, img, tile)
 
@@ -194,7 +204,7 @@ class LiveTrainer:
         """Save the generator (+ heads) as a model folder (with `card` as README.md and what it translates);
         safe while training."""
         with self._lock:
-            return export_generator(self.model, self.cfg, out_dir, self.iteration, card, domains)
+            return export_generator(self.model, self.cfg, out_dir, self.iteration, card, domains, self.input_scale)
 
     # -- internals ----------------------------------------------------------------------------
 
