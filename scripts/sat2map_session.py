@@ -5,7 +5,7 @@
         epochs that fits `seconds`; prints "preset epochs epochs_decay max_steps" lines for the shell
     python scripts/sat2map_session.py card weights/cut --data ../shared/data/sat2map --split weights/sat2map_val.txt
         after `python -m cutcore evaluate ... --out weights/cut`: add the most-common-colour baseline to
-        metrics.json and rewrite the model card with the metrics
+        metrics.json, move samples.png (held-out tiles) to runs/sat2map_samples/ and rewrite the model card
     python scripts/sat2map_session.py summary --runs runs/sat2map_gpu --models OUT/models --json summary.json
 """
 from __future__ import annotations
@@ -25,7 +25,9 @@ ABOUT = ("It turns 512 px satellite tiles of central Moscow (zoom 17) into OpenS
          "one H200 beside the five other sat2map models, with the same image budget, from a copy of the 1,226 "
          "training tiles resized to 256 px (satellite JPEG q85, maps JPEG q90 4:4:4; scripts/sat2map_pack.py); "
          "the 138 tiles of weights/sat2map_val.txt were held out.")
-ATTRIBUTION = "Map data © OpenStreetMap contributors (ODbL); aerial imagery © its provider."
+ATTRIBUTION = ("Map data © OpenStreetMap contributors (ODbL); aerial imagery © its provider. No sample grid ships "
+               "with the model: the held-out tiles are not ours to redistribute. `python -m cutcore evaluate "
+               "--model . --data DATA --split ../sat2map_val.txt --out DIR` draws one (input · model · truth) locally.")
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -106,6 +108,14 @@ def rewrite_card(folder: Path) -> None:
     write_card(folder, model_card(folder, config, CardText(ABOUT, ATTRIBUTION)).render(folder))
 
 
+def keep_samples_local(folder: Path, samples_dir: Path) -> None:
+    """evaluate's samples.png shows held-out tiles (../shared, never committed): out of weights/, into a run folder."""
+    grid = folder / "samples.png"
+    if grid.is_file():
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        grid.replace(samples_dir / f"{folder.name}.png")
+
+
 def card(args) -> int:
     """After `evaluate --out FOLDER`: the baseline beside the metrics, then the card rewritten with both."""
     from cutcore.checkpoint import read_json, write_json
@@ -126,6 +136,7 @@ def card(args) -> int:
                 baselines[key] = most_common_colour_baseline([b.load() for _, b in pairs])
             metrics["baseline"] = baselines[key]
             write_json(path, metrics)
+        keep_samples_local(folder, args.samples)
         rewrite_card(folder)
         values, base = metrics["metrics"], metrics["baseline"]
         beats = values.get("accuracy", 0) > base["accuracy"] and values.get("rmse", 1e9) < base["rmse"]
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--data", type=Path, default=Path("../shared/data/sat2map"))
     k.add_argument("--phase", default="train")
     k.add_argument("--split", type=Path, default=Path("weights/sat2map_val.txt"))
+    k.add_argument("--samples", type=Path, default=Path("runs/sat2map_samples"),
+                   help="where evaluate's sample grids go (they show held-out tiles: never into weights/)")
     k.set_defaults(func=card)
     s = sub.add_parser("summary")
     s.add_argument("--runs", type=Path, required=True)
