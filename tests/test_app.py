@@ -418,6 +418,7 @@ class FakeTrainer:
         self.step_seconds, self.fail_at = step_seconds, fail_at
         self.exported: list[Path] = []
         FakeTrainer.instances.append(self)
+        self.start()  # the app's factory hands over a trainer that is training (LiveTrainer.launch)
 
     @property
     def running(self):

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
 import queue
+import signal
 import sys
+import threading
+import time
 import weakref
 from dataclasses import replace
 
@@ -431,6 +436,77 @@ def test_max_side_trains_on_both_images_shrunk_and_the_export_records_the_scale(
     small = LiveTrainer(gradient_image(40, 32), art, cfg, preview_size=None)
     assert small.content.size == (40, 32) and small.input_scale == 1
     small.close()
+
+
+def test_run_trains_in_the_calling_thread_with_the_same_events():
+    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
+                          event_every=2, preview_size=32)
+    seen, threads = [], set()
+
+    def on_event(ev: TrainEvent) -> None:
+        seen.append((ev.kind, ev.iteration))
+        threads.add(threading.current_thread())
+        if ev.kind == "progress" and ev.iteration == 4:
+            trainer.stop(timeout=0)  # as the sincut command's Ctrl-C handler does
+
+    trainer.on_event = on_event
+    last = trainer.run()
+    assert last.kind == "stopped" and trainer.iteration == 4
+    assert seen == [("started", 0), ("progress", 2), ("progress", 4), ("stopped", 4)]
+    assert threads == {threading.current_thread()} and trainer._thread is None
+    assert trainer.run().kind == "finished" and trainer.iteration == 12  # resumes
+    trainer.close()
+
+
+def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):
+    import cutcore.sincut.live as live
+
+    built_on = []
+
+    class Recorded(SinCUTModel):
+        def __init__(self, *a, **k):
+            built_on.append(threading.current_thread())
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(live, "SinCUTModel", Recorded)
+    evented_on = set()
+    trainer = LiveTrainer.launch(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
+                                 event_every=2, preview_size=32, on_event=lambda ev: evented_on.add(
+                                     threading.current_thread()))
+    assert trainer.wait(timeout=60)
+    kinds = [e.kind for e in _drain(trainer.events)]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and trainer.iteration == 12
+    assert built_on == [trainer._thread] and evented_on == {trainer._thread}
+    assert trainer._thread is not threading.current_thread()
+    with pytest.raises(ImageLoadError, match="missing.png"):  # what building raises reaches the caller
+        LiveTrainer.launch(tmp_path / "missing.png", domain_b_image(1), tiny_config())
+    trainer.close()
+
+
+def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp_path):
+    from cutcore.sincut.headless import train_to_folder
+
+    photo, art = tmp_path / "photo.png", tmp_path / "art.png"
+    domain_a_image(0, (64, 48)).save(photo)
+    domain_b_image(1, (64, 48)).save(art)
+    out = tmp_path / "run"
+
+    def interrupt_once_training() -> None:  # the first preview exists only once the handler is installed
+        while not list((out / "previews").glob("*.png")):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    assert train_to_folder(photo, art, out, "sincut-cpu", preview_every=1, preview_size=32, device="cpu") == 0
+    logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+    stopped_at = logged[-1]["iteration"]
+    assert stopped_at < 450
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert f.metadata()["iteration"] == str(stopped_at)  # exported where it stopped
+    assert (out / "translation.png").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 def test_live_trainer_stops_within_an_iteration_and_frees_memory():

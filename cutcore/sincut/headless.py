@@ -12,7 +12,9 @@ Ctrl-C stops after the current iteration and still exports.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,27 +47,29 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
     w, h = trainer.content.size
     print(f"training on {trainer.device}: {trainer.precision_note}; content {w}×{h} px", file=sys.stderr)
     bar = tqdm(total=trainer.total, desc=preset, unit="it")
-    last: TrainEvent | None = None
-    trainer.start()
-    try:
-        with open(out / "losses.jsonl", "w") as log:
-            while True:
-                ev = trainer.events.get()
-                last = ev
-                if ev.kind == "progress":
-                    bar.update(ev.iteration - bar.n)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in ev.losses.items()})
-                    log.write(json.dumps({"iteration": ev.iteration, "its_per_sec": ev.its_per_sec,
-                                          **ev.losses}) + "\n")
-                    log.flush()
-                    if ev.preview is not None:
-                        ev.preview.save(out / "previews" / f"iter_{ev.iteration:05d}.png")
-                if ev.kind in ("stopped", "finished", "error"):
-                    break
-    except KeyboardInterrupt:
-        trainer.stop()
+    with open(out / "losses.jsonl", "w") as log:
+
+        def on_event(ev: TrainEvent) -> None:
+            if ev.kind != "progress":
+                return
+            bar.update(ev.iteration - bar.n)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in ev.losses.items()})
+            log.write(json.dumps({"iteration": ev.iteration, "its_per_sec": ev.its_per_sec, **ev.losses}) + "\n")
+            log.flush()
+            if ev.preview is not None:
+                ev.preview.save(out / "previews" / f"iter_{ev.iteration:05d}.png")
+
+        trainer.on_event = on_event
+        # Training runs in this thread (LiveTrainer.run says why); Ctrl-C stops after the current iteration.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, lambda *_: trainer.stop(timeout=0)) if in_main else None
+        try:
+            last = trainer.run()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
     bar.close()
-    if last is not None and last.kind == "error":
+    if last.kind == "error":
         print(f"error: SinCUT training failed at iteration {last.iteration}: {last.message}", file=sys.stderr)
         return 1
     trainer.export(out)
