@@ -147,8 +147,26 @@ def _plot_rows(iteration: int, losses: dict[str, float]) -> list[dict]:
     return [{"iteration": iteration, "loss": k, "value": float(losses[k])} for k in keys]
 
 
-def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: int, total: int) -> str:
+def yardsticks(content, style, output) -> str:
+    """The style yardsticks of a result (cutcore.metrics.style) in one markdown line; "" if there is no output."""
+    if output is None:
+        return ""
+    from cutcore.metrics.style import style_report
+
+    try:
+        r = style_report(content, style, output)
+    except Exception:  # noqa: BLE001 - numbers beside the result, never a reason to lose it
+        log.warning("style yardsticks failed", exc_info=True)
+        return ""
+    return (f"Style yardsticks: colour **{r['colour_ratio']:.2f}**, texture **{r['texture_ratio']:.2f}** (distance "
+            f"to the style image as a share of the input's: below 1 is closer), content **{r['content']:.2f}** "
+            f"(edges kept; 1 = all), colour in neither image **{100 * r['foreign_colour_fraction']:.1f}%**.")
+
+
+def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: int, total: int,
+               scores: str = "") -> str:
     side = cfg.data.max_side
+    scored = f"\n{scores} (`python -m cutcore style` scores any result.)\n" if scores else ""
     shrunk = (f"; both images shrunk to {side} px on their longer side, so `translate` meets an image at the "
               "content image's scale (config.json `inference.scale`)") if side else ""
     return f"""---
@@ -168,7 +186,7 @@ demo: **{direction}**, content image `{photo if direction == PHOTO_TO_ART else a
 ```bash
 python -m cutcore translate --model . --input IMAGE --output OUT_DIR
 ```
-"""
+{scored}"""
 
 
 def mark_pending(session: str | None) -> None:
@@ -279,19 +297,20 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         out = models.live_dir() / name
         from cutcore.saved_config import Domains
 
-        trainer.export(out, card=model_card(name, cfg, photo.name, art.name, direction, iteration, total),
+        final_preview = None
+        try:
+            final_preview = trainer.preview()
+        except Exception:  # noqa: BLE001 - the preview is a nicety
+            log.debug("no final preview", exc_info=True)
+        scores = yardsticks(content.image, style.image, final_preview)
+        trainer.export(out, card=model_card(name, cfg, photo.name, art.name, direction, iteration, total, scores),
                        domains=Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO))))
         zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
         zip_dir.mkdir(parents=True, exist_ok=True)
         archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))
         how = "finished" if iteration >= total else "stopped"
         status = (f"Training {how} at iteration **{iteration}/{total}**. The model `{name}` is in the model lists "
-                  "of the other tabs; download it below.")
-        final_preview = None
-        try:
-            final_preview = trainer.preview()
-        except Exception:  # noqa: BLE001 - the preview is a nicety
-            log.debug("no final preview", exc_info=True)
+                  "of the other tabs; download it below." + (f"\n\n{scores}" if scores else ""))
         yield Update(status, final_preview, list(history), iteration, total, out, archive, True)
     except GeneratorExit:  # closed by Gradio (the client went away) or by a caller: stop without exporting
         closed = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -494,6 +495,24 @@ def test_sincut_streams_previews_and_stops_promptly(app_env, two_images, monkeyp
     entry = models.scan().get(str(final.model_dir))
     assert entry is not None and entry.source == "live" and entry.has_heads
     assert not sincut_tab._train_lock.locked()
+
+
+def test_sincut_result_carries_the_style_yardsticks(app_env, two_images):
+    photo, art = (Image.open(p).convert("RGB") for p in two_images)
+    line = sincut_tab.yardsticks(photo, art, photo)  # the untouched photo: ratios of exactly 1
+    assert "colour **1.00**" in line and "texture **1.00**" in line and "content **1.00**" in line
+    assert "neither image **0.0%**" in line
+    assert sincut_tab.yardsticks(photo, art, None) == ""
+
+    class Painting(FakeTrainer):  # its "translation" is the artwork itself
+        def preview(self):
+            return art.resize(photo.size)
+
+    final = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 30, 5, None,
+                                          factory=Painting))[-1]
+    colour = re.search(r"Style yardsticks: colour \*\*(\d\.\d\d)\*\*", final.status)
+    assert final.done and colour and float(colour.group(1)) < 0.2  # the artwork's palette: near 0
+    assert colour.group(0) in (final.model_dir / "README.md").read_text()
 
 
 def test_sincut_direction_swaps_content_and_style(app_env, two_images):
