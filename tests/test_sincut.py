@@ -598,6 +598,21 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
     assert diff.mean() < 0.5 and diff.max() <= 8
 
 
+def test_sincut_command_picks_the_preset_for_the_device(monkeypatch, tmp_path):
+    import cutcore.sincut.headless as headless
+    from cutcore.cli import main
+
+    chosen = []
+    monkeypatch.setattr(headless, "train_to_folder",
+                        lambda content, style, out, preset, **kw: chosen.append((preset, kw["device"])) or 0)
+    args = ["sincut", "--content", "p.png", "--style", "a.png", "--out", str(tmp_path)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(args) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert main(args) == 0 and main(args + ["--device", "cpu"]) == 0 and main(args + ["--preset", "sincut"]) == 0
+    assert chosen == [("sincut-cpu", "auto"), ("sincut-gpu", "auto"), ("sincut-cpu", "cpu"), ("sincut", "auto")]
+
+
 def test_sincut_command_refuses_a_folder_without_exactly_one_image_per_domain(tmp_path, capsys):
     from cutcore.cli import main
 

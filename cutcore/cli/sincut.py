@@ -14,9 +14,10 @@ def add_sincut(sub) -> None:
     p.add_argument("--data", type=Path, help="instead of --content/--style: a folder with trainA/ and trainB/, "
                                              "one image each (the official single-image layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder: previews/, losses.jsonl, the model")
-    p.add_argument("--preset", default="sincut-cpu", choices=sorted(SINCUT_PRESETS),
+    p.add_argument("--preset", choices=sorted(SINCUT_PRESETS),
                    help="sincut-cpu: ~5 minutes on 2 CPU cores; sincut-gpu: the paper's networks, ~1.5 minutes "
-                        "on a data-centre GPU; sincut: the paper's schedule (hours on a GPU)")
+                        "on a data-centre GPU; sincut: the paper's schedule (hours on a GPU). Default: sincut-gpu "
+                        "when training on CUDA, else sincut-cpu")
     p.add_argument("--iters", type=int, help="stop after this many iterations (default: the preset's schedule)")
     p.add_argument("--preview-every", type=int, default=20, help="iterations between previews")
     p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
@@ -28,6 +29,7 @@ def add_sincut(sub) -> None:
 
 
 def _sincut(args: argparse.Namespace) -> int:
+    from ..hardware import resolve_device
     from ..sincut.headless import single_images, train_to_folder
 
     if args.data:
@@ -36,6 +38,7 @@ def _sincut(args: argparse.Namespace) -> int:
         content, style = args.content, args.style
     else:
         raise ValueError("give --content and --style, or --data")
-    return train_to_folder(content, style, args.out, args.preset, iters=args.iters, preview_every=args.preview_every,
+    preset = args.preset or ("sincut-gpu" if resolve_device(args.device).type == "cuda" else "sincut-cpu")
+    return train_to_folder(content, style, args.out, preset, iters=args.iters, preview_every=args.preview_every,
                            preview_size=args.preview_size or None, device=args.device,
                            precision=args.precision)
