@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -246,6 +247,13 @@ def hub_snapshot(repo: str | None = None) -> tuple[Path | None, str]:
         return result
 
 
+def held_out_rank(entry: ModelEntry) -> tuple:
+    """Sort key: evaluated models by held-out accuracy (higher first), then RMSE (lower first); the rest
+    after them in their order."""
+    acc, rmse = entry.metrics.get("accuracy"), entry.metrics.get("rmse")
+    return (acc is None, -(acc or 0.0), math.inf if rmse is None else rmse)
+
+
 def scan(use_hub: bool = True) -> Registry:
     """All models the app can offer now, with notes on what is missing."""
     entries: list[ModelEntry] = []
@@ -275,6 +283,7 @@ def scan(use_hub: bool = True) -> Registry:
                 "or train one: `python -m cutcore train --preset cut --data DATA --out runs/cut` "
                 "and copy `runs/cut/checkpoints/step_*/` to `weights/cut/`."
             )
+    entries.sort(key=held_out_rank)  # our best model first: every list opens on it (stable otherwise)
     add(official_dir(), "official")
     add(live_dir(), "live")
     have = {e.preset for e in entries if e.source in ("ours", "hub")}

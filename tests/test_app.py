@@ -27,7 +27,7 @@ from cutcore.correspondence import (
     mark_point,
     render_overlay,
 )
-from demo import correspondence_tab, models, results_tab, sincut_tab, translate_tab
+from demo import AppContext, correspondence_tab, models, results_tab, sincut_tab, translate_tab
 from demo.errors import UserError, open_upload, user_errors
 
 
@@ -83,6 +83,19 @@ def test_registry_lists_ours_official_and_live_with_metrics_and_heads(app_env, c
     assert str(app_env["weights"] / "cyclegan-tiny") not in heads_keys and str(cut_model) in heads_keys
     # Presets the project trains but has no model for are listed as missing.
     assert any("fastcut" in n for n in reg.notes)
+
+
+def test_lists_open_on_our_best_model_on_held_out_tiles(app_env):
+    make_model(app_env["weights"] / "a-weak", "cut", metrics={"accuracy": 0.25, "rmse": 40.0})
+    make_model(app_env["weights"] / "b-unscored", "cut")
+    make_model(app_env["weights"] / "c-best", "cut", metrics={"accuracy": 0.38, "rmse": 33.0})
+    make_model(app_env["weights"] / "d-tied", "cut", metrics={"accuracy": 0.38, "rmse": 35.0})
+    make_model(app_env["official"] / "horse2zebra", "cut", metrics={"accuracy": 0.99, "rmse": 1.0})
+    reg = models.scan()
+    assert [e.name for e in reg.entries] == ["c-best", "d-tied", "a-weak", "b-unscored", "horse2zebra"]
+    with gr.Blocks():
+        dd = AppContext().model_dropdown(False, reg)
+    assert dd.value == str(app_env["weights"] / "c-best")  # the Translate tab opens on it
 
 
 def test_run_checkpoint_folders_are_found_and_named_after_the_run(app_env):
