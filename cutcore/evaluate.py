@@ -354,12 +354,17 @@ def write_evaluation(
     out: str | os.PathLike, model: LoadedModel, pairs: Sequence[Pair], values: dict[str, float], info: dict,
     markdown: str, tile: int | None = None,
 ) -> None:
-    """metrics.json ({"metrics": values, preset, model, n_images, **info}), metrics.md and a samples.png grid."""
+    """metrics.json ({"metrics": values, preset, model, n_images, baseline, **info}), metrics.md and a
+    samples.png grid. baseline: the most-common-colour scores on the same targets, the floor to beat."""
+    from .metrics import most_common_colour_baseline
+
     out = Path(out)
     direction, size = info.get("direction", "AtoB"), info.get("size")
+    baseline = most_common_colour_baseline([b.load() for _, b in model_pairs(model, pairs, direction)], PAIRED_SIZE)
     write_json(out / "metrics.json", {"metrics": values, "preset": model.config.preset,
                                       "model": str(model.path), "n_images": len(pairs),
-                                      "paired_size": PAIRED_SIZE, **info})  # paired_size: the protocol
+                                      "paired_size": PAIRED_SIZE, "baseline": baseline,
+                                      **info})  # paired_size: the protocol
     write_bytes(out / "metrics.md", (markdown + "\n").encode())
     oriented = model_pairs(model, pairs[:GRID_PAIRS], direction)
     triples = translate_pairs(model.generator, oriented, size, tile, model.size_multiple, progress=False)

@@ -25,7 +25,6 @@ import torch
 from . import __version__
 from .checkpoint import checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
-from .metrics.paired import most_common_colour_baseline
 from .model_folder import ModelCard, write_card, write_model_folder
 from .saved_config import SavedModelConfig
 from .train import read_log, training_seconds
@@ -178,7 +177,6 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     from .evaluate import (
         evaluate_model,
         evaluation_size,
-        model_pairs,
         read_split,
         select_metrics,
         select_pairs,
@@ -196,9 +194,8 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     model = load_model(folder, "cpu")
     size = evaluation_size(model.config)
     values = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
-    targets = [b.load() for _, b in model_pairs(model, pairs)]
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
-            "direction": "AtoB", "size": size, "baseline": most_common_colour_baseline(targets)}
+            "direction": "AtoB", "size": size}
     write_evaluation(folder, model, pairs, values, info, f"{config['name']}\n\n{metrics_table(values)}")
 
 

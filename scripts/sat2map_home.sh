@@ -42,7 +42,7 @@ for p in "${MODELS[@]}"; do
 done
 wait
 "$PY" scripts/sat2map_session.py card $(for p in "${MODELS[@]}"; do echo "$WEIGHTS/$p"; done) \
-  --data "$DATA" --split "$SPLIT" | tee "$LOGS/verdict.txt"
+  --samples "$LOGS/samples" | tee "$LOGS/verdict.txt"
 
 over=$(find "$WEIGHTS" -type f -size +10M)
 total=$(du -sb "$WEIGHTS" | cut -f1)

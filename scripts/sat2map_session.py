@@ -3,9 +3,10 @@
     python scripts/sat2map_session.py calibrate --runs runs/sat2map_gpu --presets cut,...,cyclegan --seconds 380
         the calibration steps' rates (log.jsonl, all six runs sharing the device) -> one common number of
         epochs that fits `seconds`; prints "preset epochs epochs_decay max_steps" lines for the shell
-    python scripts/sat2map_session.py card weights/cut --data ../shared/data/sat2map --split weights/sat2map_val.txt
-        after `python -m cutcore evaluate ... --out weights/cut`: add the most-common-colour baseline to
-        metrics.json, move samples.png (held-out tiles) to runs/sat2map_samples/ and rewrite the model card
+    python scripts/sat2map_session.py card weights/cut
+        after `python -m cutcore evaluate ... --out weights/cut` (which writes the most-common-colour
+        baseline into metrics.json): move samples.png (held-out tiles) to runs/sat2map_samples/, rewrite
+        the model card, say whether the model beats the baseline
     python scripts/sat2map_session.py summary --runs runs/sat2map_gpu --models OUT/models --json summary.json
 """
 from __future__ import annotations
@@ -117,25 +118,14 @@ def keep_samples_local(folder: Path, samples_dir: Path) -> None:
 
 
 def card(args) -> int:
-    """After `evaluate --out FOLDER`: the baseline beside the metrics, then the card rewritten with both."""
-    from cutcore.checkpoint import read_json, write_json
-    from cutcore.evaluate import read_split, select_pairs
-    from cutcore.metrics.paired import most_common_colour_baseline
+    """After `evaluate --out FOLDER` (metrics.json with the baseline): sample grid out, card rewritten, verdict."""
+    from cutcore.checkpoint import read_json
 
-    baselines: dict[tuple, dict] = {}
     for folder in args.folders:
         path = folder / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: run `python -m cutcore evaluate --model {folder} ... --out {folder}` first")
         metrics = read_json(path)
-        if "baseline" not in metrics:  # on the pairs the metrics were computed on (evaluate's --max-images)
-            key = (str(metrics.get("data") or args.data), metrics.get("phase") or args.phase,
-                   str(metrics.get("split") or args.split), metrics.get("n_images"))
-            if key not in baselines:
-                pairs = select_pairs(key[0], key[1], read_split(key[2]) if key[2] != "None" else None, key[3])
-                baselines[key] = most_common_colour_baseline([b.load() for _, b in pairs])
-            metrics["baseline"] = baselines[key]
-            write_json(path, metrics)
         keep_samples_local(folder, args.samples)
         rewrite_card(folder)
         values, base = metrics["metrics"], metrics["baseline"]
@@ -205,9 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=calibrate)
     k = sub.add_parser("card")
     k.add_argument("folders", nargs="+", type=Path)
-    k.add_argument("--data", type=Path, default=Path("../shared/data/sat2map"))
-    k.add_argument("--phase", default="train")
-    k.add_argument("--split", type=Path, default=Path("weights/sat2map_val.txt"))
     k.add_argument("--samples", type=Path, default=Path("runs/sat2map_samples"),
                    help="where evaluate's sample grids go (they show held-out tiles: never into weights/)")
     k.set_defaults(func=card)

@@ -381,5 +381,6 @@ def test_cli_subprocess_prints_one_json_object_and_writes_files(cli_json_run):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["metrics"] == json.loads(stdout)
     assert saved["preset"] == "cut" and saved["n_images"] == N_PAIRS
+    assert 0 <= saved["baseline"]["accuracy"] <= 1 and saved["baseline"]["rmse"] > 0  # the floor, beside the scores
     assert "| RMSE ↓ |" in (out / "metrics.md").read_text()
     assert Image.open(out / "samples.png").size == (3 * 256, N_PAIRS * 256)
