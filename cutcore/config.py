@@ -127,7 +127,7 @@ class RuntimeConfig:
                                                 "(constant LR, then linear decay) is fitted to the measured step rate")
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
     # NHWC activations and weights: "auto" is on for CUDA (cuDNN's tensor-core layout), off elsewhere;
-    # `train --channels-last` sets True. Saved as given, so a resume on another device decides again.
+    # `train --channels-last [auto|on|off]` sets it. Saved as given, so a resume on another device decides again.
     channels_last: Literal["auto", "on", "off"] | bool = "auto"
     # "auto": on CUDA the training images are decoded once into uint8 tensors on the GPU and cropped
     # and flipped there (the same batches as the DataLoader's); elsewhere, or when they would take

@@ -289,6 +289,18 @@ def test_train_says_once_how_it_executes(trained, capsys, tmp_path):
     assert len(said) == 1 and said[0].startswith("training on cpu: fp32 (requested); NCHW; data: DataLoader"), said
 
 
+@pytest.mark.parametrize("given,layout", [(["--channels-last"], "channels_last"), (["--channels-last", "on"], "channels_last"),
+                                          (["--channels-last", "off"], "NCHW"), ([], "NCHW")])
+def test_channels_last_flag_forces_the_layout_either_way(trained, capsys, tmp_path, given, layout):
+    work, _ = trained
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, *given)
+    assert r.code == 0, r
+    said = [seg for seg in re.split(r"[\r\n]+", r.stderr) if seg.startswith("training on ")]
+    assert f"; {layout}" in said[0], said
+    saved = json.loads((tmp_path / "o" / "config.json").read_text())["runtime"]["channels_last"]
+    assert saved == (given[-1] if len(given) == 2 else "on" if given else "auto")
+
+
 @pytest.mark.parametrize("value,expected", [("off", False), ("on", True)])
 def test_bool_config_flags_take_on_or_off(trained, capsys, tmp_path, value, expected):
     work, _ = trained

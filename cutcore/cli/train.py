@@ -36,7 +36,9 @@ def add_train(sub) -> None:
     p.add_argument("--data", required=True, help="dataset folder (trainA/ + trainB/, or train/ of AB images)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, samples/, checkpoints/")
     p.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convs on many CPUs/GPUs)")
+    p.add_argument("--channels-last", nargs="?", const="on", choices=["auto", "on", "off"],
+                   help="NHWC memory layout: auto (the default) on CUDA only; on or off to force it "
+                        "(the flag alone: on)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--exclude", type=Path, help="text file of file names to hold out (one per line)")
     # Every other flag is a config field that declares one (cutcore.config.option): the preset's
@@ -52,7 +54,7 @@ def _train(args) -> int:
 
     changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
     if args.channels_last:
-        changes["runtime.channels_last"] = True
+        changes["runtime.channels_last"] = args.channels_last
     if args.no_flip:
         changes["data.flip"] = False
     if args.exclude:
