@@ -1,7 +1,7 @@
 """Live SinCUT training for interactive front ends: a background thread with progress events.
 
     trainer = LiveTrainer("photo.jpg", "painting.jpg", "sincut-cpu")
-    trainer.start()
+    trainer.start()      # or LiveTrainer.launch(...): built and trained on one new thread; or trainer.run(): here
     while (ev := trainer.events.get()).kind == "progress":
         show(ev.preview, ev.losses, ev.eta_seconds)
     trainer.export("my_model")          # model.safetensors + config.json
