@@ -289,7 +289,8 @@ def test_train_says_once_how_it_executes(trained, capsys, tmp_path):
     assert len(said) == 1 and said[0].startswith("training on cpu: fp32 (requested); NCHW; data: DataLoader"), said
 
 
-@pytest.mark.parametrize("given,layout", [(["--channels-last"], "channels_last"), (["--channels-last", "on"], "channels_last"),
+@pytest.mark.parametrize("given,layout", [(["--channels-last"], "channels_last"),
+                                          (["--channels-last", "on"], "channels_last"),
                                           (["--channels-last", "off"], "NCHW"), ([], "NCHW")])
 def test_channels_last_flag_forces_the_layout_either_way(trained, capsys, tmp_path, given, layout):
     work, _ = trained
