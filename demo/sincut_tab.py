@@ -80,6 +80,8 @@ def make_config(preset: str, iterations: int):
             cfg = sincut_preset(preset)
         except ValueError as e:
             raise UserError(str(e)) from None
+    if iterations != cfg.train.total_iters:  # a count the user chose: trained in full, whatever it takes
+        cfg.train.time_budget_s = None
     return with_total_iters(cfg, iterations)
 
 
@@ -93,8 +95,8 @@ def expectations(on_gpu: bool) -> str:
     if on_gpu:
         return ("This server trains on a **GPU**: *GPU-quick* runs the paper's networks on a schedule sized for "
                 "about a minute and a half on a data-centre GPU; *Paper* runs the published schedule (hours).")
-    return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes (more on a slower CPU; the "
-            "progress line shows the time left). It trains narrow versions of the paper's networks on both images "
+    return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes (a slower CPU gets fewer "
+            "iterations in that time; the progress line shows the time left). It trains narrow versions of the paper's networks on both images "
             "shrunk to 512 px and learns the artwork's palette and a soft brush texture, not its shapes; the result "
             "is 512 px on its longer side. For more, run the app on a GPU, where *GPU-quick* trains the paper's "
             "networks in about a minute and a half; the GPU presets would take hours here.")

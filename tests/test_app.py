@@ -642,6 +642,9 @@ def test_sincut_budget_sets_the_schedule_length():
         lrs = [cfg.train.lr_at(i) for i in range(n)]
         assert lrs == sorted(lrs, reverse=True) and lrs[0] == cfg.train.lr
     assert sincut_tab.make_config("sincut", 10).preset == "sincut"
+    # The preset's own length keeps its time budget; a count the user chose is trained in full.
+    assert sincut_tab.make_config("sincut-cpu", 450).train.time_budget_s == 285
+    assert sincut_tab.make_config("sincut-cpu", 400).train.time_budget_s is None
 
 
 def test_sincut_real_trainer_tiny_preset_exports_a_loadable_model(app_env, two_images, tmp_path):

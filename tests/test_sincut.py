@@ -270,6 +270,7 @@ def test_cpu_preset_narrow_paper_nets_on_512px_images_for_450_iterations():
     t = cpu.train
     assert (t.batch_size, t.lr, t.beta1, t.beta2) == (8, 0.002, 0.0, 0.99)
     assert (t.iters_per_epoch, t.epochs, t.epochs_decay, t.total_iters) == (25, 9, 9, 450)
+    assert t.time_budget_s == 285 and paper.train.time_budget_s is None  # the 5 minutes hold on slower CPUs
     assert t.lr_at(9 * 25 - 1) == pytest.approx(0.002) and t.lr_at(449) == pytest.approx(0.0002)
     cpu.validate()
     cpu.data.max_side = 16
@@ -456,6 +457,34 @@ def test_run_trains_in_the_calling_thread_with_the_same_events():
     assert threads == {threading.current_thread()} and trainer._thread is None
     assert trainer.run().kind == "finished" and trainer.iteration == 12  # resumes
     trainer.close()
+
+
+@pytest.mark.parametrize("budget,total,last_lr", [(30.0, 30, 0.002 / 16), (500.0, 100, 0.002 / 2)])
+def test_a_time_budget_lays_the_schedule_over_the_iterations_that_fit(monkeypatch, budget, total, last_lr):
+    import cutcore.sincut.live as live
+
+    clock = [0.0]
+    monkeypatch.setattr(live.time, "perf_counter", lambda: clock[0])
+    cfg = tiny_config(iters_per_epoch=50)  # 100 iterations, the first 50 at the full LR
+    cfg.train.time_budget_s = budget
+    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), cfg, event_every=5, preview_size=32)
+    step = trainer.model.train_step
+
+    def one_second_steps(*a, **k):  # every iteration takes a second of the fake clock
+        clock[0] += 1.0
+        return step(*a, **k)
+
+    trainer.model.train_step = one_second_steps
+    lrs = []
+    set_lr = trainer.model.set_lr
+    trainer.model.set_lr = lambda lr: (lrs.append(lr), set_lr(lr))[1]
+    assert trainer.run().kind == "finished"
+    assert trainer.iteration == trainer.total == total  # 30 s at 1 it/s; never more than planned
+    events = _drain(trainer.events)
+    assert [e.total for e in events if e.iteration > 10] == [total] * len([e for e in events if e.iteration > 10])
+    assert lrs[:10] == [cfg.train.lr] * 10  # planned at step 10, still in the constant phase
+    assert lrs[-1] == pytest.approx(last_lr)  # decayed to the end of the schedule (the new one: 15 + 15)
+    assert trainer.cfg.train.total_iters == total
 
 
 def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):

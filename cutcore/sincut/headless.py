@@ -52,6 +52,7 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
         def on_event(ev: TrainEvent) -> None:
             if ev.kind != "progress":
                 return
+            bar.total = ev.total  # a time budget may have re-laid the schedule
             bar.update(ev.iteration - bar.n)
             bar.set_postfix({k: f"{v:.3f}" for k, v in ev.losses.items()})
             log.write(json.dumps({"iteration": ev.iteration, "its_per_sec": ev.its_per_sec, **ev.losses}) + "\n")

@@ -32,7 +32,7 @@ from ..model_folder import write_model_folder
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
 from ..nets.stylegan2 import StyleGAN2Generator
 from ..translate import translate_with
-from .config import SinCUTConfig, sincut_preset
+from .config import SinCUTConfig, sincut_preset, with_total_iters
 from .data import ZoomPatchSampler, open_image, working_image, working_scale
 from .model import SinCUTModel
 
@@ -281,10 +281,18 @@ class LiveTrainer:
             yield tuple(s.sample() for s in self.samplers)
 
     def _run(self) -> None:
-        total = self.total
-        window = [time.perf_counter(), self.iteration, 0.0]  # start time, start iteration, last speed
+        started, from_scratch = time.perf_counter(), self.iteration == 0
+        window = [started, self.iteration, 0.0]  # start time, start iteration, last speed
+        warm = [started]  # when the first step (allocation, kernel choice) was done
+        # A budgeted preset is planned once, after a preview has been timed (they count against the budget).
+        plan_at = max(10, self.event_every + 1) if self.cfg.train.time_budget_s and from_scratch else None
 
         def on_step(result: StepResult) -> None:
+            if result.step == 1:
+                warm[0] = time.perf_counter()
+            if result.step == plan_at:
+                self._fit_to_budget(result.step, started, warm[0])
+            total = self.total
             if result.step % self.event_every and result.step < total:
                 return
             self.last_losses = result.loss_values()
@@ -296,12 +304,22 @@ class LiveTrainer:
             window[:2] = time.perf_counter(), result.step
 
         try:
-            self._emit(TrainEvent("started", self.iteration, total, self.last_losses))
+            self._emit(TrainEvent("started", self.iteration, self.total, self.last_losses))
             self.loop.run(on_step, self._stop.is_set, self._lock)
-            kind: EventKind = "finished" if self.iteration >= total else "stopped"
-            self._emit(TrainEvent(kind, self.iteration, total, dict(self.last_losses), window[2],
+            kind: EventKind = "finished" if self.iteration >= self.total else "stopped"
+            self._emit(TrainEvent(kind, self.iteration, self.total, dict(self.last_losses), window[2],
                                   0.0 if kind == "finished" else None))
         except Exception as e:  # noqa: BLE001 - reported to the UI instead of dying silently in the thread
-            self._emit(
-                TrainEvent("error", self.iteration, total, dict(self.last_losses), message=f"{type(e).__name__}: {e}")
-            )
+            self._emit(TrainEvent("error", self.iteration, self.total, dict(self.last_losses),
+                                  message=f"{type(e).__name__}: {e}"))
+
+    def _fit_to_budget(self, step: int, started: float, warm: float) -> None:
+        """The preset's time budget (`train.time_budget_s`): at the measured rate, re-lay its LR schedule
+        (constant, then linear decay) over the iterations that fit, never more than it plans. Runs while the
+        LR is still constant, so the steps taken are the new schedule's too."""
+        now = time.perf_counter()
+        rate = (step - 1) / max(now - warm, 1e-9)
+        fit = step + int((self.cfg.train.time_budget_s - (now - started)) * rate)
+        if fit < self.cfg.train.total_iters:
+            self.cfg = with_total_iters(self.cfg, max(step + 1, fit))
+            self.loop.lr_at, self.loop.total = self.cfg.train.lr_at, self.total
