@@ -86,7 +86,7 @@ def read_run(folder: str | os.PathLike, notes: list[str]) -> MethodRow | None:
         notes.append(f"{folder}: no metrics.json (write one: evaluate --model {folder} --data ... --out {folder})")
     metrics = doc.get("metrics", doc)  # evaluate --out nests them; a flat {metric: value} file works too
     values = _numbers(metrics, METRICS) if isinstance(metrics, dict) else {}
-    baseline = doc.get("baseline")  # written by `export --eval-data`
+    baseline = doc.get("baseline")  # written by `evaluate --out` and `export --eval-data`
     baseline = _numbers(baseline, METRICS) if isinstance(baseline, dict) else {}
     evaluated_on = tuple(doc.get(k) for k in ("data", "phase", "split", "n_images", "size", "paired_size"))
     return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes), baseline, evaluated_on)

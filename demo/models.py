@@ -248,10 +248,12 @@ def hub_snapshot(repo: str | None = None) -> tuple[Path | None, str]:
 
 
 def held_out_rank(entry: ModelEntry) -> tuple:
-    """Sort key: evaluated models by held-out accuracy (higher first), then RMSE (lower first); the rest
-    after them in their order."""
+    """Sort key: models with a held-out accuracy by it (higher first), then RMSE (lower first); the rest
+    after them in their order (a stable sort)."""
     acc, rmse = entry.metrics.get("accuracy"), entry.metrics.get("rmse")
-    return (acc is None, -(acc or 0.0), math.inf if rmse is None else rmse)
+    if acc is None or not math.isfinite(acc):
+        return (1, 0.0, 0.0)
+    return (0, -acc, rmse if rmse is not None and math.isfinite(rmse) else math.inf)
 
 
 def scan(use_hub: bool = True) -> Registry:

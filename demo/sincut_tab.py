@@ -96,9 +96,9 @@ def expectations(on_gpu: bool) -> str:
         return ("This server trains on a **GPU**: *GPU-quick* runs the paper's networks on a schedule sized for "
                 "about a minute and a half on a data-centre GPU; *Paper* runs the published schedule (hours).")
     return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes (a slower CPU gets fewer "
-            "iterations in that time; the progress line shows the time left). It trains narrow versions of the paper's networks on both images "
-            "shrunk to 512 px and learns the artwork's palette and a soft brush texture, not its shapes; the result "
-            "is 512 px on its longer side. For more, run the app on a GPU, where *GPU-quick* trains the paper's "
+            "iterations in that time; the progress line shows the time left). It trains narrow versions of the "
+            "paper's networks on both images shrunk to 512 px and learns the artwork's palette and a soft brush "
+            "texture, not its shapes. For more, run the app on a GPU, where *GPU-quick* trains the paper's "
             "networks in about a minute and a half; the GPU presets would take hours here.")
 
 
@@ -265,7 +265,6 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
             trainer.stop(timeout=0)
         history: list[dict] = []
         last = None
-        total = trainer.total
         while True:
             try:
                 ev = trainer.events.get(timeout=0.5)
@@ -286,7 +285,8 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
                 raise UserError(f"Training failed: {ev.message}")
             else:  # finished / stopped
                 break
-        iteration = last.iteration if last else 0
+        # The last event's total: a preset's time budget may have shortened the schedule on the way.
+        iteration, total = (last.iteration, last.total) if last else (0, trainer.total)
         if iteration < total and iteration < min_export_iters():
             yield Update(f"Stopped at iteration **{iteration}/{total}**: too early to be worth keeping (models are "
                          f"kept from iteration {min_export_iters()}, or when the budget is reached), so nothing was "

@@ -126,6 +126,8 @@ def card(args) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: run `python -m cutcore evaluate --model {folder} ... --out {folder}` first")
         metrics = read_json(path)
+        if "baseline" not in metrics:
+            raise ValueError(f"{path} has no baseline: evaluate it again (`evaluate --out` writes one since session 4)")
         keep_samples_local(folder, args.samples)
         rewrite_card(folder)
         values, base = metrics["metrics"], metrics["baseline"]

@@ -422,14 +422,15 @@ class FakeTrainer:
 
     instances: list[FakeTrainer] = []
 
-    def __init__(self, content, style, cfg, *, event_every, preview_size, step_seconds=0.01, fail_at=None):
+    def __init__(self, content, style, cfg, *, event_every, preview_size, step_seconds=0.01, fail_at=None,
+                 replan_to=None):
         self.content, self.cfg, self.every = content, cfg, event_every
         self.total = cfg.train.total_iters
         self.iteration = 0
         self.events: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = None
-        self.step_seconds, self.fail_at = step_seconds, fail_at
+        self.step_seconds, self.fail_at, self.replan_to = step_seconds, fail_at, replan_to  # replan: a time budget
         self.exported: list[Path] = []
         FakeTrainer.instances.append(self)
         self.start()  # the app's factory hands over a trainer that is training (LiveTrainer.launch)
@@ -447,6 +448,8 @@ class FakeTrainer:
         while self.iteration < self.total and not self._stop.is_set():
             time.sleep(self.step_seconds)
             self.iteration += 1
+            if self.replan_to and self.iteration == self.every:
+                self.total = self.replan_to
             if self.fail_at == self.iteration:
                 self.events.put(_Event("error", self.iteration, self.total, message="RuntimeError: boom"))
                 return
@@ -526,6 +529,16 @@ def test_sincut_result_carries_the_style_yardsticks(app_env, two_images):
     colour = re.search(r"Style yardsticks: colour \*\*(\d\.\d\d)\*\*", final.status)
     assert final.done and colour and float(colour.group(1)) < 0.2  # the artwork's palette: near 0
     assert colour.group(0) in (final.model_dir / "README.md").read_text()
+
+
+def test_a_run_shortened_by_the_time_budget_is_reported_finished(app_env, two_images):
+    final = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 450, 5, None,
+                                          factory=lambda *a, **k: FakeTrainer(*a, **k, step_seconds=0.001,
+                                                                              replan_to=40)))[-1]
+    assert final.done and "Training finished at iteration **40/40**" in final.status
+    assert (final.iteration, final.total) == (40, 40)
+    card = (final.model_dir / "README.md").read_text()
+    assert "40 of 40 iterations" in card and "stopped early" not in card
 
 
 def test_sincut_direction_swaps_content_and_style(app_env, two_images):

@@ -459,32 +459,69 @@ def test_run_trains_in_the_calling_thread_with_the_same_events():
     trainer.close()
 
 
-@pytest.mark.parametrize("budget,total,last_lr", [(30.0, 30, 0.002 / 16), (500.0, 100, 0.002 / 2)])
-def test_a_time_budget_lays_the_schedule_over_the_iterations_that_fit(monkeypatch, budget, total, last_lr):
+def _one_second_steps(monkeypatch, trainer: LiveTrainer) -> list[float]:
+    """Every iteration takes one second of a fake clock; returns the list the LRs set are recorded in."""
     import cutcore.sincut.live as live
 
     clock = [0.0]
     monkeypatch.setattr(live.time, "perf_counter", lambda: clock[0])
-    cfg = tiny_config(iters_per_epoch=50)  # 100 iterations, the first 50 at the full LR
-    cfg.train.time_budget_s = budget
-    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), cfg, event_every=5, preview_size=32)
-    step = trainer.model.train_step
+    step, set_lr, lrs = trainer.model.train_step, trainer.model.set_lr, []
 
-    def one_second_steps(*a, **k):  # every iteration takes a second of the fake clock
+    def timed_step(*a, **k):
         clock[0] += 1.0
         return step(*a, **k)
 
-    trainer.model.train_step = one_second_steps
-    lrs = []
-    set_lr = trainer.model.set_lr
+    trainer.model.train_step = timed_step
     trainer.model.set_lr = lambda lr: (lrs.append(lr), set_lr(lr))[1]
+    return lrs
+
+
+def _budgeted(budget: float, **kw) -> LiveTrainer:
+    cfg = tiny_config(iters_per_epoch=50)  # 100 iterations, the first 50 at the full LR
+    cfg.train.time_budget_s = budget
+    return LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), cfg, preview_size=32, **kw)
+
+
+@pytest.mark.parametrize("budget,total,last_lr", [(30.0, 30, 0.002 / 16), (500.0, 100, 0.002 / 2)])
+def test_a_time_budget_lays_the_schedule_over_the_iterations_that_fit(monkeypatch, budget, total, last_lr):
+    trainer = _budgeted(budget, event_every=5)
+    lrs = _one_second_steps(monkeypatch, trainer)
     assert trainer.run().kind == "finished"
     assert trainer.iteration == trainer.total == total  # 30 s at 1 it/s; never more than planned
     events = _drain(trainer.events)
     assert [e.total for e in events if e.iteration > 10] == [total] * len([e for e in events if e.iteration > 10])
-    assert lrs[:10] == [cfg.train.lr] * 10  # planned at step 10, still in the constant phase
+    assert lrs[:10] == [0.002] * 10  # planned at step 10, still in the constant phase
     assert lrs[-1] == pytest.approx(last_lr)  # decayed to the end of the schedule (the new one: 15 + 15)
     assert trainer.cfg.train.total_iters == total
+
+
+def test_the_time_budget_survives_a_stop_and_is_planned_before_the_lr_decays(monkeypatch):
+    # Previews every 80 iterations would plan at 81, after the decay begins at 50: planned at 50 instead.
+    trainer = _budgeted(80.0, event_every=80)
+    lrs = _one_second_steps(monkeypatch, trainer)
+    trainer.loop.total = 5  # a first run that ends after 5 iterations (5 s of the budget)...
+    assert trainer.run().kind == "stopped" and trainer.iteration == 5
+    trainer.loop.total = trainer.total
+    assert trainer.run().kind == "finished"  # ...then resumed: at step 50, 50 s spent, 30 left
+    assert trainer.iteration == trainer.total == 80  # (85 if the first run's 5 s were forgotten)
+    assert lrs[:50] == [0.002] * 50
+
+
+def test_an_iteration_count_the_caller_chose_is_not_cut_by_the_budget(monkeypatch):
+    trainer = _budgeted(30.0, event_every=5, max_iters=60)
+    lrs = _one_second_steps(monkeypatch, trainer)
+    assert trainer.run().kind == "finished" and trainer.iteration == 60
+    assert lrs[:50] == [0.002] * 50  # the preset's own schedule, stopped early
+
+
+def test_stop_from_an_event_callback_on_the_training_thread_is_a_clean_stop():
+    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
+                          event_every=2, preview_size=32)
+    trainer.on_event = lambda ev: ev.kind == "progress" and trainer.stop()  # waits, on its own thread
+    trainer.start()
+    assert trainer.wait(timeout=60)
+    assert [e.kind for e in _drain(trainer.events)] == ["started", "progress", "stopped"]
+    trainer.close()
 
 
 def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):

@@ -61,14 +61,22 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
                 ev.preview.save(out / "previews" / f"iter_{ev.iteration:05d}.png")
 
         trainer.on_event = on_event
-        # Training runs in this thread (LiveTrainer.run says why); Ctrl-C stops after the current iteration.
+        # Training runs in this thread (LiveTrainer.run says why). The first Ctrl-C stops after the current
+        # iteration (and the model is still exported); a second one interrupts at once.
         in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, lambda *_: trainer.stop(timeout=0)) if in_main else None
+        previous = signal.getsignal(signal.SIGINT) if in_main else None
+
+        def on_interrupt(*_) -> None:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+            trainer.stop(timeout=0)
+
+        if in_main:
+            signal.signal(signal.SIGINT, on_interrupt)
         try:
             last = trainer.run()
         finally:
             if in_main:
-                signal.signal(signal.SIGINT, previous)
+                signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
     bar.close()
     if last.kind == "error":
         print(f"error: SinCUT training failed at iteration {last.iteration}: {last.message}", file=sys.stderr)

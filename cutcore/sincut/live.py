@@ -135,6 +135,11 @@ class LiveTrainer:
         self.preview_input = self._preview_tensor(preview_size)
         self.last_losses: dict[str, float] = {}
         self._last_event: TrainEvent | None = None
+        # A budgeted preset is planned once, after a preview has been timed (previews count against the
+        # budget) but while the LR is still constant. Not with max_iters: a count the caller chose.
+        self._budget_pending = bool(t.time_budget_s) and max_iters is None
+        self._plan_at = min(max(10, event_every + 1), t.epochs * t.iters_per_epoch)
+        self._seconds_before = 0.0  # training time of earlier runs (stop, then start again)
         self.events: queue.Queue[TrainEvent] = queue.Queue(self.MAX_QUEUED_EVENTS)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -150,7 +155,7 @@ class LiveTrainer:
         def body() -> None:
             try:
                 trainer = cls(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - handed to the caller
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, who must not wait forever
                 built.put(e)
                 return
             trainer._thread = threading.current_thread()
@@ -159,7 +164,7 @@ class LiveTrainer:
 
         threading.Thread(target=body, name="sincut-live", daemon=True).start()
         got = built.get()
-        if isinstance(got, Exception):
+        if isinstance(got, BaseException):
             raise got
         return got
 
@@ -194,9 +199,13 @@ class LiveTrainer:
         the cores), so a step on a thread of its own runs ~25% slower on a 2-core CPU whenever the
         constructing thread has computed anything; in the calling thread there is one pool."""
         if self.running:
-            raise RuntimeError("already training in the background (start())")
+            raise RuntimeError("already training (start(), launch() or run() elsewhere)")
         self._stop.clear()
-        self._run()
+        self._thread = threading.current_thread()  # `running`, `wait` and `stop` see this run from other threads
+        try:
+            self._run()
+        finally:
+            self._thread = None
         assert self._last_event is not None  # _run always ends with finished, stopped or error
         return self._last_event
 
@@ -206,7 +215,10 @@ class LiveTrainer:
         self.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the thread ends (finished, stopped or failed); False on timeout."""
+        """Block until the thread ends (finished, stopped or failed); False on timeout. From the training
+        thread itself (an `on_event` callback, a signal handler during `run`) it returns at once."""
+        if self._thread is threading.current_thread():
+            return False
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.running
@@ -281,17 +293,15 @@ class LiveTrainer:
             yield tuple(s.sample() for s in self.samplers)
 
     def _run(self) -> None:
-        started, from_scratch = time.perf_counter(), self.iteration == 0
+        started, first = time.perf_counter(), self.iteration
         window = [started, self.iteration, 0.0]  # start time, start iteration, last speed
-        warm = [started]  # when the first step (allocation, kernel choice) was done
-        # A budgeted preset is planned once, after a preview has been timed (they count against the budget).
-        plan_at = max(10, self.event_every + 1) if self.cfg.train.time_budget_s and from_scratch else None
+        warm = [started]  # when this run's first step (allocation, kernel choice) was done
 
         def on_step(result: StepResult) -> None:
-            if result.step == 1:
+            if result.step == first + 1:
                 warm[0] = time.perf_counter()
-            if result.step == plan_at:
-                self._fit_to_budget(result.step, started, warm[0])
+            if self._budget_pending and result.step >= self._plan_at and result.step > first + 1:
+                self._fit_to_budget(result.step, first + 1, warm[0], started)
             total = self.total
             if result.step % self.event_every and result.step < total:
                 return
@@ -312,14 +322,18 @@ class LiveTrainer:
         except Exception as e:  # noqa: BLE001 - reported to the UI instead of dying silently in the thread
             self._emit(TrainEvent("error", self.iteration, self.total, dict(self.last_losses),
                                   message=f"{type(e).__name__}: {e}"))
+        finally:
+            self._seconds_before += time.perf_counter() - started
 
-    def _fit_to_budget(self, step: int, started: float, warm: float) -> None:
+    def _fit_to_budget(self, step: int, warm_step: int, warm: float, started: float) -> None:
         """The preset's time budget (`train.time_budget_s`): at the measured rate, re-lay its LR schedule
         (constant, then linear decay) over the iterations that fit, never more than it plans. Runs while the
-        LR is still constant, so the steps taken are the new schedule's too."""
+        LR is still constant (`_plan_at`), so the steps taken are the new schedule's too."""
+        self._budget_pending = False
         now = time.perf_counter()
-        rate = (step - 1) / max(now - warm, 1e-9)
-        fit = step + int((self.cfg.train.time_budget_s - (now - started)) * rate)
+        rate = (step - warm_step) / max(now - warm, 1e-9)
+        spent = self._seconds_before + now - started
+        fit = step + int((self.cfg.train.time_budget_s - spent) * rate)
         if fit < self.cfg.train.total_iters:
             self.cfg = with_total_iters(self.cfg, max(step + 1, fit))
             self.loop.lr_at, self.loop.total = self.cfg.train.lr_at, self.total
