@@ -64,10 +64,10 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
         # Training runs in this thread (LiveTrainer.run says why). The first Ctrl-C stops after the current
         # iteration (and the model is still exported); a second one interrupts at once.
         in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.getsignal(signal.SIGINT) if in_main else None
+        previous = (signal.getsignal(signal.SIGINT) or signal.SIG_DFL) if in_main else None  # None: not from Python
 
         def on_interrupt(*_) -> None:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, previous)
             trainer.stop(timeout=0)
 
         if in_main:
@@ -76,7 +76,7 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
             last = trainer.run()
         finally:
             if in_main:
-                signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+                signal.signal(signal.SIGINT, previous)
     bar.close()
     if last.kind == "error":
         print(f"error: SinCUT training failed at iteration {last.iteration}: {last.message}", file=sys.stderr)
