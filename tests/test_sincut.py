@@ -549,20 +549,32 @@ def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):
     trainer.close()
 
 
-def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp_path):
-    from cutcore.sincut.headless import train_to_folder
+@pytest.fixture
+def sigint_handler():
+    """Sets SIGINT's handler for a test (pytest may have been started with Ctrl-C ignored, `nohup ... &`)."""
+    before = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)
 
-    photo, art = tmp_path / "photo.png", tmp_path / "art.png"
-    domain_a_image(0, (64, 48)).save(photo)
-    domain_b_image(1, (64, 48)).save(art)
-    out = tmp_path / "run"
 
-    def interrupt_once_training() -> None:  # the first preview exists only once the handler is installed
+def _interrupt_after_first_preview(out) -> None:
+    def interrupt() -> None:  # the first preview exists only once the handler is installed
         while not list((out / "previews").glob("*.png")):
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    threading.Thread(target=interrupt, daemon=True).start()
+
+
+def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp_path, sigint_handler):
+    from cutcore.sincut.headless import train_to_folder
+
+    sigint_handler(signal.default_int_handler)
+    photo, art = tmp_path / "photo.png", tmp_path / "art.png"
+    domain_a_image(0, (64, 48)).save(photo)
+    domain_b_image(1, (64, 48)).save(art)
+    out = tmp_path / "run"
+    _interrupt_after_first_preview(out)
     assert train_to_folder(photo, art, out, "sincut-cpu", preview_every=1, preview_size=32, device="cpu") == 0
     logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     stopped_at = logged[-1]["iteration"]
@@ -573,6 +585,21 @@ def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp
         assert f.metadata()["iteration"] == str(stopped_at)  # exported where it stopped
     assert (out / "translation.png").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_sincut_command_run_with_ctrl_c_ignored_does_not_stop_on_it(tmp_path, sigint_handler):
+    from cutcore.sincut.headless import train_to_folder
+
+    sigint_handler(signal.SIG_IGN)  # as `nohup python -m cutcore sincut ... &` starts it
+    photo, art = tmp_path / "photo.png", tmp_path / "art.png"
+    domain_a_image(0, (64, 48)).save(photo)
+    domain_b_image(1, (64, 48)).save(art)
+    out = tmp_path / "run"
+    _interrupt_after_first_preview(out)
+    assert train_to_folder(photo, art, out, "sincut-cpu", iters=4, preview_every=1, preview_size=32,
+                           device="cpu") == 0
+    assert json.loads((out / "losses.jsonl").read_text().splitlines()[-1])["iteration"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_live_trainer_stops_within_an_iteration_and_frees_memory():
