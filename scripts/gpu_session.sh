@@ -25,7 +25,7 @@ OUT=${OUT:?set OUT to the output folder}
 mkdir -p "$OUT"
 BUDGET_S=${BUDGET_S:-330}
 REF=${REF:-tmp/reference}
-PY=${PYTHON:-python}
+PY=${PYTHON:-$(command -v python3 || command -v python)}  # the GPU image names its torch Python python3
 LOG="$OUT/session.log"
 START=$(date +%s)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

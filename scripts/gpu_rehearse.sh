@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Rehearse the GPU queue (GPU_NOTES.md) on this CPU under the GPU image's software before spending a
+# window on it: Python 3.12, torch 2.11 / torchvision 0.26, numpy 2.x, pytest, and no gradio, pytorch-fid
+# or huggingface_hub. Each item runs its script's own smoke mode; the four must end rc 0.
+#
+#   bash scripts/gpu_rehearse.sh            # ~3 min once the environment exists (first time: ~1.1 GB of wheels)
+#
+# The environment (ENV, default /tmp/gpu312) borrows the CUDA libraries of this machine's own torch
+# install so that torch 2.11's CUDA build imports; CUDA itself is not available here.
+set -u
+cd "$(dirname "$0")/.."
+ENV=${ENV:-/tmp/gpu312}
+OUT=${OUT:-/tmp/gpu_rehearsal}
+PY312=${PY312:-}
+for p in python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do  # a pyenv shim may not run
+  [ -z "$PY312" ] && "$p" -c "" 2>/dev/null && PY312=$p
+done
+
+if ! "$ENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.11')" 2>/dev/null; then
+  echo "building $ENV (log: $ENV.build.log)"
+  exec 3>&1 >"$ENV.build.log" 2>&1  # pip's warnings about the CUDA packages it was told not to fetch
+  trap 'echo "building $ENV failed: $ENV.build.log" >&3' EXIT
+  "${PY312:?no Python 3.12 found: set PY312}" -m venv "$ENV" || exit 1
+  wheels=$(mktemp -d)
+  # PIP_CONFIG_FILE=/dev/null: this machine's pip constraints and local indexes are for the project's own pins
+  PIP_CONFIG_FILE=/dev/null "$ENV/bin/pip" download -q --no-deps torch==2.11.0 torchvision==0.26.0 -d "$wheels" || exit 1
+  "$ENV/bin/pip" install -q --no-deps "$wheels"/*.whl || exit 1
+  "$ENV/bin/pip" install -q numpy pillow safetensors tqdm matplotlib scipy pytest \
+    typing_extensions sympy filelock jinja2 networkx fsspec || exit 1
+  rm -rf "$wheels"
+  nvidia=$(python3 -c "import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))") || exit 1
+  mkdir -p "$ENV/cuda-libs" && ln -sfn "$nvidia/nvidia" "$ENV/cuda-libs/nvidia"
+  echo "$ENV/cuda-libs" > "$("$ENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')/cuda-libs.pth"
+  trap - EXIT
+  exec >&3 2>&1
+fi
+export PATH="$ENV/bin:$PATH"
+python3 -c "import sys, torch; print('rehearsing under Python', sys.version.split()[0], 'torch', torch.__version__)"
+if python3 -c "import gradio" 2>/dev/null; then echo "gradio is importable in $ENV: not the GPU image" >&2; exit 1; fi
+
+rm -rf "$OUT" runs/sat2map_rehearsal && mkdir -p "$OUT"
+[ -f packs/sat2map_smoke/PACK.json ] || python3 scripts/sat2map_pack.py --out packs/sat2map_smoke --size 64 --limit 24 \
+  >"$OUT/pack.log" 2>&1 || { echo "pack failed: $OUT/pack.log" >&2; exit 1; }
+failed=0
+item() {  # item NAME command...
+  local name=$1 t0; shift; t0=$(date +%s)
+  "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name: rc=$rc after $(( $(date +%s) - t0 )) s (log: $OUT/$name.log)"
+  [ $rc = 0 ] || failed=1
+}
+item 1_sat2map env OUT="$OUT/1" SMOKE=1 DEVICE=cpu PACK=packs/sat2map_smoke LOAD=64 CROP=32 BATCH=2 NGF=8 THREADS=1 \
+  RUNS=runs/sat2map_rehearsal bash scripts/sat2map_gpu.sh
+item 2_gpu_session env OUT="$OUT/2" SMOKE=1 BUDGET_S=400 bash scripts/gpu_session.sh
+grep -q "rc=[1-9]" "$OUT/2/session.log" && { echo "2_gpu_session: a stage failed, see $OUT/2/session.log"; failed=1; }
+item 3_train_path python3 scripts/gpu_train_path.py --smoke --device cpu --out "$OUT/3_train_path.json"
+if [ -d ../shared/data/single_image ]; then
+  item 4_sincut python3 scripts/sincut_gpu.py --data ../shared/data/single_image --out "$OUT/4" --smoke
+else
+  echo "4_sincut: skipped (../shared/data/single_image is absent)"
+fi
+exit $failed
