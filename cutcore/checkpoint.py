@@ -94,6 +94,12 @@ def load_optimizer_state(opt: torch.optim.Optimizer, skeleton: dict, tensors: di
     for pid, entry in skeleton["state"].items():
         state[int(pid)] = {k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v for k, v in entry.items()}
     opt.load_state_dict({"state": state, "param_groups": skeleton["param_groups"]})
+    # Saved tensors come back contiguous; moments of a channels_last parameter must share its strides
+    # (CUDA's fused Adam refuses mixed layouts, the CPU one silently pairs the wrong elements).
+    for param, entry in opt.state.items():
+        for k, v in entry.items():
+            if torch.is_tensor(v) and v.shape == param.shape and v.stride() != param.stride():
+                entry[k] = torch.empty_like(param, dtype=v.dtype).copy_(v)
 
 
 def checkpoint_dirs(run: Path) -> list[Path]:
