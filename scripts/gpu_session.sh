@@ -64,9 +64,10 @@ stage env 20 40 "$PY" scripts/gpu_checks.py --env --device "$DEVICE" --out "$OUT
 stage checks 60 150 "$PY" scripts/gpu_checks.py --device "$DEVICE" --out "$OUT/checks.json" ${CHECK_ARGS[@]+"${CHECK_ARGS[@]}"}
 # Bench rows land in the JSON file as they are measured (--partial): a stage cut short keeps its rows.
 stage bench_bf16 40 120 "$PY" -m cutcore.bench --device $DEVICE --preset $BF16_PRESETS --size $SIZES_MAIN \
-  --infer-sizes $BF16_INFER --batch-size $BATCH --precision bf16 --iters $ITERS --json --partial "$OUT/bench_bf16.json"
+  --infer-sizes $BF16_INFER --batch-size $BATCH --precision bf16 --iters $ITERS --channels-last --json --partial "$OUT/bench_bf16.json"
+# Ours channels-last, as `train` runs on CUDA by default (the reference's rows stay NCHW, as it runs).
 stage bench_fp32 60 200 "$PY" -m cutcore.bench --device $DEVICE --preset $PRESETS --size $SIZES_MAIN \
-  --infer-sizes $INFER --iters $ITERS ${REF_ARGS[@]+"${REF_ARGS[@]}"} --json --partial "$OUT/bench_fp32.json"
+  --infer-sizes $INFER --iters $ITERS --channels-last ${REF_ARGS[@]+"${REF_ARGS[@]}"} --json --partial "$OUT/bench_fp32.json"
 if "$PY" -c "import pytest" 2>/dev/null; then
   stage pytest 30 90 sh -c "'$PY' -m pytest -q -p no:cacheprovider tests/test_losses.py tests/test_hardware.py \
     tests/test_bench.py >'$OUT/pytest.log' 2>&1"
@@ -74,6 +75,6 @@ else
   echo "=== pytest: not importable here, skipped (scripts/gpu_checks.py covers the CUDA checks)" | tee -a "$LOG"
 fi
 stage bench_sizes 60 150 "$PY" -m cutcore.bench --device $DEVICE --preset "$(echo $PRESETS | sed 's/,*sincut[^,]*//')" \
-  --size $BIG --iters $ITERS --json --partial "$OUT/bench_sizes.json"
+  --size $BIG --iters $ITERS --channels-last --json --partial "$OUT/bench_sizes.json"
 
 echo "=== done after $(( $(date +%s) - START )) s; files: $(ls "$OUT" | tr '\n' ' ')" | tee -a "$LOG"
