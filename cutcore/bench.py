@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 TRAIN_PRESETS = ["cyclegan", "cut", "cut-focal", "fastcut", "fastcut-focal", "put"]
@@ -297,7 +298,7 @@ def device_info(device) -> dict:
     """Keys naming the hardware and software of a row (measured in the worker)."""
     import torch
 
-    info = {"torch_version": torch.__version__}
+    info = {"torch_version": torch.__version__, "date": datetime.now(UTC).date().isoformat()}
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         info.update(device_name=torch.cuda.get_device_name(index), cuda_version=torch.version.cuda,

@@ -106,6 +106,8 @@ def read_bench(path: str | os.PathLike, notes: list[str]) -> tuple[dict[str, dic
     by_preset: dict[str, dict] = {}
     for entry in entries:
         preset = entry.get("preset") if isinstance(entry, dict) else None
+        if preset and not _our_training_row(entry):
+            continue  # a side-by-side file's reference, inference and failed rows: not a method's training speed
         if not preset:
             notes.append(f"{path}: entry without a preset skipped: {entry!r}"[:200])
         elif preset in by_preset:
@@ -119,6 +121,28 @@ def read_bench(path: str | os.PathLike, notes: list[str]) -> tuple[dict[str, dic
             conditions.append(f"{key} {'/'.join(seen)}")
     footnote = f"sec/iter and memory (peak MiB) from {path.name}" + (f": {', '.join(conditions)}" if conditions else "")
     return by_preset, footnote
+
+
+def _our_training_row(entry: dict) -> bool:
+    return entry.get("impl", "ours") == "ours" and entry.get("kind", "train") == "train" and "error" not in entry
+
+
+def speed_table(path: str | os.PathLike, notes: list[str]) -> tuple[str, str] | None:
+    """A `python -m cutcore.bench` file as (title, its own markdown table: every row, ours beside the
+    reference where both were measured); None when the file is missing or holds other rows."""
+    from .bench import markdown
+
+    rows = _load_json(Path(path), notes)
+    needed = {"preset", "impl", "kind", "size", "device", "precision"}
+    if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) and needed <= r.keys() for r in rows):
+        return None  # a hand-written {preset, sec_per_iter, peak_mem_mib} list still fills the method table
+    named = next((r for r in rows if "device_name" in r), {})
+    title = " · ".join(str(x) for x in (named.get("device_name") or f"device {rows[0]['device']}",
+                                         named.get("torch_version") and f"torch {named['torch_version']}",
+                                         named.get("date")) if x)
+    cuda = str(rows[0]["device"]).startswith("cuda")
+    peaks = named.get("gemm_peak_gflops"), named.get("gemm_peak_gflops_bf16")
+    return title, markdown(rows, *peaks, 8192 if cuda else 2048)
 
 
 def _cell(key: str, value: float | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from cutcore.report import build_report, curves_path, plot_bars
+from cutcore.report import build_report, curves_path, plot_bars, speed_table
 from cutcore.results import plot_curves
 
 from . import models
@@ -18,13 +18,25 @@ NO_RESULTS = (
     "### No results yet\n\n"
     "None of the models has a `metrics.json` and there is no benchmark file. Evaluate a model with\n\n"
     "```bash\npython -m cutcore evaluate --model weights/cut --data DATA --out weights/cut\n```\n\n"
-    "and put speed benchmarks in `weights/bench.json` (a list of `{preset, sec_per_iter, peak_mem_mib}`)."
+    "and put speed benchmarks in `weights/bench.json` (`python -m cutcore.bench --out DIR` writes one; a hand-written\n"
+    "list of `{preset, sec_per_iter, peak_mem_mib}` works too), GPU ones in `weights/bench_gpu.json`."
 )
 
 
 def bench_path() -> Path:
     env = os.environ.get("CUTCORE_BENCH")
     return Path(env).expanduser() if env else models.weights_dir() / "bench.json"
+
+
+def gpu_bench_path() -> Path:
+    """The GPU speed table (`python -m cutcore.bench --device cuda`, ours beside the reference)."""
+    return models.weights_dir() / "bench_gpu.json"
+
+
+def speed_markdown(notes: list[str]) -> str:
+    """Every benchmark file's own table, CPU first, each headed by its device, torch version and date."""
+    tables = [t for t in (speed_table(p, notes) for p in (bench_path(), gpu_bench_path()) if p.is_file()) if t]
+    return "\n\n".join(["### Speed", *(f"**{title}**\n\n{table}" for title, table in tables)]) if tables else ""
 
 
 @dataclass
@@ -40,8 +52,9 @@ def build_results() -> Results:
     runs = [e.path for e in reg.entries if e.source in ("ours", "hub")]
     bench = bench_path()
     report = build_report(runs, bench if bench.is_file() else None)
-    if not any(r.values for r in report.rows):
-        return Results(NO_RESULTS, notes=report.notes)
+    speed = speed_markdown(report.notes)
+    if not any(r.values for r in report.rows):  # nothing for the method table: the speed tables alone, if any
+        return Results(speed, notes=report.notes, empty=False) if speed else Results(NO_RESULTS, notes=report.notes)
     out = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
     out.mkdir(parents=True, exist_ok=True)
     plots = []
@@ -56,7 +69,8 @@ def build_results() -> Results:
             plots.append((str(curves_path(bars)), "metrics during training"))
     sources = f"{len(runs)} model folder(s) under `{models.weights_dir()}`" + (
         f" and `{bench.name}`" if bench.is_file() else "")
-    return Results(f"{report.markdown}\n\n_From {sources}._", plots, report.notes, False)
+    markdown = f"{report.markdown}\n\n_From {sources}._" + (f"\n\n{speed}" if speed else "")
+    return Results(markdown, plots, report.notes, False)
 
 
 def build(ctx) -> None:

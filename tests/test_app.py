@@ -735,6 +735,32 @@ def test_results_table_and_plots(app_env, cut_model):
     assert res.plots and all(Path(p).is_file() for p, _ in res.plots)
 
 
+def test_results_show_the_cpu_and_the_gpu_speed_tables(app_env, cut_model):
+    def row(impl, sec, **more):
+        return {"device": more.pop("device", "cuda"), "precision": "fp32", "impl": impl, "kind": "train",
+                "preset": "cut", "size": 256, "batch_size": 1, "sec_per_iter": sec, "peak_mem_mib": 2048,
+                "gflops": 90.0, **more}
+
+    cpu = row("ours", 12.5, device="cpu", device_name="AMD EPYC", torch_version="2.14.1")
+    (app_env["weights"] / "bench.json").write_text(json.dumps([cpu]))
+    res = results_tab.build_results()
+    assert "| cut |" in res.markdown and "12.500" in res.markdown  # the method table's speed: the CPU file
+    assert "**AMD EPYC" in res.markdown and "NVIDIA" not in res.markdown
+    (app_env["weights"] / "bench_gpu.json").write_text(json.dumps([
+        row("ours", 0.05, device_name="NVIDIA H200", torch_version="2.11.0+cu130", date="2026-12-05"),
+        row("reference", 0.25)]))
+    res = results_tab.build_results()
+    speed = res.markdown[res.markdown.index("### Speed"):]
+    assert speed.index("**AMD EPYC") < speed.index("**NVIDIA H200 · torch 2.11.0+cu130 · 2026-12-05**")
+    assert "0.20× time, 1.00× mem" in speed and "12.500" in res.markdown[:res.markdown.index("### Speed")]
+    (app_env["weights"] / "bench.json").unlink()
+    for model in app_env["weights"].iterdir():  # no model scored, no CPU file: the GPU table alone
+        if model.is_dir():
+            (model / "metrics.json").unlink(missing_ok=True)
+    res = results_tab.build_results()
+    assert not res.empty and res.markdown.startswith("### Speed") and "NVIDIA H200" in res.markdown
+
+
 # --- the Blocks ---------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ Speeds themselves are not asserted (they belong to the benchmark's output, not t
 from __future__ import annotations
 
 import json
+import re
 import types
 
 import pytest
@@ -180,6 +181,7 @@ def test_worker_rows_in_process():
     row = bench._worker({**common, "kind": "inference", "preset": "generator", "size": 32, "batch_size": 2})
     assert row["batch_size"] == 2 and row["sec_per_iter"] > 0 and row["images_per_s"] == pytest.approx(2 / row["sec_per_iter"])
     assert row["peak_mem_kind"] == "max_rss" and row["torch_version"] == torch.__version__ and row["device_name"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", row["date"])  # a speed table says when it was measured
     assert row["gflop_per_iter"] > 0 and "peak_reserved_mib" not in row
     row = bench._worker({**common, "kind": "train", "preset": "fastcut", "size": 32})
     assert row["batch_size"] == 1 and row["gflop_per_iter"] > 0

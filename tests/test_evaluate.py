@@ -322,6 +322,31 @@ def test_report_table_rows_in_order_with_dashes(runs):
     assert [r["rmse"] for r in report.rows[4].curve] == [60, 55]
 
 
+def test_report_takes_a_methods_speed_from_our_training_rows_of_a_side_by_side_file(runs, tmp_path):
+    from cutcore.report import speed_table
+
+    row = {"device": "cuda", "precision": "fp32", "size": 256, "batch_size": 1, "gflops": 100.0, "peak_fraction": None}
+    bench = tmp_path / "bench_gpu.json"
+    bench.write_text(json.dumps([
+        {**row, "impl": "reference", "kind": "train", "preset": "cut", "sec_per_iter": 0.4, "peak_mem_mib": 3000},
+        {**row, "impl": "ours", "kind": "inference", "preset": "cut", "sec_per_iter": 0.01, "peak_mem_mib": 500},
+        {**row, "impl": "ours", "kind": "train", "preset": "fastcut", "error": "CUDA out of memory"},
+        {**row, "impl": "ours", "kind": "train", "preset": "cut", "sec_per_iter": 0.1, "peak_mem_mib": 2000,
+         "device_name": "NVIDIA H200", "torch_version": "2.11.0+cu130", "date": "2026-12-05",
+         "gemm_peak_gflops": 50000.0},
+    ]))
+    report = build_report([runs["cut"]], bench)
+    assert "| cut | 25.0% | 40.00 | 12.50 | 80.00 | 0.100 | 2000 MiB |" in report.markdown.splitlines()
+    assert "| fastcut | — | — | — | — | — | — |" in report.markdown.splitlines()  # its row failed
+    assert not any("several entries" in n for n in report.notes)
+    title, table = speed_table(bench, [])
+    assert title == "NVIDIA H200 · torch 2.11.0+cu130 · 2026-12-05"
+    assert "0.25× time, 0.67× mem" in table  # ours beside the reference, every row kept
+    assert "failed: CUDA out of memory" in table
+    assert "fp32 GEMM ceiling of this device: 50000 GFLOP/s (8192² matmul)" in table
+    assert speed_table(runs["bench"], []) is None  # a hand-written list: the method table only
+
+
 def test_report_baseline_row_only_when_the_runs_agree_on_it(runs, tmp_path):
     baseline = {"accuracy": 0.2, "rmse": 45.0, "n": 10}
     where = {"data": "d", "phase": "train", "split": "val.txt", "n_images": 10, "size": 128}
