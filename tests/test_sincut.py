@@ -495,6 +495,14 @@ def test_a_time_budget_lays_the_schedule_over_the_iterations_that_fit(monkeypatc
     assert trainer.cfg.train.total_iters == total
 
 
+def test_the_first_preview_after_ten_iterations_already_shows_the_planned_total(monkeypatch):
+    trainer = _budgeted(30.0, event_every=20)  # as the app and the sincut command preview
+    _one_second_steps(monkeypatch, trainer)
+    assert trainer.run().kind == "finished" and trainer.iteration == 30
+    progress = [(e.iteration, e.total, round(e.eta_seconds)) for e in _drain(trainer.events) if e.kind == "progress"]
+    assert progress == [(20, 30, 10), (30, 30, 0)]  # not (20, 100, 80) first
+
+
 def test_the_time_budget_survives_a_stop_and_is_planned_before_the_lr_decays(monkeypatch):
     # Previews every 80 iterations would plan at 81, after the decay begins at 50: planned at 50 instead.
     trainer = _budgeted(80.0, event_every=80)

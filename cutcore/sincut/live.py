@@ -135,10 +135,11 @@ class LiveTrainer:
         self.preview_input = self._preview_tensor(preview_size)
         self.last_losses: dict[str, float] = {}
         self._last_event: TrainEvent | None = None
-        # A budgeted preset is planned once, after a preview has been timed (previews count against the
-        # budget) but while the LR is still constant. Not with max_iters: a count the caller chose.
+        # A budgeted preset is planned once, at the first preview after 10 iterations, once that preview is
+        # timed (previews count against the budget) and before its event goes out (which then shows the planned
+        # total), but while the LR is still constant. Not with max_iters: a count the caller chose.
         self._budget_pending = bool(t.time_budget_s) and max_iters is None
-        self._plan_at = min(max(10, event_every + 1), t.epochs * t.iters_per_epoch)
+        self._plan_at = min(-(-10 // event_every) * event_every, t.epochs * t.iters_per_epoch)
         self._seconds_before = 0.0  # training time of earlier runs (stop, then start again)
         self.events: queue.Queue[TrainEvent] = queue.Queue(self.MAX_QUEUED_EVENTS)
         self._thread: threading.Thread | None = None
@@ -300,15 +301,17 @@ class LiveTrainer:
         def on_step(result: StepResult) -> None:
             if result.step == first + 1:
                 warm[0] = time.perf_counter()
+            event = not result.step % self.event_every or result.step >= self.total
+            if event:
+                self.last_losses = result.loss_values()
+                now = time.perf_counter()
+                speed = window[2] = (result.step - window[1]) / (now - window[0])
+                preview = None if self._stop.is_set() else self.preview()
             if self._budget_pending and result.step >= self._plan_at and result.step > first + 1:
                 self._fit_to_budget(result.step, first + 1, warm[0], started)
-            total = self.total
-            if result.step % self.event_every and result.step < total:
+            if not event:
                 return
-            self.last_losses = result.loss_values()
-            now = time.perf_counter()
-            speed = window[2] = (result.step - window[1]) / (now - window[0])
-            preview = None if self._stop.is_set() else self.preview()
+            total = self.total
             eta = (total - result.step) / speed
             self._emit(TrainEvent("progress", result.step, total, dict(self.last_losses), speed, eta, preview))
             window[:2] = time.perf_counter(), result.step
