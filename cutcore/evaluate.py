@@ -227,7 +227,7 @@ def score(
 def _score(
     fakes: Sequence[Scored], reals: Sequence[Scored], metrics: Sequence[str], fid_extractor: FeatureExtractor | None
 ) -> dict[str, float]:
-    from .metrics import compute_fid, paired_metrics, swd
+    from .metrics import paired_metrics, swd  # not compute_fid: pytorch-fid only when FID is asked for
 
     if not fakes:
         raise ValueError("no image pairs to evaluate")
@@ -239,6 +239,8 @@ def _score(
     if "swd" in metrics:
         result["swd"] = swd([f.image for f in fakes], [r.image for r in reals])["avg"]
     if "fid" in metrics:  # compute_fid loads the default weights itself when no extractor is given
+        from .metrics import compute_fid
+
         result["fid"] = compute_fid([f.image for f in fakes], [r.image for r in reals], extractor=fid_extractor)
     return {m: float(result[m]) for m in metrics}
 

@@ -182,7 +182,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
         select_pairs,
         write_evaluation,
     )
-    from .metrics import FIDWeightsUnavailable
+    from .metrics import FIDWeightsUnavailable, PytorchFIDMissing
     from .model_folder import load_model
     from .results import metrics_table
 
@@ -190,7 +190,9 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     try:
         metrics, fid_extractor = select_metrics(ev.metrics, ev.fid_weights, "cpu")
     except FIDWeightsUnavailable as e:
-        raise ValueError(f"{str(e).splitlines()[0]} (pass --fid-weights, or leave fid out of --eval-metrics)") from e
+        fix = "leave fid out of --eval-metrics" if isinstance(e, PytorchFIDMissing) else \
+            "pass --fid-weights, or leave fid out of --eval-metrics"
+        raise ValueError(f"{str(e).splitlines()[0]} ({fix})") from e
     model = load_model(folder, "cpu")
     size = evaluation_size(model.config)
     values = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -246,6 +247,23 @@ def test_evaluate_model_on_a_saved_model(model_dir, paired):
 
 
 # --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_evaluate_without_pytorch_fid_scores_the_other_metrics_and_says_why_fid_cannot(model_dir, paired, tmp_path):
+    # As on the GPU machine's image: pytorch-fid is not installed (an importable stub that fails).
+    (tmp_path / "pytorch_fid.py").write_text("raise ImportError('No module named pytorch_fid')\n")
+    env = subprocess_env(**_offline_env(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    base = [sys.executable, "-m", "cutcore", "evaluate", "--model", str(model_dir), "--data", str(paired), "--json",
+            "--size", "64", "--device", "cpu", "--metrics"]
+    procs = [subprocess.Popen([*base, metrics], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for metrics in ("accuracy,rmse,swd", "fid")]
+    (out, err), (_, fid_err) = (p.communicate(timeout=120) for p in procs)
+    assert procs[0].returncode == 0, err
+    assert set(json.loads(out)) == {"accuracy", "rmse", "swd"}
+    assert procs[1].returncode == 2, fid_err
+    assert "FID needs pytorch-fid" in fid_err and "--fid-weights" not in fid_err  # no weights file would help
 
 
 def test_cli_json_has_exactly_the_requested_keys(model_dir, paired, capsys):

@@ -41,7 +41,7 @@ def add_evaluate(sub) -> None:
 
 def _evaluate(args) -> int:
     from ..evaluate import evaluate_saved_model
-    from ..metrics import FIDWeightsUnavailable
+    from ..metrics import FIDWeightsUnavailable, PytorchFIDMissing
 
     try:
         values, markdown = evaluate_saved_model(
@@ -49,7 +49,8 @@ def _evaluate(args) -> int:
             max_images=args.max_images, size=args.size, tile=args.tile, direction=args.direction, device=args.device,
             fid_weights=args.fid_weights, out=args.out)
     except FIDWeightsUnavailable as e:  # a RuntimeError, with advice on its own lines
-        print(f"error: {e}\nOn the command line: --fid-weights PATH.", file=sys.stderr)
+        hint = "" if isinstance(e, PytorchFIDMissing) else "\nOn the command line: --fid-weights PATH."
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     print(json.dumps(values) if args.json else markdown)
     return 0

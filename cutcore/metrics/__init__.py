@@ -15,8 +15,8 @@ from cutcore.metrics.paired import (
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
 _FID_NAMES = {
-    "FIDFeatureExtractor", "FIDWeightsUnavailable", "compute_fid", "extract_features", "fid_from_features",
-    "frechet_distance", "load_fid_inception", "resolve_fid_weights",
+    "FIDFeatureExtractor", "FIDWeightsUnavailable", "PytorchFIDMissing", "compute_fid",
+    "extract_features", "fid_from_features", "frechet_distance", "load_fid_inception", "resolve_fid_weights",
 }
 
 
@@ -39,6 +39,7 @@ def __getattr__(name: str):
 __all__ = [
     "FIDFeatureExtractor",
     "FIDWeightsUnavailable",
+    "PytorchFIDMissing",
     "StyleScores",
     "compute_fid",
     "extract_features",

@@ -14,9 +14,6 @@ from unittest import mock
 
 import numpy as np
 import torch
-from pytorch_fid import inception as pfid_inception
-from pytorch_fid.fid_score import calculate_frechet_distance
-from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch import nn
 from torch.nn.functional import adaptive_avg_pool2d
 
@@ -33,8 +30,30 @@ _BUILD_LOCK = threading.Lock()
 FeatureExtractor = Callable[[torch.Tensor], np.ndarray]
 
 
+try:  # in requirements.txt; where it is missing (the GPU image), the other metrics still work and FID says why
+    from pytorch_fid import inception as pfid_inception
+    from pytorch_fid.fid_score import calculate_frechet_distance
+    from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
+except ImportError as e:
+    pfid_inception = calculate_frechet_distance = InceptionV3 = None
+    _PYTORCH_FID_MISSING: ImportError | None = e
+    FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
+else:
+    _PYTORCH_FID_MISSING = None
+
+
 class FIDWeightsUnavailable(RuntimeError):
-    """The FID Inception weights could not be found, downloaded or loaded."""
+    """FID cannot be computed here: its Inception weights (or pytorch-fid) could not be found, downloaded or loaded."""
+
+
+class PytorchFIDMissing(FIDWeightsUnavailable):
+    """pytorch-fid itself is not installed (no weights path helps)."""
+
+
+def _require_pytorch_fid() -> None:
+    if _PYTORCH_FID_MISSING is not None:
+        raise PytorchFIDMissing(f"FID needs pytorch-fid, which is not installed here ({_PYTORCH_FID_MISSING}).\n"
+                                    "pip install pytorch-fid, or leave fid out of the metrics.")
 
 
 def default_weights_path() -> Path:
@@ -75,6 +94,7 @@ def resolve_fid_weights(weights_path: str | os.PathLike | None = None) -> Path:
 
 def load_fid_inception(weights_path: str | os.PathLike | None = None) -> InceptionV3:
     """pytorch-fid's InceptionV3 (pool3 block) with weights from `resolve_fid_weights`, in eval mode."""
+    _require_pytorch_fid()
     path = resolve_fid_weights(weights_path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -151,6 +171,7 @@ def extract_features(images: Iterable[ImageLike], extractor: FeatureExtractor, b
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (pytorch-fid's implementation)."""
+    _require_pytorch_fid()
     return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 
