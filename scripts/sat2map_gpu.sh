@@ -22,9 +22,10 @@
 # newest checkpoint (saved every ~tenth of its steps); summary.json says so ("completed": false).
 #
 # Files in $OUT (8 at most, each <= 16 MiB): sat2map_<preset>.tar (the exported model folder: fp16
-# model.safetensors, config.json with the inference scale, README.md card, losses.png), sat2map_logs.tar.gz
-# (summary.json, calibration.json, env.json, every run's log.jsonl/config.json/last samples grid and
-# stdout logs), session.log.
+# model.safetensors, config.json with the inference scale, README.md card, losses.png, and the held-out
+# curve metrics.jsonl/metrics.png: phase 2 scores the pack's heldout/ pairs EVALS times), sat2map_logs.tar.gz
+# (summary.json, calibration.json, env.json, every run's log.jsonl/metrics.jsonl/config.json/last samples
+# grid and stdout logs), session.log.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the output folder}
@@ -43,6 +44,8 @@ PRESETS=${PRESETS:-cut,cut-focal,fastcut,fastcut-focal,put,cyclegan}
 LOAD=${LOAD:-256}; CROP=${CROP:-128}; BATCH=${BATCH:-8}; NGF=${NGF:-32}; NBLOCKS=${NBLOCKS:-6}
 LR=${LR:-0.0002}; IDT=${IDT:-5}; THREADS=${THREADS:-2}
 CAL_EPOCHS=${CAL_EPOCHS:-1}
+EVALS=${EVALS:-10}                         # held-out evaluations during phase 2 (the pack's heldout/), 0: none
+EVAL_S=${EVAL_S:-2}                        # seconds one takes (138 tiles: ~1 s of CPU metrics + the GPU's translations)
 EPOCHS=${EPOCHS:-$([ "$SMOKE" = 1 ] && echo 2 || echo "")}   # force the total epochs (a rerun of one preset)
 HARDWARE=${HARDWARE:-$([ "$DEVICE" = cpu ] && echo "CPU (smoke test)" || echo "one NVIDIA H200 shared by six concurrent runs")}
 PY=${PYTHON:-$(command -v python3 || command -v python)}
@@ -130,14 +133,15 @@ say "calibration done: ${OK[*]:-none}"
 
 pack_logs() {
   "$PY" scripts/sat2map_session.py summary --runs "$RUNS" --models "$MODELS" --json "$RUNS/summary.json" 2>&1 | tee -a "$LOG"
-  (cd "$RUNS" && tar -czf "$OUT/sat2map_logs.tar.gz" ./*.json ./*.log ./*.err ./*/log.jsonl ./*/config.json \
+  (cd "$RUNS" && tar -czf "$OUT/sat2map_logs.tar.gz" ./*.json ./*.log ./*.err ./*/log.jsonl ./*/metrics.jsonl ./*/config.json \
      $(for d in */samples; do [ -d "$d" ] && ls "$d"/*.png 2>/dev/null | tail -n 1; done) 2>/dev/null)
 }
 if [ ${#OK[@]} = 0 ]; then say "error: no run got through calibration"; pack_logs; exit 1; fi
 
 # --- phase 2: the same number of epochs for all, fitted to the time left --------------------------------
 TRAIN_END=$(( START + BUDGET_S - EXPORT_RESERVE_S ))
-SECONDS_LEFT=$(( TRAIN_END - $(date +%s) - RESTART_S ))
+[ -d "$PACK/heldout/testA" ] || { [ "$EVALS" -gt 0 ] && say "no held-out curve: $PACK has no heldout/ (rebuild it)"; EVALS=0; }
+SECONDS_LEFT=$(( TRAIN_END - $(date +%s) - RESTART_S - EVALS * EVAL_S ))
 OKCSV=$(IFS=,; echo "${OK[*]}")
 PLAN=$("$PY" scripts/sat2map_session.py calibrate --runs "$RUNS" --presets "$OKCSV" --seconds "$SECONDS_LEFT" \
   --skip $(( CAL_STEPS / 4 )) --batch "$BATCH" ${EPOCHS:+--epochs "$EPOCHS"} --json "$RUNS/calibration.json" \
@@ -148,9 +152,12 @@ echo "$PLAN" | tee -a "$LOG"
 while read -r p e1 e2 ms; do
   [ -z "$p" ] && continue
   save=$(( ms / 10 > SPE ? ms / 10 : SPE )); sample=$(( ms / 4 > SPE ? ms / 4 : SPE ))
+  # The held-out curve: every pair of the pack's heldout/ (the originals), EVALS times and at the end.
+  ev=(); [ "$EVALS" -gt 0 ] && ev=(--eval-data "$PACK/heldout" --eval-every $(( ms / EVALS > 1 ? ms / EVALS : 1 ))
+    --eval-metrics accuracy,rmse)
   OMP_NUM_THREADS=$THREADS "$PY" -m cutcore train --data "$PACK" --out "$RUNS/$p" --resume \
     --epochs "$e1" --epochs-decay "$e2" --max-steps "$ms" --log-every "$LOG_EVERY" \
-    --save-every "$save" --sample-every "$sample" --num-workers 0 --device "$DEVICE" \
+    --save-every "$save" --sample-every "$sample" --num-workers 0 --device "$DEVICE" "${ev[@]}" \
     >"$RUNS/$p.train.log" 2>&1 &
   PID[$p]=$!
 done <<<"$PLAN"

@@ -7,7 +7,8 @@
 The pack holds the training tiles of both domains (all of trainA/ and trainB/ minus the held-out
 split, weights/sat2map_val.txt), resized once to the training size exactly as the trainer's
 loader resizes them (`cutcore.data.resize_square`: PIL bicubic), so `train --load-size SIZE` reads
-them unchanged. Layout: OUT/trainA/N.jpg, OUT/trainB/N.jpg (same names), OUT/PACK.json (how it was
+them unchanged. Layout: OUT/trainA/N.jpg, OUT/trainB/N.jpg (same names), OUT/heldout/testA|testB/N.jpg
+(the held-out pairs as they are, for the held-out curve during training), OUT/PACK.json (how it was
 made, the source tile side for the inference scale, sizes).
 
 Encodings (measured on 103 training tiles at 256 px, `--measure`; see GPU_NOTES.md):
@@ -110,6 +111,16 @@ def build(data: Path, split: Path, out: Path, size: int, limit: int | None, work
     t0 = time.time()
     with ThreadPoolExecutor(workers) as pool:
         sizes = list(pool.map(one, names))
+    # The held-out tiles as they are, for the held-out curve during training (`train --eval-data OUT/heldout`
+    # scores every testA/testB pair exactly as `evaluate` scores the originals at home).
+    heldout = sorted((n for n in held if (data / "trainA" / n).is_file() and (data / "trainB" / n).is_file()),
+                     key=tile_number)[:limit]
+    heldout_bytes = 0
+    for domain, folder in (("trainA", "testA"), ("trainB", "testB")):
+        (tmp / "heldout" / folder).mkdir(parents=True)
+        for name in heldout:
+            shutil.copyfile(data / domain / name, tmp / "heldout" / folder / name)
+            heldout_bytes += (data / domain / name).stat().st_size
     if len(sides) != 1:
         raise ValueError(f"source tiles of several sizes: {sorted(sides)}; the inference scale needs one")
     (side_w, side_h), = sides
@@ -119,7 +130,9 @@ def build(data: Path, split: Path, out: Path, size: int, limit: int | None, work
                 "cutcore.data.resize_square does (PIL bicubic)",
         "source": _shown(data), "held_out_split": _shown(split), "held_out": len(held), "tiles": len(names),
         "source_side": side_w, "size": size, "satellite": SAT, "maps": MAP,
-        "bytes": {"trainA": sat_total, "trainB": map_total, "total": sat_total + map_total},
+        "heldout": len(heldout),
+        "bytes": {"trainA": sat_total, "trainB": map_total, "heldout": heldout_bytes,
+                  "total": sat_total + map_total + heldout_bytes},
         "seconds": round(time.time() - t0, 1),
     }
     (tmp / "PACK.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -197,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     repo, untracked = repo_bytes(), untracked_bytes()
     total = b["total"] + repo + untracked
     print(f"{args.out}: {info['tiles']} tiles at {info['size']} px (held out: {info['held_out']}): "
-          f"trainA {b['trainA'] / MiB:.1f} MiB + trainB {b['trainB'] / MiB:.1f} MiB = {b['total'] / MiB:.1f} MiB")
+          f"trainA {b['trainA'] / MiB:.1f} MiB + trainB {b['trainB'] / MiB:.1f} MiB + the {info['heldout']} held-out "
+          f"pairs as they are {b['heldout'] / MiB:.1f} MiB = {b['total'] / MiB:.1f} MiB")
     print(f"with the tracked files ({repo / MiB:.1f} MiB) and untracked ones ({untracked / MiB:.1f} MiB) a device "
           f"call carries {total / MiB:.1f} MiB of its {CARRY_LIMIT // MiB} MiB")
     if total > CARRY_LIMIT:
