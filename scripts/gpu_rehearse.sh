@@ -39,7 +39,7 @@ python3 -c "import sys, torch; print('rehearsing under Python', sys.version.spli
 if python3 -c "import gradio" 2>/dev/null; then echo "gradio is importable in $ENV: not the GPU image" >&2; exit 1; fi
 
 rm -rf "$OUT" runs/sat2map_rehearsal && mkdir -p "$OUT"
-[ -f packs/sat2map_smoke/PACK.json ] || python3 scripts/sat2map_pack.py --out packs/sat2map_smoke --size 64 --limit 24 \
+[ -d packs/sat2map_smoke/heldout ] || python3 scripts/sat2map_pack.py --out packs/sat2map_smoke --size 64 --limit 24 \
   >"$OUT/pack.log" 2>&1 || { echo "pack failed: $OUT/pack.log" >&2; exit 1; }
 failed=0
 item() {  # item NAME command...
