@@ -145,6 +145,7 @@ def _ours_sincut(spec: dict):
     device = torch.device(spec["device"])
     model = SinCUTModel(cfg.model).to(device).to(memory_format=torch.channels_last)
     spec["batch_size"] = spec.get("batch_size") or cfg.train.batch_size
+    spec["channels_last"] = True
     shape = (spec["batch_size"], 3, cfg.data.crop_size, cfg.data.crop_size)
     a, b = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
     spec["size"] = cfg.data.crop_size
@@ -397,8 +398,9 @@ def markdown(rows: list[dict], peak: float | None, peak_bf16: float | None = Non
     ref = {key(r): r for r in rows if r["impl"] == "reference" and "error" not in r}
     for r in rows:
         batch = r.get("batch_size") or "—"
+        precision = r["precision"] + (" NHWC" if r.get("channels_last") else "")  # layout beside the reference's
         if "error" in r:
-            lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | {r['precision']} | "
+            lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | {precision} | "
                          f"failed: {r['error'].splitlines()[-1][:80]} | | | | |")
             continue
         base = ref.get(key(r))
@@ -409,7 +411,7 @@ def markdown(rows: list[dict], peak: float | None, peak_bf16: float | None = Non
         if r.get("peak_fraction") is not None:
             gflops += f" ({100 * r['peak_fraction']:.0f}% of {r['precision']} GEMM)"
         ips = "—" if r.get("images_per_s") is None else f"{r['images_per_s']:.2f}"
-        lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | {r['precision']} | "
+        lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | {precision} | "
                      f"{r['sec_per_iter']:.3f} s | {ips} | {r['peak_mem_mib'] / 1024:.2f} GiB | {gflops} | {ratio} |")
     if peak:
         lines.append(f"\nfp32 GEMM ceiling of this device: {peak:.0f} GFLOP/s ({gemm_n}² matmul).")
@@ -437,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="auto: bf16 where the device multiplies it natively, else fp32")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per step (default 1; SinCUT: its preset's batch) — e.g. 8 with bf16 for throughput")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action="store_true",
+                   help="training rows channels-last, as train runs on CUDA (inference rows stay NCHW, as "
+                        "translate runs)")
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--reference", type=Path, help="read-only checkout of the reference CUT repo, measured side by side")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows to stdout, nothing else")
@@ -480,9 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     specs = [{**common, "impl": "ours", "kind": "train", "preset": name, "size": size}
              for size in _int_list(args.size) for name in presets
              if not (name.startswith("sincut") and size != _int_list(args.size)[0])]  # SinCUT has its own crop size
-    specs += [{**common, "impl": "ours", "kind": "inference", "preset": "generator", "size": s} for s in infer]
+    nchw = {**common, "channels_last": False}
+    specs += [{**nchw, "impl": "ours", "kind": "inference", "preset": "generator", "size": s} for s in infer]
     if args.tiled:
-        specs.append({**common, "impl": "ours", "kind": "tiled", "preset": "generator", "size": args.tiled, "iters": 1})
+        specs.append({**nchw, "impl": "ours", "kind": "tiled", "preset": "generator", "size": args.tiled, "iters": 1})
     if args.reference:
         ref = {"reference": str(args.reference.resolve()), "impl": "reference", "precision": "fp32", "channels_last": False}
         specs += [{**s, **ref} for s in specs if (s["kind"], s["preset"]) != ("tiled", "generator")]

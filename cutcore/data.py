@@ -278,7 +278,7 @@ class DeviceImages:
         self.images(dataset.cfg.load_size)
         # uint8 -> [-1, 1] by table, computed as imageio.to_tensor computes it on the CPU: CUDA divides by a
         # scalar through its reciprocal, 1 ulp off for 111 of the 256 values.
-        self.to_float = torch.arange(256, dtype=torch.uint8).float().div(127.5).sub(1.0).to(self.device)
+        self.byte_to_unit = torch.arange(256, dtype=torch.uint8).float().div(127.5).sub(1.0).to(self.device)
 
     def images(self, side: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Both domains at side² (load_size; crop_size too once whole images are used), decoded on first use."""
@@ -301,7 +301,7 @@ class DeviceImages:
         plans = [self.dataset.plan(i) for i in items]
         a = torch.stack([self._cut(self.images(p.side)[0], p.a, p.crop_a) for p in plans])
         b = torch.stack([self._cut(self.images(p.side)[1], p.b, p.crop_b) for p in plans])
-        return self.to_float[a.long()], self.to_float[b.long()]
+        return self.byte_to_unit[a.long()], self.byte_to_unit[b.long()]
 
     def batches(self, start_step: int, batch_size: int, rank: int = 0,
                 world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

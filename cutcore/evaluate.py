@@ -124,14 +124,15 @@ def select_metrics(
     names = list(METRICS) if requested is None else parse_metrics(requested)
     if "fid" not in names:
         return names, None
-    from .metrics import FIDFeatureExtractor, FIDWeightsUnavailable  # pytorch-fid: seconds to import
+    from .metrics import FIDFeatureExtractor, FIDWeightsUnavailable, PytorchFIDMissing  # pytorch-fid: seconds
 
     try:
         return names, FIDFeatureExtractor(fid_weights, device)
     except FIDWeightsUnavailable as e:
         if requested is not None or fid_weights is not None:
             raise
-        print(f"note: FID skipped: {str(e).splitlines()[0].rstrip('.')} (see --fid-weights)", file=sys.stderr)
+        hint = "" if isinstance(e, PytorchFIDMissing) else " (see --fid-weights)"
+        print(f"note: FID skipped: {str(e).splitlines()[0].rstrip('.')}{hint}", file=sys.stderr)
         return [n for n in names if n != "fid"], None
 
 

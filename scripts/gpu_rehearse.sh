@@ -5,38 +5,39 @@
 #
 #   bash scripts/gpu_rehearse.sh            # ~3 min once the environment exists (first time: ~1.1 GB of wheels)
 #
-# The environment (ENV, default /tmp/gpu312) borrows the CUDA libraries of this machine's own torch
-# install so that torch 2.11's CUDA build imports; CUDA itself is not available here.
+# The environment (REHEARSE_VENV, default /tmp/gpu312; logs go to REHEARSE_OUT, default /tmp/gpu_rehearsal)
+# borrows the CUDA libraries of this machine's own torch install so that torch 2.11's CUDA build imports;
+# CUDA itself is not available here.
 set -u
 cd "$(dirname "$0")/.."
-ENV=${ENV:-/tmp/gpu312}
-OUT=${OUT:-/tmp/gpu_rehearsal}
+VENV=${REHEARSE_VENV:-/tmp/gpu312}
+OUT=${REHEARSE_OUT:-/tmp/gpu_rehearsal}  # deleted and refilled on each run
 PY312=${PY312:-}
 for p in python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do  # a pyenv shim may not run
   [ -z "$PY312" ] && "$p" -c "" 2>/dev/null && PY312=$p
 done
 
-if ! "$ENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.11')" 2>/dev/null; then
-  echo "building $ENV (log: $ENV.build.log)"
-  exec 3>&1 >"$ENV.build.log" 2>&1  # pip's warnings about the CUDA packages it was told not to fetch
-  trap 'echo "building $ENV failed: $ENV.build.log" >&3' EXIT
-  "${PY312:?no Python 3.12 found: set PY312}" -m venv "$ENV" || exit 1
+if ! "$VENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.11')" 2>/dev/null; then
+  echo "building $VENV (log: $VENV.build.log)"
+  exec 3>&1 >"$VENV.build.log" 2>&1  # pip's warnings about the CUDA packages it was told not to fetch
+  trap 'echo "building $VENV failed: $VENV.build.log" >&3' EXIT
+  "${PY312:?no Python 3.12 found: set PY312}" -m venv "$VENV" || exit 1
   wheels=$(mktemp -d)
   # PIP_CONFIG_FILE=/dev/null: this machine's pip constraints and local indexes are for the project's own pins
-  PIP_CONFIG_FILE=/dev/null "$ENV/bin/pip" download -q --no-deps torch==2.11.0 torchvision==0.26.0 -d "$wheels" || exit 1
-  "$ENV/bin/pip" install -q --no-deps "$wheels"/*.whl || exit 1
-  "$ENV/bin/pip" install -q numpy pillow safetensors tqdm matplotlib scipy pytest \
+  PIP_CONFIG_FILE=/dev/null "$VENV/bin/pip" download -q --no-deps torch==2.11.0 torchvision==0.26.0 -d "$wheels" || exit 1
+  "$VENV/bin/pip" install -q --no-deps "$wheels"/*.whl || exit 1
+  "$VENV/bin/pip" install -q "numpy>=2" pillow safetensors tqdm matplotlib scipy pytest \
     typing_extensions sympy filelock jinja2 networkx fsspec || exit 1
   rm -rf "$wheels"
   nvidia=$(python3 -c "import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))") || exit 1
-  mkdir -p "$ENV/cuda-libs" && ln -sfn "$nvidia/nvidia" "$ENV/cuda-libs/nvidia"
-  echo "$ENV/cuda-libs" > "$("$ENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')/cuda-libs.pth"
+  mkdir -p "$VENV/cuda-libs" && ln -sfn "$nvidia/nvidia" "$VENV/cuda-libs/nvidia"
+  echo "$VENV/cuda-libs" > "$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')/cuda-libs.pth"
   trap - EXIT
   exec >&3 2>&1
 fi
-export PATH="$ENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"
 python3 -c "import sys, torch; print('rehearsing under Python', sys.version.split()[0], 'torch', torch.__version__)"
-if python3 -c "import gradio" 2>/dev/null; then echo "gradio is importable in $ENV: not the GPU image" >&2; exit 1; fi
+if python3 -c "import gradio" 2>/dev/null; then echo "gradio is importable in $VENV: not the GPU image" >&2; exit 1; fi
 
 rm -rf "$OUT" runs/sat2map_rehearsal && mkdir -p "$OUT"
 [ -d packs/sat2map_smoke/heldout ] || python3 scripts/sat2map_pack.py --out packs/sat2map_smoke --size 64 --limit 24 \

@@ -65,7 +65,8 @@ stage checks 60 150 "$PY" scripts/gpu_checks.py --device "$DEVICE" --out "$OUT/c
 # Bench rows land in the JSON file as they are measured (--partial): a stage cut short keeps its rows.
 stage bench_bf16 40 120 "$PY" -m cutcore.bench --device $DEVICE --preset $BF16_PRESETS --size $SIZES_MAIN \
   --infer-sizes $BF16_INFER --batch-size $BATCH --precision bf16 --iters $ITERS --channels-last --json --partial "$OUT/bench_bf16.json"
-# Ours channels-last, as `train` runs on CUDA by default (the reference's rows stay NCHW, as it runs).
+# Our training rows channels-last, as `train` runs on CUDA by default; inference rows and the reference's stay
+# NCHW, as translate and the reference run.
 stage bench_fp32 60 200 "$PY" -m cutcore.bench --device $DEVICE --preset $PRESETS --size $SIZES_MAIN \
   --infer-sizes $INFER --iters $ITERS --channels-last ${REF_ARGS[@]+"${REF_ARGS[@]}"} --json --partial "$OUT/bench_fp32.json"
 if "$PY" -c "import pytest" 2>/dev/null; then

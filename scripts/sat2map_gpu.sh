@@ -157,7 +157,7 @@ while read -r p e1 e2 ms; do
     --eval-metrics accuracy,rmse)
   OMP_NUM_THREADS=$THREADS "$PY" -m cutcore train --data "$PACK" --out "$RUNS/$p" --resume \
     --epochs "$e1" --epochs-decay "$e2" --max-steps "$ms" --log-every "$LOG_EVERY" \
-    --save-every "$save" --sample-every "$sample" --num-workers 0 --device "$DEVICE" "${ev[@]}" \
+    --save-every "$save" --sample-every "$sample" --num-workers 0 --device "$DEVICE" ${ev[@]+"${ev[@]}"} \
     >"$RUNS/$p.train.log" 2>&1 &
   PID[$p]=$!
 done <<<"$PLAN"

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=Path, default=ROOT / "weights" / "sat2map_val.txt")
     ap.add_argument("--out", type=Path, default=ROOT / "packs" / "sat2map_256")
     ap.add_argument("--size", type=int, default=256, help="training (load) size the tiles are resized to")
-    ap.add_argument("--limit", type=int, help="only the first N training tiles (a smoke-test pack)")
+    ap.add_argument("--limit", type=int, help="only the first N training tiles and held-out pairs (a smoke pack)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--measure", type=int, metavar="N", help="compare encodings on N tiles instead of building")
     args = ap.parse_args(argv)

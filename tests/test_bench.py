@@ -81,13 +81,14 @@ def test_markdown_rows_ratios_and_footer():
             "peak_fraction": 0.25}
     rows = [
         {**base, "impl": "ours", "sec_per_iter": 0.1, "images_per_s": 80.0, "peak_mem_mib": 1024.0, "gflops": 250.0,
-         "device_name": "NVIDIA H200", "torch_version": "2.11.0"},
+         "device_name": "NVIDIA H200", "torch_version": "2.11.0", "channels_last": True},
         {**base, "impl": "reference", "precision": "fp32", "sec_per_iter": 0.2, "images_per_s": 40.0,
          "peak_mem_mib": 2048.0, "gflops": 125.0, "peak_fraction": None},
         {**base, "impl": "ours", "preset": "sincut", "error": "Traceback\nRuntimeError: boom"},
     ]
     md = bench.markdown(rows, 60000.0, 900000.0, gemm_n=8192)
     ours = md.splitlines()[2]
+    assert "| bf16 NHWC |" in ours and "| fp32 |" in md.splitlines()[3]  # each row's layout
     assert "| 8 |" in ours and "80.00" in ours and "250 (25% of bf16 GEMM)" in ours and "0.50× time, 0.50× mem" in ours
     assert "failed: RuntimeError: boom" in md
     assert "fp32 GEMM ceiling of this device: 60000 GFLOP/s (8192² matmul)." in md
@@ -225,6 +226,9 @@ def test_default_rows_per_device(monkeypatch, capsys):
     assert bench.main(["--json"]) == 0  # CPU defaults unchanged
     assert [s["preset"] for s in seen if s["kind"] == "train"] == bench.TRAIN_PRESETS
     assert [s["size"] for s in seen if s["kind"] == "inference"] == [256, 512]
+    seen.clear()
+    assert bench.main(["--preset", "cut", "--infer-sizes", "256", "--channels-last", "--json"]) == 0
+    assert [(s["kind"], s["channels_last"]) for s in seen] == [("train", True), ("inference", False)]  # as they run
     capsys.readouterr()
 
 

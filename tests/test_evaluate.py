@@ -363,6 +363,10 @@ def test_report_takes_a_methods_speed_from_our_training_rows_of_a_side_by_side_f
     assert "failed: CUDA out of memory" in table
     assert "fp32 GEMM ceiling of this device: 50000 GFLOP/s (8192² matmul)" in table
     assert speed_table(runs["bench"], []) is None  # a hand-written list: the method table only
+    broken = tmp_path / "broken.json"  # bench rows edited by hand: no gflops, no time
+    broken.write_text(json.dumps([{**row, "impl": "ours", "kind": "train", "preset": "cut", "sec_per_iter": None}]))
+    notes = []
+    assert speed_table(broken, notes) is None and "broken.json: rows the bench table cannot show" in notes[0]
 
 
 def test_report_baseline_row_only_when_the_runs_agree_on_it(runs, tmp_path):

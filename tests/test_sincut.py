@@ -559,19 +559,23 @@ def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):
 
 @pytest.fixture
 def sigint_handler():
-    """Sets SIGINT's handler for a test (pytest may have been started with Ctrl-C ignored, `nohup ... &`)."""
+    """Sets SIGINT's handler for a test (pytest may have been started with Ctrl-C ignored: `&` in a script)."""
     before = signal.getsignal(signal.SIGINT)
     yield lambda handler: signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGINT, before)
 
 
-def _interrupt_after_first_preview(out) -> None:
-    def interrupt() -> None:  # the first preview exists only once the handler is installed
+def _interrupt_after_first_preview(out) -> threading.Thread:
+    """Sends SIGINT once the first preview is written (the handler is installed by then); join it before the
+    test ends, so the signal never lands after `sigint_handler` has put pytest's own handler back."""
+    def interrupt() -> None:
         while not list((out / "previews").glob("*.png")):
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt, daemon=True).start()
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    return thread
 
 
 def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp_path, sigint_handler):
@@ -582,8 +586,9 @@ def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp
     domain_a_image(0, (64, 48)).save(photo)
     domain_b_image(1, (64, 48)).save(art)
     out = tmp_path / "run"
-    _interrupt_after_first_preview(out)
+    interrupter = _interrupt_after_first_preview(out)
     assert train_to_folder(photo, art, out, "sincut-cpu", preview_every=1, preview_size=32, device="cpu") == 0
+    interrupter.join(timeout=10)
     logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     stopped_at = logged[-1]["iteration"]
     assert stopped_at < 450
@@ -598,14 +603,16 @@ def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp
 def test_sincut_command_run_with_ctrl_c_ignored_does_not_stop_on_it(tmp_path, sigint_handler):
     from cutcore.sincut.headless import train_to_folder
 
-    sigint_handler(signal.SIG_IGN)  # as `nohup python -m cutcore sincut ... &` starts it
+    sigint_handler(signal.SIG_IGN)  # as `python -m cutcore sincut ... &` in a script starts it
     photo, art = tmp_path / "photo.png", tmp_path / "art.png"
     domain_a_image(0, (64, 48)).save(photo)
     domain_b_image(1, (64, 48)).save(art)
     out = tmp_path / "run"
-    _interrupt_after_first_preview(out)
+    interrupter = _interrupt_after_first_preview(out)
     assert train_to_folder(photo, art, out, "sincut-cpu", iters=4, preview_every=1, preview_size=32,
                            device="cpu") == 0
+    interrupter.join(timeout=10)
+    assert not interrupter.is_alive()  # Ctrl-C was sent, and ignored
     assert json.loads((out / "losses.jsonl").read_text().splitlines()[-1])["iteration"] == 4
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 

@@ -63,7 +63,7 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
         trainer.on_event = on_event
         # Training runs in this thread (LiveTrainer.run says why). The first Ctrl-C stops after the current
         # iteration (and the model is still exported); a second one interrupts at once.
-        # Not off the main thread (Python cannot), nor where Ctrl-C is ignored (`nohup ... &`: meant to survive it).
+        # Not off the main thread (Python cannot), nor where Ctrl-C is ignored (started with `&` from a script).
         in_main = threading.current_thread() is threading.main_thread()
         previous = (signal.getsignal(signal.SIGINT) or signal.SIG_DFL) if in_main else None  # None: not from Python
         handle_ctrl_c = in_main and previous is not signal.SIG_IGN

@@ -12,6 +12,7 @@ Events arrive in order: "started", "progress"..., then one of "stopped", "finish
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -87,6 +88,7 @@ class LiveTrainer:
     """
 
     MAX_QUEUED_EVENTS = 64
+    PLAN_AFTER = 10  # iterations before a time budget's rate is measured (allocation, kernel choice)
 
     def __init__(
         self,
@@ -139,7 +141,7 @@ class LiveTrainer:
         # timed (previews count against the budget) and before its event goes out (which then shows the planned
         # total), but while the LR is still constant. Not with max_iters: a count the caller chose.
         self._budget_pending = bool(t.time_budget_s) and max_iters is None
-        self._plan_at = min(-(-10 // event_every) * event_every, t.epochs * t.iters_per_epoch)
+        self._plan_at = min(math.ceil(self.PLAN_AFTER / event_every) * event_every, t.epochs * t.iters_per_epoch)
         self._seconds_before = 0.0  # training time of earlier runs (stop, then start again)
         self.events: queue.Queue[TrainEvent] = queue.Queue(self.MAX_QUEUED_EVENTS)
         self._thread: threading.Thread | None = None
