@@ -266,6 +266,17 @@ def test_evaluate_without_pytorch_fid_scores_the_other_metrics_and_says_why_fid_
     assert "FID needs pytorch-fid" in fid_err and "--fid-weights" not in fid_err  # no weights file would help
 
 
+def test_evaluate_without_fid_does_not_import_pytorch_fid(model_dir, paired, tmp_path):
+    # It pulls in torchvision: ~2 s of start-up for every `evaluate --metrics accuracy,...`.
+    code = ("import sys; from cutcore.cli import main; "
+            f"code = main(['evaluate', '--model', {str(model_dir)!r}, '--data', {str(paired)!r}, '--json', "
+            "'--size', '64', '--device', 'cpu', '--metrics', 'accuracy,rmse']); "
+            "print('imported' if 'pytorch_fid' in sys.modules else 'not imported', code)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=subprocess_env(**_offline_env(tmp_path)),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-1] == "not imported 0", proc.stdout + proc.stderr
+
+
 def test_cli_json_has_exactly_the_requested_keys(model_dir, paired, capsys):
     code = main(["evaluate", "--model", str(model_dir), "--data", str(paired), "--metrics", "swd,rmse",
                  "--json", "--size", "64", "--device", "cpu"])

@@ -4,6 +4,7 @@ style yardsticks of a photo / artwork / output triple (colour and texture ratios
 The FID names load on first use: pytorch-fid pulls in torchvision (seconds of start-up) and
 most callers — every CLI start among them — only need the paired metrics.
 """
+from cutcore.metrics.fid_errors import FIDWeightsUnavailable, PytorchFIDMissing
 from cutcore.metrics.paired import (
     most_common_colour_baseline,
     paired_metrics,
@@ -15,8 +16,8 @@ from cutcore.metrics.paired import (
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
 _FID_NAMES = {
-    "FIDFeatureExtractor", "FIDWeightsUnavailable", "PytorchFIDMissing", "compute_fid",
-    "extract_features", "fid_from_features", "frechet_distance", "load_fid_inception", "resolve_fid_weights",
+    "FIDFeatureExtractor", "compute_fid", "extract_features", "fid_from_features", "frechet_distance",
+    "load_fid_inception", "resolve_fid_weights",
 }
 
 

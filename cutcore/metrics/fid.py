@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.functional import adaptive_avg_pool2d
 
+from cutcore.metrics.fid_errors import FIDWeightsUnavailable, PytorchFIDMissing
 from cutcore.metrics.paired import ImageLike, to_rgb_uint8
 from cutcore.official_urls import offline
 
@@ -40,14 +41,6 @@ except ImportError as e:
     FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
 else:
     _PYTORCH_FID_MISSING = None
-
-
-class FIDWeightsUnavailable(RuntimeError):
-    """FID cannot be computed here: its Inception weights (or pytorch-fid) could not be found, downloaded or loaded."""
-
-
-class PytorchFIDMissing(FIDWeightsUnavailable):
-    """pytorch-fid itself is not installed (no weights path helps)."""
 
 
 def _require_pytorch_fid() -> None:
