@@ -21,6 +21,7 @@ from cutcore.correspondence import (
 
 from . import models
 from .errors import UserError, open_upload, user_errors
+from .torch_thread import on_own_thread
 
 K_NEGATIVES = 5
 
@@ -127,12 +128,12 @@ def build(ctx) -> None:
 
     @user_errors
     def do_analyse(key, file):
-        return (*analyse(key, file), [], "")
+        return (*on_own_thread(analyse, key, file), [], "")
 
     @user_errors
     def do_click(st, evt: gr.SelectData):
         x, y = evt.index
-        return on_click(st, x, y)
+        return on_own_thread(on_click, st, x, y)
 
     run.click(do_analyse, [model_dd, upload], [output, state, info, gallery, details], concurrency_id="analyse",
               concurrency_limit=2)

@@ -26,6 +26,7 @@ from cutcore.official_urls import offline
 
 from . import models
 from .errors import UserError, error_text, open_upload, to_gr_error, user_errors
+from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
 
@@ -299,14 +300,20 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         out = models.live_dir() / name
         from cutcore.saved_config import Domains
 
-        final_preview = None
-        try:
-            final_preview = trainer.preview()
-        except Exception:  # noqa: BLE001 - the preview is a nicety
-            log.debug("no final preview", exc_info=True)
-        scores = yardsticks(content.image, style.image, final_preview)
-        trainer.export(out, card=model_card(name, cfg, photo.name, art.name, direction, iteration, total, scores),
-                       domains=Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO))))
+        domains = Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO)))
+
+        def finish() -> tuple:  # torch work: on its own thread, or this worker would slow the next run
+            final_preview = None
+            try:
+                final_preview = trainer.preview()
+            except Exception:  # noqa: BLE001 - the preview is a nicety
+                log.debug("no final preview", exc_info=True)
+            scores = yardsticks(content.image, style.image, final_preview)
+            card = model_card(name, cfg, photo.name, art.name, direction, iteration, total, scores)
+            trainer.export(out, card=card, domains=domains)
+            return final_preview, scores
+
+        final_preview, scores = on_own_thread(finish)
         zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
         zip_dir.mkdir(parents=True, exist_ok=True)
         archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))

@@ -26,6 +26,7 @@ from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
 from .errors import Upload, UserError, event_alive, open_upload, user_errors
+from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
 
@@ -290,7 +291,7 @@ def build(ctx) -> None:
 
         job = start_job(getattr(request, "session_hash", None))
         try:
-            result = translate_upload(key, file, report, should_stop, waiting)
+            result = on_own_thread(translate_upload, key, file, report, should_stop, waiting)
         except Cancelled as c:
             log.info("translation %s after %d of %d tiles; nothing saved", c.reason, c.done, c.total)
             where = f" after {c.done} of {c.total} tiles" if c.total > 1 else ""

@@ -778,6 +778,60 @@ def test_build_demo_wires_the_tabs(app_env, cut_model):
     assert {"Model", "Photo", "Artwork", "Model (with PatchNCE heads)"} <= labels
 
 
+def test_handlers_run_torch_work_on_a_thread_that_ends_with_it(app_env, cut_model, two_images, monkeypatch):
+    """Torch work left an OpenMP pool on Gradio's long-lived worker threads: a SinCUT run in the app
+    after a translation trained at 0.738 s an iteration instead of 0.658 (scripts/bench_app_sincut.py)."""
+    from types import SimpleNamespace
+
+    from demo import build_demo
+
+    ran_on: dict[str, list[threading.Thread]] = {}
+
+    def recorded(module, name):
+        fn = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            ran_on.setdefault(name, []).append(threading.current_thread())
+            return fn(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    recorded(translate_tab, "translate_image")
+    recorded(correspondence_tab, "embeddings")
+    recorded(correspondence_tab, "correspondence_maps")
+    recorded(sincut_tab, "yardsticks")
+    demo = build_demo()
+    image = two_images[0]
+    result = _fn(demo, "do_translate").fn(str(cut_model), image, _Request(), progress=lambda *a, **k: None)
+    assert "translated in one pass" in result[3]
+    view, state, *_ = _fn(demo, "do_analyse").fn(str(cut_model), image)
+    _fn(demo, "do_click").fn(state, SimpleNamespace(index=(5, 5)))
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "tiny", 4, 2, None))
+    assert ups[-1].done and ups[-1].model_dir.is_dir()
+    assert set(ran_on) == {"translate_image", "embeddings", "correspondence_maps", "yardsticks"}
+    threads = [t for ts in ran_on.values() for t in ts]
+    assert all(t is not threading.current_thread() and not t.is_alive() for t in threads), ran_on
+
+
+def test_on_own_thread_hands_back_the_result_the_error_and_the_context():
+    import contextvars
+
+    from demo.torch_thread import on_own_thread
+
+    var = contextvars.ContextVar("var", default="unset")
+    var.set("the handler's")  # Gradio's request and progress state live in context variables
+
+    def work(x, *, y):
+        if x < 0:
+            raise UserError("negative")
+        return x + y, var.get(), threading.current_thread()
+
+    total, seen, thread = on_own_thread(work, 1, y=2)
+    assert (total, seen) == (3, "the handler's") and thread is not threading.current_thread()
+    with pytest.raises(UserError, match="negative"):
+        on_own_thread(work, -1, y=0)
+
+
 def test_app_module_builds_the_demo(app_env, cut_model, monkeypatch):
     import importlib
     import sys
