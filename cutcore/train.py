@@ -416,7 +416,7 @@ def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[str, object] | None = None,
           make_evaluator: EvaluatorFactory | None = None) -> Path:
     """Train `cfg` into `out`; with `resume`, continue from the newest checkpoint there, applying
-    `changes` (run-time settings, or a longer schedule; see resume_config). `make_evaluator`
+    `changes` (run-time settings, or a longer or shorter schedule; see resume_config). `make_evaluator`
     builds the periodic held-out evaluation when `runtime.eval_every` asks for one."""
     out = Path(out)
     if resume:

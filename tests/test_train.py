@@ -320,6 +320,17 @@ def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unp
         train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 1, "train.epochs_decay": 2})
 
 
+def test_resume_may_shorten_the_schedule_not_yet_trained(session_unpaired, tmp_path):
+    """What sat2map_gpu.sh's phase 2 relies on: a 1000+1000 calibration run cut to the epochs that fit."""
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=2)  # 4 steps per epoch
+    cfg.train.epochs, cfg.train.epochs_decay = 1000, 1000
+    train(cfg, tmp_path / "run")
+    end = train(cfg, tmp_path / "run", resume=True,
+                changes={"runtime.max_steps": None, "train.epochs": 1, "train.epochs_decay": 1})
+    assert end.name == "step_00000008"  # 2 epochs of 4 steps
+    assert [r["lr"] for r in _log(tmp_path / "run")][-4:] == pytest.approx([cfg.train.lr / 2] * 4)
+
+
 def test_resume_stops_at_an_epoch_boundary_can_extend_and_refuses_other_data(session_unpaired, tmp_path):
     cfg = tiny_run_config("cut", session_unpaired, max_steps=4)  # 4 steps per epoch: exactly epoch 0
     cfg.train.epochs, cfg.train.epochs_decay = 1, 1
