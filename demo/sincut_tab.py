@@ -302,7 +302,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
 
         domains = Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO)))
 
-        def finish() -> tuple:  # torch work: on its own thread, or this worker would slow the next run
+        def finish() -> tuple:  # torch work, on a thread of its own as in the other tabs (demo/torch_thread.py)
             final_preview = None
             try:
                 final_preview = trainer.preview()

@@ -3,9 +3,9 @@
 On a CPU every thread that runs a parallel torch operator gets an OpenMP thread pool of its own,
 kept until that thread ends. Gradio runs handlers on long-lived worker threads, so a translation
 left a second pool beside the SinCUT training thread's; with more OpenMP threads than cores libgomp
-stops spinning between operators, and a SinCUT run in the app after a translation took 0.738 s an
-iteration instead of 0.658 (after a Correspondence analysis 0.712; `scripts/bench_app_sincut.py`).
-A thread of its own per call, gone when the call returns, takes the pool with it.
+stops spinning between operators, and a SinCUT run in the app after a translation took 0.743 s an
+iteration instead of 0.601 (after a Correspondence analysis 0.735; `scripts/bench_app_sincut.py`).
+A thread of its own per call, gone when the call returns, takes the pool with it (0.587 and 0.581).
 """
 from __future__ import annotations
 
