@@ -1,7 +1,7 @@
 """Score a translation model on aligned (A, B) pairs: GcGAN accuracy/RMSE, SWD and FID.
 
 `evaluate_generator` scores any generator (PeriodicEvaluator uses it during training),
-`evaluate_model` a loaded model folder, and `python -m cutcore evaluate` wraps them with a
+`evaluate_model` a loaded model folder (with the accuracy per map colour), and `python -m cutcore evaluate` wraps them with a
 table or JSON and result files. Every CLI start imports this module to build its parser, so
 the slow imports (pytorch-fid, matplotlib) happen inside the functions that need them.
 """
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .checkpoint import write_bytes, write_json
 from .data import ImageSource, paired_sources
 from .model_folder import LoadedModel, load_model
-from .results import METRICS, metrics_table, plot_curves, preview_grid
+from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
 from .saved_config import SavedModelConfig
 from .translate import translate_with
 
@@ -263,11 +263,25 @@ def evaluate_generator(
     {metric: value} in METRICS order; accuracy is a fraction in [0, 1].
     """
     metrics = parse_metrics(metrics)  # before translating: a typo should not cost a pass over the data
+    return _score(*_translations(generator, pairs, size, tile, multiple, progress), metrics, fid_extractor)
+
+
+def _translations(generator: nn.Module, pairs: Sequence[Pair], size: int | None, tile: int | None,
+                  multiple: int | None, progress: bool) -> tuple[list[Scored], list[Scored]]:
     fakes, reals = [], []
     for _, fake, real in translate_pairs(generator, pairs, size, tile, multiple, progress):
         fakes.append(fake)
         reals.append(real)
-    return _score(fakes, reals, metrics, fid_extractor)
+    return fakes, reals
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """A model's scores on paired data: {metric: value} in METRICS order, and, when accuracy is among
+    them, the accuracy per map colour (`metrics.colour_breakdown`: which classes it gets right)."""
+
+    values: dict[str, float]
+    by_colour: list[dict]
 
 
 def evaluate_model(
@@ -280,13 +294,17 @@ def evaluate_model(
     tile: int | None = None,
     fid_extractor: FeatureExtractor | None = None,
     progress: bool = True,
-) -> dict[str, float]:
-    """`evaluate_generator` for a loaded model; `pairs` are the dataset's (A, B) pairs and
-    `direction` is the one `load_model` was given."""
-    return evaluate_generator(
-        model.generator, model_pairs(model, pairs, direction), metrics, size=size, tile=tile,
-        multiple=model.size_multiple, fid_extractor=fid_extractor, progress=progress,
-    )
+) -> ModelScores:
+    """`evaluate_generator` for a loaded model, with the per-colour accuracy; `pairs` are the dataset's
+    (A, B) pairs and `direction` is the one `load_model` was given."""
+    from .metrics import colour_breakdown
+
+    metrics = parse_metrics(metrics)
+    fakes, reals = _translations(model.generator, model_pairs(model, pairs, direction), size, tile,
+                                 model.size_multiple, progress)
+    by_colour = colour_breakdown([f.paired for f in fakes], [r.paired for r in reals], PAIRED_SIZE) \
+        if "accuracy" in metrics else []
+    return ModelScores(_score(fakes, reals, metrics, fid_extractor), by_colour)
 
 
 # --- periodic evaluation during training -------------------------------------------------------
@@ -354,20 +372,20 @@ def evaluation_size(config: SavedModelConfig) -> int:
 
 
 def write_evaluation(
-    out: str | os.PathLike, model: LoadedModel, pairs: Sequence[Pair], values: dict[str, float], info: dict,
+    out: str | os.PathLike, model: LoadedModel, pairs: Sequence[Pair], scores: ModelScores, info: dict,
     markdown: str, tile: int | None = None,
 ) -> None:
-    """metrics.json ({"metrics": values, preset, model, n_images, baseline, **info}), metrics.md and a
-    samples.png grid. baseline: the most-common-colour scores on the same targets, the floor to beat."""
+    """metrics.json ({"metrics": values, preset, model, n_images, baseline, by_colour, **info}), metrics.md
+    and a samples.png grid. baseline: the most-common-colour scores on the same targets, the floor to beat."""
     from .metrics import most_common_colour_baseline
 
     out = Path(out)
     direction, size = info.get("direction", "AtoB"), info.get("size")
     baseline = most_common_colour_baseline([b.load() for _, b in model_pairs(model, pairs, direction)], PAIRED_SIZE)
-    write_json(out / "metrics.json", {"metrics": values, "preset": model.config.preset,
+    write_json(out / "metrics.json", {"metrics": scores.values, "preset": model.config.preset,
                                       "model": str(model.path), "n_images": len(pairs),
                                       "paired_size": PAIRED_SIZE, "baseline": baseline,
-                                      **info})  # paired_size: the protocol
+                                      "by_colour": scores.by_colour, **info})  # paired_size: the protocol
     write_bytes(out / "metrics.md", (markdown + "\n").encode())
     oriented = model_pairs(model, pairs[:GRID_PAIRS], direction)
     triples = translate_pairs(model.generator, oriented, size, tile, model.size_multiple, progress=False)
@@ -404,13 +422,13 @@ def evaluate_saved_model(
     model = load_model(model_path, device, direction)
     chosen, fid_extractor = select_metrics(metrics, fid_weights, next(model.generator.parameters()).device)
     size = evaluation_size(model.config) if size is None else size or None
-    values = evaluate_model(model, pairs, chosen, direction=direction, size=size, tile=tile,
+    scores = evaluate_model(model, pairs, chosen, direction=direction, size=size, tile=tile,
                             fid_extractor=fid_extractor)
     scope = phase + (f", split {Path(split).name}" if split else "")
     markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {data} ({scope})\n\n"
-    markdown += metrics_table(values)
+    markdown += metrics_table(scores.values) + (f"\n\n{colour_table(scores.by_colour)}" if scores.by_colour else "")
     if out:
         info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
                 "direction": direction, "size": size}
-        write_evaluation(out, model, pairs, values, info, markdown, tile=tile)
-    return values, markdown
+        write_evaluation(out, model, pairs, scores, info, markdown, tile=tile)
+    return scores.values, markdown

@@ -117,7 +117,7 @@ def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
 def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
     """The card for the files in `folder`: data, recipe, training, metrics, samples, curves, licence."""
     from .evaluate import read_split
-    from .results import LABELS, format_metric
+    from .results import LABELS, colour_table, format_metric
 
     name, t, d, m = config["name"], config.get("training", {}), config.get("data", {}), config.get("model", {})
     train_cfg, g = config.get("train", {}), m.get("generator", {})
@@ -161,6 +161,9 @@ def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
         if base:
             metrics.append("| every pixel the most common colour of the targets | "
                            + " | ".join(format_metric(c, base[c]) if c in base else "—" for c in cols) + " |")
+        if evaluation.get("by_colour"):
+            metrics += ["", "Accuracy per map colour (pixels of the targets within 5 of it):", "",
+                        colour_table(evaluation["by_colour"])]
         card.sections.append(("Metrics", metrics))
     if (folder / "samples.png").is_file():
         card.sections.append(("Samples", ["Input · this model · ground truth:", "", "![samples](samples.png)"]))
@@ -184,7 +187,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     )
     from .metrics import FIDWeightsUnavailable, PytorchFIDMissing
     from .model_folder import load_model
-    from .results import metrics_table
+    from .results import colour_table, metrics_table
 
     pairs = select_pairs(ev.data, ev.phase, read_split(ev.split) if ev.split else None)
     try:
@@ -195,10 +198,12 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
         raise ValueError(f"{str(e).splitlines()[0]} ({fix})") from e
     model = load_model(folder, "cpu")
     size = evaluation_size(model.config)
-    values = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
+    scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
             "direction": "AtoB", "size": size}
-    write_evaluation(folder, model, pairs, values, info, f"{config['name']}\n\n{metrics_table(values)}")
+    markdown = f"{config['name']}\n\n{metrics_table(scores.values)}" \
+        + (f"\n\n{colour_table(scores.by_colour)}" if scores.by_colour else "")
+    write_evaluation(folder, model, pairs, scores, info, markdown)
 
 
 def export_run(

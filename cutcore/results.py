@@ -37,6 +37,17 @@ def metrics_table(values: dict[str, float]) -> str:
     return "\n".join(["| metric | value |", "|---|---:|", *rows])
 
 
+def colour_table(by_colour: list[dict]) -> str:
+    """`metrics.colour_breakdown` rows as markdown: per map colour, its share, the accuracy there, what is painted."""
+    def rgb(c) -> str:
+        return "#{:02x}{:02x}{:02x} ({}, {}, {})".format(*(round(v) for v in c), *(round(v) for v in c))
+
+    rows = [f"| {rgb(r['colour'])} | {100 * r['share']:.1f}% | {100 * r['accuracy']:.1f}% | {rgb(r['predicted'])} |"
+            for r in by_colour]
+    return "\n".join(["| map colour (targets' most common) | share of pixels | accuracy there | painted there "
+                      "(mean) |", "|---|---:|---:|---|", *rows])
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -241,9 +241,14 @@ def test_translation_size_follows_the_reference_test_protocol(load, crop, size, 
 
 def test_evaluate_model_on_a_saved_model(model_dir, paired):
     model = load_model(model_dir, "cpu")
-    values = evaluate_model(model, select_pairs(paired), ["accuracy", "rmse", "swd"], size=64, progress=False)
+    scores = evaluate_model(model, select_pairs(paired), ["accuracy", "rmse", "swd"], size=64, progress=False)
+    values = scores.values
     assert 0 <= values["accuracy"] <= 1 and 0 < values["rmse"] < 443 and values["swd"] > 0
     assert not model.generator.training
+    # Per map colour: the top colours' pixels, so their hits add up to at most the whole accuracy.
+    assert scores.by_colour and all(0 < r["share"] <= 1 for r in scores.by_colour)
+    assert sum(r["share"] * r["accuracy"] for r in scores.by_colour) <= values["accuracy"] + 1e-9
+    assert evaluate_model(model, select_pairs(paired), ["rmse"], size=64, progress=False).by_colour == []
 
 
 # --- CLI ---------------------------------------------------------------------------------------
@@ -441,4 +446,7 @@ def test_cli_subprocess_prints_one_json_object_and_writes_files(cli_json_run):
     assert saved["preset"] == "cut" and saved["n_images"] == N_PAIRS
     assert 0 <= saved["baseline"]["accuracy"] <= 1 and saved["baseline"]["rmse"] > 0  # the floor, beside the scores
     assert "| RMSE ↓ |" in (out / "metrics.md").read_text()
+    top = saved["by_colour"][0]  # the per-colour accuracy, in the file and the summary
+    assert 0 < top["share"] <= 1 and len(top["colour"]) == len(top["predicted"]) == 3
+    assert "#{:02x}{:02x}{:02x}".format(*top["colour"]) in (out / "metrics.md").read_text()
     assert Image.open(out / "samples.png").size == (3 * 256, N_PAIRS * 256)

@@ -91,6 +91,7 @@ def test_model_card_quotes_the_evaluation(exported):
     assert "the 2 images of `val.txt`, translated at 40²" in card and "not all held out" not in card
     assert f"| this model | {100 * values['accuracy']:.1f}% | {values['rmse']:.2f} |" in card
     assert "most common colour of the targets" in card and "![samples](samples.png)" in card
+    assert "Accuracy per map colour" in card and "| accuracy there |" in card
     assert "4 iterations × batch 1 = 4 images" in card
     assert Image.open(exported / "samples.png").size[0] == 3 * 256
     assert (exported / "losses.png").is_file()

@@ -16,6 +16,7 @@ from torch import nn
 from cutcore.metrics import (
     FIDFeatureExtractor,
     FIDWeightsUnavailable,
+    colour_breakdown,
     compute_fid,
     extract_features,
     fid_from_features,
@@ -144,6 +145,25 @@ def test_paired_metrics_match_the_dataset_calibration():
 
 
 # ---------------------------------------------------------------- FID: Fréchet distance
+
+
+def test_colour_breakdown_says_which_map_colours_a_model_gets_right():
+    building, road, park = (216, 209, 201), (255, 255, 255), (211, 249, 208)
+    target = np.zeros((64, 64, 3), np.uint8)
+    target[:, :32], target[:, 32:52], target[:, 52:] = building, road, park
+    target[0, 0] = (218, 210, 200)  # a near-building pixel (JPEG noise): counted with the buildings, not a colour
+    pred = target.copy()
+    pred[:, 32:52] = (230, 230, 230)  # roads painted grey
+    pred[:, 52:58] = (213, 250, 205)  # half the park within 5 levels, half not
+    pred[:, 58:] = (190, 230, 190)
+    rows = colour_breakdown([pred], [target], size=64, top=5)
+    assert [r["colour"] for r in rows] == [list(building), list(road), list(park)]  # 3 colours, most common first
+    assert [r["share"] for r in rows] == pytest.approx([0.5, 0.3125, 0.1875])
+    assert [r["accuracy"] for r in rows] == pytest.approx([1.0, 0.0, 0.5])
+    assert rows[1]["predicted"] == [230.0, 230.0, 230.0]
+    assert sum(r["share"] * r["accuracy"] for r in rows) == pytest.approx(pixel_accuracy(pred, target))
+    with pytest.raises(ValueError, match="no image pairs"):
+        colour_breakdown([], [])
 
 
 def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():

@@ -6,6 +6,7 @@ most callers — every CLI start among them — only need the paired metrics.
 """
 from cutcore.metrics.fid_errors import FIDWeightsUnavailable, PytorchFIDMissing
 from cutcore.metrics.paired import (
+    colour_breakdown,
     most_common_colour_baseline,
     paired_metrics,
     pixel_accuracy,
@@ -42,6 +43,7 @@ __all__ = [
     "FIDWeightsUnavailable",
     "PytorchFIDMissing",
     "StyleScores",
+    "colour_breakdown",
     "compute_fid",
     "extract_features",
     "fid_from_features",

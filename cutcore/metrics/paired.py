@@ -93,6 +93,43 @@ def paired_metrics(
     return {"accuracy": float(np.mean(accs)), "rmse": float(np.mean(errs)), "n": len(accs)}
 
 
+def colour_breakdown(
+    pred_images: Iterable[ImageLike],
+    target_images: Iterable[ImageLike],
+    size: int = 256,
+    delta: int = 5,
+    top: int = 6,
+) -> list[dict]:
+    """Pixel accuracy per map colour: for each of the targets' `top` most common colours (each at least
+    `delta` from those before it), the pixels of the target within `delta` of it — their share of all
+    pixels, the accuracy there and the mean predicted colour, largest share first. It says which map
+    classes (buildings, roads, water, parks...) a model gets right and what it paints instead, which one
+    accuracy cannot.
+    """
+    preds, targets = [], []
+    for pred, target in zip(pred_images, target_images, strict=True):
+        preds.append(resize_rgb(pred, size).reshape(-1, 3))
+        targets.append(resize_rgb(target, size).reshape(-1, 3))
+    if not preds:
+        raise ValueError("no image pairs given")
+    p, t = np.concatenate(preds).astype(np.int16), np.concatenate(targets).astype(np.int16)
+    codes, counts = np.unique((t.astype(np.int64) * [65536, 256, 1]).sum(-1), return_counts=True)
+    chosen: list[np.ndarray] = []
+    for code in codes[np.argsort(-counts, kind="stable")]:
+        colour = np.array([code >> 16, (code >> 8) & 255, code & 255], np.int16)
+        if all(np.abs(colour - c).max() >= delta for c in chosen):
+            chosen.append(colour)
+            if len(chosen) == top:
+                break
+    rows = []
+    for colour in chosen:
+        near = np.abs(t - colour).max(-1) < delta
+        hit = np.abs(p[near] - t[near]).max(-1) < delta
+        rows.append({"colour": colour.tolist(), "share": float(near.mean()), "accuracy": float(hit.mean()),
+                     "predicted": p[near].mean(0).round(1).tolist()})
+    return sorted(rows, key=lambda r: -r["share"])
+
+
 def most_common_colour_baseline(targets: Iterable[ImageLike], size: int = 256) -> dict[str, float]:
     """The scores of painting every pixel the single most common colour of the target maps:
     the floor a map translator has to beat (shared/data/README.md's calibration)."""
