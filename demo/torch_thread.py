@@ -34,7 +34,10 @@ def on_own_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
     thread = threading.Thread(target=target, name=f"torch:{getattr(fn, '__name__', 'work')}", daemon=True)
     thread.start()
     thread.join()
-    ok, value = outcome[0]
-    if not ok:
+    ok, value = outcome.pop()
+    if ok:
+        return value
+    try:
         raise value
-    return value
+    finally:
+        del value  # the traceback's frames (and the images they hold) go with the exception, not with this frame

@@ -166,6 +166,28 @@ def test_colour_breakdown_says_which_map_colours_a_model_gets_right():
         colour_breakdown([], [])
 
 
+def test_colour_breakdown_counts_each_pixel_once_and_each_noisy_class_once():
+    # Greys 2, 3 and 5 levels apart: one row, of the commonest, with the pixels near it (not 105); none twice.
+    grey = np.zeros((40, 40, 3), np.uint8)
+    grey[:20], grey[20:32], grey[32:] = 100, 105, 102
+    rows = colour_breakdown([grey], [grey], size=40)
+    assert [(r["colour"], r["share"]) for r in rows] == [([100, 100, 100], 0.7)]
+    assert sum(r["share"] * r["accuracy"] for r in rows) <= pixel_accuracy(grey, grey)
+    # A palette under JPEG-like noise (40% of pixels off by up to 3 levels): one row per class, not two rows
+    # of the commonest ones.
+    rng = np.random.default_rng(0)
+    palette = np.array([(216, 209, 201), (223, 223, 223), (239, 219, 218), (255, 255, 255), (178, 210, 221),
+                        (211, 249, 208)], np.int16)
+    labels = rng.choice(len(palette), size=(96, 96), p=[0.3, 0.2, 0.15, 0.15, 0.1, 0.1])
+    noise = rng.integers(-3, 4, size=(96, 96, 3)) * (rng.random((96, 96, 1)) < 0.4)
+    noisy = np.clip(palette[labels] + noise, 0, 255).astype(np.uint8)
+    rows = colour_breakdown([noisy], [noisy], size=96)
+    assert len(rows) == len(palette)
+    for row in rows:  # each row is one class: its palette colour and that class's share
+        k = int(np.abs(palette - row["colour"]).max(1).argmin())
+        assert row["colour"] == palette[k].tolist() and row["share"] == pytest.approx((labels == k).mean())
+
+
 def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():
     rng = np.random.default_rng(0)
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
