@@ -2,8 +2,9 @@
 
 `evaluate_generator` scores any generator (PeriodicEvaluator uses it during training),
 `evaluate_model` a loaded model folder (with the accuracy per map colour), and
-`python -m cutcore evaluate` wraps them with a table or JSON and result files. Every CLI start imports this module to build its parser, so
-the slow imports (pytorch-fid, matplotlib) happen inside the functions that need them.
+`python -m cutcore evaluate` wraps them with a table or JSON and result files. Every CLI start
+imports this module to build its parser, so the slow imports (pytorch-fid, matplotlib) happen inside
+the functions that need them.
 """
 from __future__ import annotations
 
