@@ -284,6 +284,10 @@ class ModelScores:
     values: dict[str, float]
     by_colour: list[dict]
 
+    def markdown(self) -> str:
+        """The metrics table, then the per-colour one when there is one."""
+        return metrics_table(self.values) + (f"\n\n{colour_table(self.by_colour)}" if self.by_colour else "")
+
 
 def evaluate_model(
     model: LoadedModel,
@@ -427,7 +431,7 @@ def evaluate_saved_model(
                             fid_extractor=fid_extractor)
     scope = phase + (f", split {Path(split).name}" if split else "")
     markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {data} ({scope})\n\n"
-    markdown += metrics_table(scores.values) + (f"\n\n{colour_table(scores.by_colour)}" if scores.by_colour else "")
+    markdown += scores.markdown()
     if out:
         info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
                 "direction": direction, "size": size}

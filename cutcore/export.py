@@ -187,7 +187,6 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     )
     from .metrics import FIDWeightsUnavailable, PytorchFIDMissing
     from .model_folder import load_model
-    from .results import colour_table, metrics_table
 
     pairs = select_pairs(ev.data, ev.phase, read_split(ev.split) if ev.split else None)
     try:
@@ -201,9 +200,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
             "direction": "AtoB", "size": size}
-    markdown = f"{config['name']}\n\n{metrics_table(scores.values)}" \
-        + (f"\n\n{colour_table(scores.by_colour)}" if scores.by_colour else "")
-    write_evaluation(folder, model, pairs, scores, info, markdown)
+    write_evaluation(folder, model, pairs, scores, info, f"{config['name']}\n\n{scores.markdown()}")
 
 
 def export_run(

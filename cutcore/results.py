@@ -40,7 +40,8 @@ def metrics_table(values: dict[str, float]) -> str:
 def colour_table(by_colour: list[dict]) -> str:
     """`metrics.colour_breakdown` rows as markdown: per map colour, its share, the accuracy there, what is painted."""
     def rgb(c) -> str:
-        return "#{:02x}{:02x}{:02x} ({}, {}, {})".format(*(round(v) for v in c), *(round(v) for v in c))
+        r, g, b = (round(v) for v in c)
+        return f"#{r:02x}{g:02x}{b:02x} ({r}, {g}, {b})"
 
     rows = [f"| {rgb(r['colour'])} | {100 * r['share']:.1f}% | {100 * r['accuracy']:.1f}% | {rgb(r['predicted'])} |"
             for r in by_colour]
