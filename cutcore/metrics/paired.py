@@ -120,7 +120,7 @@ def colour_breakdown(
     counts = np.bincount(inverse, weights=np.concatenate([n for _, n in per_image]))
     common = counts >= 1e-5 * counts.sum()  # the colours that matter for a share; 138 maps have ~1M in all
     codes, counts = codes[common], counts[common]
-    colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], 1).astype(np.int16)
+    colours = _colours(codes).astype(np.int16)
     # Candidates: the commonest exact colours at least 2·delta - 1 apart; kept: the `top` with most pixels near.
     candidates = np.empty((0, 3), np.int16)
     for colour in colours[np.argsort(-counts, kind="stable")]:
@@ -146,14 +146,18 @@ def colour_breakdown(
 
 def _codes(image: np.ndarray) -> np.ndarray:
     """Each pixel's RGB as one integer (r << 16 | g << 8 | b)."""
-    return (image.reshape(-1, 3).astype(np.uint32) * np.array([65536, 256, 1], np.uint32)).sum(-1)
+    return (image.reshape(-1, 3).astype(np.int64) * [65536, 256, 1]).sum(-1)  # int64: what bincount takes
+
+
+def _colours(codes: np.ndarray) -> np.ndarray:
+    """`_codes` back to uint8 RGB, one row per code."""
+    return np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], -1).astype(np.uint8)
 
 
 def most_common_colour_baseline(targets: Iterable[ImageLike], size: int = 256) -> dict[str, float]:
     """The scores of painting every pixel the single most common colour of the target maps:
     the floor a map translator has to beat (shared/data/README.md's calibration)."""
     maps = [resize_rgb(t, size) for t in targets]
-    packed = np.concatenate([(m.astype(np.int64) * [65536, 256, 1]).sum(-1).ravel() for m in maps])
-    mode = int(np.bincount(packed).argmax())
-    colour = np.array([mode >> 16, (mode >> 8) & 255, mode & 255], np.uint8)
+    mode = np.bincount(np.concatenate([_codes(m) for m in maps])).argmax()
+    colour = _colours(mode)
     return paired_metrics([np.broadcast_to(colour, (size, size, 3)).copy()] * len(maps), maps, size=size)
