@@ -236,17 +236,25 @@ def _reference_train(spec: dict):
         argv += ["--batch_size", str(spec["batch_size"])]
     if model_name == "cut":
         argv += ["--CUT_mode", "FastCUT" if spec["preset"].startswith("fastcut") else "CUT"]
+    if model_name == "cycle_gan":  # CycleGAN's own networks (stride-2 and transposed convolutions), as our preset
+        argv += ["--no_antialias", "--no_antialias_up"]
     sys.argv = ["train.py"] + argv
     from models import create_model  # noqa: E402  (the reference checkout)
     from options.train_options import TrainOptions  # noqa: E402
 
     opt = TrainOptions().parse()
+    if not hasattr(opt, "amp"):  # the reference's CycleGAN reads an apex option its parser no longer defines
+        opt.amp = False
     model = create_model(opt)
     shape = (opt.batch_size, 3, opt.crop_size, opt.crop_size)
     spec["size"], spec["batch_size"] = opt.crop_size, opt.batch_size
     a, b = (torch.randn(shape) for _ in range(2))
     data = {"A": a, "B": b, "A_paths": ["a"] * opt.batch_size, "B_paths": ["b"] * opt.batch_size}
-    model.data_dependent_initialize(data)
+    # The reference's CycleGAN overrides it without the `data` argument (its own train.py fails there)
+    if inspect.signature(model.data_dependent_initialize).parameters:
+        model.data_dependent_initialize(data)
+    else:
+        model.data_dependent_initialize()
     model.setup(opt)
     model.parallelize()
 

@@ -248,6 +248,93 @@ def test_reference_rows_follow_the_device(monkeypatch, capsys, tmp_path):
     capsys.readouterr()
 
 
+_FAKE_REFERENCE_MODELS = """
+calls = []
+
+
+class _Model:
+    def __init__(self, opt):
+        self.opt = opt
+
+    def setup(self, opt):
+        calls.append("setup")
+
+    def parallelize(self):
+        pass
+
+    def set_input(self, data):
+        calls.append(("input", tuple(data["A"].shape)))
+
+    def optimize_parameters(self):
+        calls.append("step")
+
+
+class CUTModel(_Model):
+    def data_dependent_initialize(self, data):
+        calls.append(("init", tuple(data["A"].shape)))
+
+
+class CycleGANModel(_Model):  # as the reference's: no data argument, an option its parser lacks
+    def data_dependent_initialize(self):
+        calls.append(("init",))
+
+    def optimize_parameters(self):
+        calls.append(("step", self.opt.amp, self.opt.no_antialias, self.opt.no_antialias_up))
+
+
+def create_model(opt):
+    return {"cut": CUTModel, "cycle_gan": CycleGANModel}[opt.model](opt)
+"""
+
+_FAKE_REFERENCE_OPTIONS = """
+import sys
+from types import SimpleNamespace
+
+
+class TrainOptions:
+    def parse(self):
+        args = sys.argv[1:]
+        value = lambda flag: args[args.index(flag) + 1]
+        return SimpleNamespace(model=value("--model"), crop_size=int(value("--crop_size")),
+                               batch_size=int(value("--batch_size")), no_antialias="--no_antialias" in args,
+                               no_antialias_up="--no_antialias_up" in args)
+"""
+
+
+@pytest.fixture
+def fake_reference(tmp_path, monkeypatch):
+    """A checkout with the reference's model/option API (models.create_model, TrainOptions), imported
+    by `_reference_train` as the real one is; its modules are dropped again afterwards."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text(_FAKE_REFERENCE_MODELS)
+    (tmp_path / "options").mkdir()
+    (tmp_path / "options" / "__init__.py").write_text("")
+    (tmp_path / "options" / "train_options.py").write_text(_FAKE_REFERENCE_OPTIONS)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    monkeypatch.setattr("sys.argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+    modules = __import__("sys").modules
+    before = set(modules)
+    yield tmp_path
+    for name in set(modules) - before:
+        if name == "models" or name.startswith("options"):
+            del modules[name]
+
+
+@pytest.mark.parametrize("preset", ["cut", "cyclegan"])
+def test_reference_train_step_for_either_initialiser(fake_reference, preset):
+    """The reference's CycleGAN takes no data in data_dependent_initialize (CUT does) and reads `opt.amp`, which
+    its parser lacks: both steps run, CycleGAN's with its paper's networks (no antialiased resampling)."""
+    run, device = bench._reference_train({"reference": str(fake_reference), "preset": preset, "device": "cpu",
+                                          "size": 16, "batch_size": 2})
+    run()
+    import models  # the fake checkout's, put on sys.path by _reference_train
+
+    init, step = (("init", (2, 3, 16, 16)), "step") if preset == "cut" else (("init",), ("step", False, True, True))
+    assert models.calls == [init, "setup", ("input", (2, 3, 16, 16)), step]
+    assert device == torch.device("cpu")
+
+
 def test_partial_file_holds_the_rows_so_far(monkeypatch, capsys, tmp_path):
     partial = tmp_path / "rows.json"
     snapshots = []
