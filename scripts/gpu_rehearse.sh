@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rehearse the GPU queue (GPU_NOTES.md) on this CPU under the GPU image's software before spending a
 # window on it: Python 3.12, torch 2.11 / torchvision 0.26, numpy 2.x, pytest, and no gradio, pytorch-fid
-# or huggingface_hub. Each item runs its script's own smoke mode; the four must end rc 0.
+# or huggingface_hub. Each item runs its script's own smoke mode (2b: the bench's reference rows, tiny); all must end rc 0.
 #
 #   bash scripts/gpu_rehearse.sh            # ~3 min once the environment exists (first time: ~1.1 GB of wheels)
 #
@@ -54,6 +54,15 @@ item 1_sat2map env OUT="$OUT/1" SMOKE=1 DEVICE=cpu PACK=packs/sat2map_smoke LOAD
   RUNS=runs/sat2map_rehearsal bash scripts/sat2map_gpu.sh
 item 2_gpu_session env OUT="$OUT/2" SMOKE=1 BUDGET_S=400 bash scripts/gpu_session.sh
 grep -q "rc=[1-9]" "$OUT/2/session.log" && { echo "2_gpu_session: a stage failed, see $OUT/2/session.log"; failed=1; }
+# The smoke mode measures FastCUT alone; the GPU call measures every preset beside the reference, whose
+# models have their own quirks (its CycleGAN once failed every row): each reference row once, tiny, here
+# (~1 min; not SinCUT's, whose paper configuration takes ~20 s a step on this CPU).
+if [ -d tmp/reference/models ]; then
+  item 2b_reference_rows python3 -m cutcore.bench --preset cut,fastcut,cyclegan --size 32 --infer-sizes 32 \
+    --iters 1 --device cpu --reference tmp/reference
+else
+  echo "2b_reference_rows: skipped (tmp/reference is absent: see scripts/gpu_session.sh)"
+fi
 item 3_train_path python3 scripts/gpu_train_path.py --smoke --device cpu --out "$OUT/3_train_path.json"
 if [ -d ../shared/data/single_image ]; then
   item 4_sincut python3 scripts/sincut_gpu.py --data ../shared/data/single_image --out "$OUT/4" --smoke
