@@ -215,12 +215,39 @@ def _gpu_ids(device: str) -> str:
     return device.partition(":")[2] or "0"
 
 
+def reference_options(ref: str | os.PathLike, argv: list[str]):
+    """The reference checkout's training options for `argv`, parsed by its own TrainOptions; the checkout goes
+    first on sys.path, so its `models`, `options` and `data` packages are the ones imported afterwards."""
+    sys.path.insert(0, str(ref))
+    sys.argv = ["train.py", *argv]
+    from options.train_options import TrainOptions  # noqa: E402  (the reference checkout)
+
+    opt = TrainOptions().parse()
+    if not hasattr(opt, "amp"):  # the reference's CycleGAN reads an apex option its parser no longer defines
+        opt.amp = False
+    return opt
+
+
+def start_reference_model(opt, data: dict):
+    """The reference's model for `opt`, initialised on a first batch as its train.py does."""
+    from models import create_model  # noqa: E402  (the reference checkout)
+
+    model = create_model(opt)
+    # The reference's CycleGAN overrides it without the `data` argument (its own train.py fails there)
+    if inspect.signature(model.data_dependent_initialize).parameters:
+        model.data_dependent_initialize(data)
+    else:
+        model.data_dependent_initialize()
+    model.setup(opt)
+    model.parallelize()
+    return model
+
+
 def _reference_train(spec: dict):
     """The reference CUT/CycleGAN optimisation step, driven through its own option parser."""
     import torch
 
     ref = spec["reference"]
-    sys.path.insert(0, ref)
     os.chdir(ref)
     sincut = spec["preset"].startswith("sincut")
     on_cuda = spec["device"].startswith("cuda")
@@ -238,25 +265,12 @@ def _reference_train(spec: dict):
         argv += ["--CUT_mode", "FastCUT" if spec["preset"].startswith("fastcut") else "CUT"]
     if model_name == "cycle_gan":  # CycleGAN's own networks (stride-2 and transposed convolutions), as our preset
         argv += ["--no_antialias", "--no_antialias_up"]
-    sys.argv = ["train.py"] + argv
-    from models import create_model  # noqa: E402  (the reference checkout)
-    from options.train_options import TrainOptions  # noqa: E402
-
-    opt = TrainOptions().parse()
-    if not hasattr(opt, "amp"):  # the reference's CycleGAN reads an apex option its parser no longer defines
-        opt.amp = False
-    model = create_model(opt)
+    opt = reference_options(ref, argv)
     shape = (opt.batch_size, 3, opt.crop_size, opt.crop_size)
     spec["size"], spec["batch_size"] = opt.crop_size, opt.batch_size
     a, b = (torch.randn(shape) for _ in range(2))
     data = {"A": a, "B": b, "A_paths": ["a"] * opt.batch_size, "B_paths": ["b"] * opt.batch_size}
-    # The reference's CycleGAN overrides it without the `data` argument (its own train.py fails there)
-    if inspect.signature(model.data_dependent_initialize).parameters:
-        model.data_dependent_initialize(data)
-    else:
-        model.data_dependent_initialize()
-    model.setup(opt)
-    model.parallelize()
+    model = start_reference_model(opt, data)
 
     def run():
         model.set_input(data)
