@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rehearse the GPU queue (GPU_NOTES.md) on this CPU under the GPU image's software before spending a
 # window on it: Python 3.12, torch 2.11 / torchvision 0.26, numpy 2.x, pytest, and no gradio, pytorch-fid
-# or huggingface_hub. Each item runs its script's own smoke mode (2b: the bench's reference rows, tiny); all must end rc 0.
+# or huggingface_hub. Each item runs its script's own smoke mode (2b: the bench's reference rows, tiny);
+# all must end rc 0.
 #
 #   bash scripts/gpu_rehearse.sh            # ~3 min once the environment exists (first time: ~1.1 GB of wheels)
 #
