@@ -78,4 +78,18 @@ fi
 stage bench_sizes 60 150 "$PY" -m cutcore.bench --device $DEVICE --preset "$(echo $PRESETS | sed 's/,*sincut[^,]*//')" \
   --size $BIG --iters $ITERS --channels-last --json --partial "$OUT/bench_sizes.json"
 
+# A failed bench row only shows as its stage's rc=1: name each one where the output tail shows it.
+"$PY" - "$OUT"/bench_*.json <<'EOF' | tee -a "$LOG"
+import json, os, sys
+for path in sys.argv[1:]:
+    try:
+        rows = json.load(open(path))
+    except (OSError, ValueError) as e:  # no such file, or one cut off mid-write
+        print(f"=== {os.path.basename(path)}: unreadable ({e})")
+        continue
+    for r in rows:
+        if "error" in r:
+            print(f"=== failed row in {os.path.basename(path)}: {r['impl']} {r['kind']} {r['preset']} {r['size']}: "
+                  f"{r['error'][:300]}")
+EOF
 echo "=== done after $(( $(date +%s) - START )) s; files: $(ls "$OUT" | tr '\n' ' ')" | tee -a "$LOG"
