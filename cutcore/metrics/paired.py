@@ -57,9 +57,13 @@ def _check_pair(pred: np.ndarray, target: np.ndarray) -> None:
 def pixel_accuracy(pred: np.ndarray, target: np.ndarray, delta: int = 5) -> float:
     """Share of pixels whose largest channel difference is < `delta` (uint8 HxWx3 inputs)."""
     _check_pair(pred, target)
-    # int16: uint8 subtraction would wrap around.
-    diff = np.abs(pred.astype(np.int16) - target.astype(np.int16)).max(axis=-1)
-    return float((diff < delta).mean())
+    return float(_within(pred, target, delta).mean())
+
+
+def _within(a: np.ndarray, b: np.ndarray, delta: int) -> np.ndarray:
+    """Whether RGB colours (last axis) differ by less than `delta` in every channel: the accuracy's tolerance."""
+    # int16: uint8 subtraction would wrap around (asarray: no copy of what is int16 already).
+    return np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max(-1) < delta
 
 
 def rmse(pred: np.ndarray, target: np.ndarray) -> float:
@@ -128,16 +132,16 @@ def colour_breakdown(
             candidates = np.vstack([candidates, colour])
             if len(candidates) == 4 * top:
                 break
-    near_counts = [counts[np.abs(colours - c).max(1) < delta].sum() for c in candidates]
+    near_counts = [counts[_within(colours, c, delta)].sum() for c in candidates]
     chosen = [candidates[i] for i in np.argsort(-np.asarray(near_counts), kind="stable")[:top]]
     pixels, near, hits, painted = 0, np.zeros(len(chosen)), np.zeros(len(chosen)), np.zeros((len(chosen), 3))
     for pred, target in zip(preds, targets, strict=True):
         p, t = pred.reshape(-1, 3).astype(np.int16), target.reshape(-1, 3).astype(np.int16)
         pixels += len(t)
         for k, colour in enumerate(chosen):
-            mask = np.abs(t - colour).max(-1) < delta
+            mask = _within(t, colour, delta)
             near[k] += mask.sum()
-            hits[k] += (np.abs(p[mask] - t[mask]).max(-1) < delta).sum()
+            hits[k] += _within(p[mask], t[mask], delta).sum()
             painted[k] += p[mask].sum(0)
     rows = [{"colour": c.tolist(), "share": float(n / pixels), "accuracy": float(h / n),
              "predicted": (m / n).round(1).tolist()} for c, n, h, m in zip(chosen, near, hits, painted, strict=True)]
