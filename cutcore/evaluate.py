@@ -278,11 +278,17 @@ def _translations(generator: nn.Module, pairs: Sequence[Pair], size: int | None,
 
 @dataclass(frozen=True)
 class ModelScores:
-    """A model's scores on paired data: {metric: value} in METRICS order, and, when accuracy is among
-    them, the accuracy per map colour (`metrics.colour_breakdown`: which classes it gets right)."""
+    """A model's scores on `n_images` pairs: {metric: value} in METRICS order; when accuracy is among them,
+    the accuracy per map colour (`metrics.colour_breakdown`: which classes it gets right); the
+    most-common-colour baseline on the same targets (the floor to beat); and the first GRID_PAIRS
+    (input, translation, target) rows for a preview grid, so writing the results translates and
+    decodes nothing again."""
 
     values: dict[str, float]
+    n_images: int
     by_colour: list[dict]
+    baseline: dict[str, float]
+    samples: list[tuple[Image.Image, Scored, Scored]]
 
     def markdown(self) -> str:
         """The metrics table, then the per-colour one when there is one."""
@@ -300,16 +306,22 @@ def evaluate_model(
     fid_extractor: FeatureExtractor | None = None,
     progress: bool = True,
 ) -> ModelScores:
-    """`evaluate_generator` for a loaded model, with the per-colour accuracy; `pairs` are the dataset's
-    (A, B) pairs and `direction` is the one `load_model` was given."""
-    from .metrics import colour_breakdown
+    """`evaluate_generator` for a loaded model, with the per-colour accuracy, the baseline and samples;
+    `pairs` are the dataset's (A, B) pairs and `direction` is the one `load_model` was given."""
+    from .metrics import colour_breakdown, most_common_colour_baseline
 
     metrics = parse_metrics(metrics)
-    fakes, reals = _translations(model.generator, model_pairs(model, pairs, direction), size, tile,
-                                 model.size_multiple, progress)
+    fakes, reals, samples = [], [], []
+    for row in translate_pairs(model.generator, model_pairs(model, pairs, direction), size, tile,
+                               model.size_multiple, progress):
+        fakes.append(row[1])
+        reals.append(row[2])
+        if len(samples) < GRID_PAIRS:
+            samples.append(row)
     by_colour = colour_breakdown([f.paired for f in fakes], [r.paired for r in reals], PAIRED_SIZE) \
         if "accuracy" in metrics else []
-    return ModelScores(_score(fakes, reals, metrics, fid_extractor), by_colour)
+    baseline = most_common_colour_baseline([r.paired for r in reals], PAIRED_SIZE)
+    return ModelScores(_score(fakes, reals, metrics, fid_extractor), len(fakes), by_colour, baseline, samples)
 
 
 # --- periodic evaluation during training -------------------------------------------------------
@@ -376,27 +388,19 @@ def evaluation_size(config: SavedModelConfig) -> int:
     return int(config.inference.size or 256)
 
 
-def write_evaluation(
-    out: str | os.PathLike, model: LoadedModel, pairs: Sequence[Pair], scores: ModelScores, info: dict,
-    markdown: str, tile: int | None = None,
-) -> None:
+def write_evaluation(out: str | os.PathLike, model: LoadedModel, scores: ModelScores, info: dict,
+                     markdown: str) -> None:
     """metrics.json ({"metrics": values, preset, model, n_images, baseline, by_colour, **info}), metrics.md
-    and a samples.png grid. baseline: the most-common-colour scores on the same targets, the floor to beat."""
-    from .metrics import most_common_colour_baseline
-
+    and a samples.png grid of `scores.samples`."""
     out = Path(out)
-    direction, size = info.get("direction", "AtoB"), info.get("size")
-    baseline = most_common_colour_baseline([b.load() for _, b in model_pairs(model, pairs, direction)], PAIRED_SIZE)
     write_json(out / "metrics.json", {"metrics": scores.values, "preset": model.config.preset,
-                                      "model": str(model.path), "n_images": len(pairs),
-                                      "paired_size": PAIRED_SIZE, "baseline": baseline,
+                                      "model": str(model.path), "n_images": scores.n_images,
+                                      "paired_size": PAIRED_SIZE, "baseline": scores.baseline,
                                       "by_colour": scores.by_colour, **info})  # paired_size: the protocol
     write_bytes(out / "metrics.md", (markdown + "\n").encode())
-    oriented = model_pairs(model, pairs[:GRID_PAIRS], direction)
-    triples = translate_pairs(model.generator, oriented, size, tile, model.size_multiple, progress=False)
     buf = io.BytesIO()
-    preview_grid([[img if isinstance(img, Image.Image) else img.load() for img in row] for row in triples]).save(
-        buf, format="png")
+    preview_grid([[img if isinstance(img, Image.Image) else img.load() for img in row] for row in scores.samples]
+                 ).save(buf, format="png")
     write_bytes(out / "samples.png", buf.getvalue())
 
 
@@ -435,5 +439,5 @@ def evaluate_saved_model(
     if out:
         info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
                 "direction": direction, "size": size}
-        write_evaluation(out, model, pairs, scores, info, markdown, tile=tile)
+        write_evaluation(out, model, scores, info, markdown)
     return scores.values, markdown

@@ -200,7 +200,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
             "direction": "AtoB", "size": size}
-    write_evaluation(folder, model, pairs, scores, info, f"{config['name']}\n\n{scores.markdown()}")
+    write_evaluation(folder, model, scores, info, f"{config['name']}\n\n{scores.markdown()}")
 
 
 def export_run(

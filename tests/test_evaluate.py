@@ -19,6 +19,7 @@ from PIL import Image
 from cutcore.checkpoint import module_state, save_tensors, write_json
 from cutcore.cli import main
 from cutcore.evaluate import (
+    GRID_PAIRS,
     PeriodicEvaluator,
     evaluate_generator,
     evaluate_model,
@@ -28,7 +29,7 @@ from cutcore.evaluate import (
     select_metrics,
     select_pairs,
 )
-from cutcore.metrics import FIDWeightsUnavailable
+from cutcore.metrics import FIDWeightsUnavailable, most_common_colour_baseline, resize_rgb
 from cutcore.model_folder import load_model
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
@@ -249,6 +250,13 @@ def test_evaluate_model_on_a_saved_model(model_dir, paired):
     assert scores.by_colour and all(0 < r["share"] <= 1 for r in scores.by_colour)
     assert sum(r["share"] * r["accuracy"] for r in scores.by_colour) <= values["accuracy"] + 1e-9
     assert evaluate_model(model, select_pairs(paired), ["rmse"], size=64, progress=False).by_colour == []
+    # The baseline and the preview rows come from the same pass: the targets as scored, the first pairs in order.
+    pairs = select_pairs(paired)
+    assert scores.n_images == len(pairs)
+    assert scores.baseline == most_common_colour_baseline([b.load() for _, b in pairs])
+    assert len(scores.samples) == min(GRID_PAIRS, len(pairs))
+    for (inp, _, target), (_, b) in zip(scores.samples, pairs[:GRID_PAIRS], strict=True):
+        assert inp.size == (64, 64) and np.array_equal(target.paired, resize_rgb(b.load(), 256))
 
 
 # --- CLI ---------------------------------------------------------------------------------------
