@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+UMASK = os.umask(0o022)  # the process's umask (reading it means setting it), restored on the next line
+os.umask(UMASK)
+
 
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path) then rename onto `path`: readers never see half a file."""
@@ -23,6 +26,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # not mkstemp's 0600 (which safetensors keeps too): what open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import checkpoint_dirs, load_tensors, read_json
+from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
-from .model_folder import ModelCard, write_card, write_model_folder
+from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
 from .saved_config import SavedModelConfig
 from .train import read_log, training_seconds
 
@@ -94,18 +94,38 @@ def inference_size(config: dict) -> int | None:
 
 def inference_scale(config: dict) -> float | None:
     """inference_size / side of the training inputs (when they share one): the resize new inputs need
-    so the model sees them as the reference's test protocol would. None when that cannot be told."""
+    so the model sees them as the reference's test protocol would. None when the inputs differ in
+    side; ValueError when they cannot be read (a model without its scale would translate differently)."""
     d = config.get("data", {})
+    root = d.get("root")
     try:
-        a, b = domain_sources(d["root"], d.get("phase", "train"))
+        a, b = domain_sources(root, d.get("phase", "train"))
         inputs = b if d.get("direction") == "BtoA" else a
         sides = {max(src.load().size) for src in inputs[:8]}
-    except (KeyError, OSError, ValueError):  # data moved or unreadable
-        return None
+    except (TypeError, OSError, ValueError) as e:  # data moved, unreadable, or a path relative to another folder
+        raise ValueError(
+            f"cannot read the training images at {root!r} ({e}), which set the model's inference scale: "
+            "run export from the folder the run was trained in, or pass --source-side N (the side in pixels "
+            "of the images the model is for)") from None
     size = inference_size(config)
     if len(sides) != 1 or not size:
         return None
     return size / sides.pop()
+
+
+def check_replaceable(out: Path, run: Path) -> None:
+    """Export replaces `out` whole: refuse anything but a new or empty folder or an exported model, and
+    never the run itself, a folder holding it or one inside it."""
+    o, r = out.resolve(), run.resolve()
+    if o == r or o in r.parents or r in o.parents:
+        raise ValueError(f"{out}: export would replace the run {run} or a folder with it; choose a folder outside it")
+    if o.exists() and not o.is_dir():
+        raise ValueError(f"{out} is a file; give a folder for the model")
+    exported = (o / WEIGHTS).is_file() and (o / CONFIG).is_file() and not (o / "state.json").exists() \
+        and not (o / "checkpoints").exists()
+    if o.is_dir() and any(o.iterdir()) and not exported:
+        raise ValueError(f"{out} holds other files and is not an exported model folder (export replaces the "
+                         "folder whole); choose a new or empty folder")
 
 
 def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
@@ -176,7 +196,8 @@ def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
     return card
 
 
-def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
+def _evaluate_into(folder: Path, final: Path, config: dict, ev: Evaluation) -> None:
+    """Evaluate the model staged in `folder` into it; its results name `final`, where it will live."""
     from .evaluate import (
         evaluate_model,
         evaluation_size,
@@ -199,7 +220,7 @@ def _evaluate_into(folder: Path, config: dict, ev: Evaluation) -> None:
     size = evaluation_size(model.config)
     scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
-            "direction": "AtoB", "size": size}
+            "direction": "AtoB", "size": size, "model": str(final)}
     write_evaluation(folder, model, scores, info, f"{config['name']}\n\n{scores.markdown()}")
 
 
@@ -215,6 +236,7 @@ def export_run(
     if precision not in ("fp16", "fp32"):
         raise ValueError(f"precision must be fp16 or fp32, not {precision!r}")
     run, out = Path(run), Path(out)
+    check_replaceable(out, run)
     ckpt = pick_checkpoint(run, step)
     config = read_json(ckpt / "config.json")
     state = read_json(ckpt / "state.json")
@@ -228,12 +250,13 @@ def export_run(
     # Data resized before training (a pack of 256 px copies of 512 px tiles) hides the inputs' real side.
     scale = inference_size(config) / source_side if source_side else inference_scale(config)
     if scale is None:
-        print(f"note: {config['data'].get('root')}: training images not readable or not of one size; "
+        print(f"note: {config['data'].get('root')}: training images not of one size; "
               "the model card gives no inference scale (inputs are translated as they are)")
     elif scale != 1:
         config["inference"] = {"scale": scale, "size": inference_size(config)}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staging.chmod(0o777 & ~UMASK)  # mkdtemp's 0700 would keep the model from a web server or another user
     try:
         # Typed on the way out: a config that would not load again fails here, not in the app.
         write_model_folder(staging, exported_tensors(ckpt, precision), SavedModelConfig.from_json(config),
@@ -245,7 +268,7 @@ def export_run(
             shutil.copyfile(curve, staging / "metrics.jsonl")
             plot_curves({"": read_log(curve)}, staging / "metrics.png")
         if evaluation is not None:
-            _evaluate_into(staging, config, evaluation)
+            _evaluate_into(staging, out, config, evaluation)
         write_card(staging, model_card(staging, config, text or CardText()).render(out))
         if out.exists():
             shutil.rmtree(out)

@@ -201,3 +201,52 @@ def test_source_side_sets_the_scale_of_a_model_trained_on_resized_copies(tmp_pat
     out = export_run(tmp_path / "run", tmp_path / "m", precision="fp32", source_side=96)
     config = json.loads((out / "config.json").read_text())
     assert config["inference"] == {"scale": 0.5, "size": 48}
+
+
+def test_export_never_replaces_the_run_or_a_folder_that_is_not_a_model(run, exported, tmp_path):
+    """Export replaces its output whole: the run itself, a folder holding it, a folder inside it, a file
+    or a folder of other files are refused, and nothing of them is touched."""
+    before = sorted(p.relative_to(run.parent) for p in run.parent.rglob("*"))
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    for out in (run, run.parent, run / "checkpoints", run / "new", other, other / "keep.txt"):
+        with pytest.raises(ValueError):
+            export_run(run, out, precision="fp32")
+    assert sorted(p.relative_to(run.parent) for p in run.parent.rglob("*")) == before
+    assert (other / "keep.txt").read_text() == "mine"
+    assert main(["export", str(run), str(run.parent)]) == 2
+    # An exported model folder (or a new or empty one) is what it replaces.
+    again = tmp_path / "again"
+    (again / "empty").mkdir(parents=True)
+    export_run(run, again / "empty", precision="fp32")
+    assert export_run(run, again / "empty", precision="fp32") == again / "empty"
+
+
+def test_exported_files_are_readable_as_open_would_create_them(exported):
+    """Staged with mkdtemp/mkstemp (0700/0600), a model must not stay unreadable to a web server."""
+    from cutcore.checkpoint import UMASK
+
+    assert exported.stat().st_mode & 0o777 == 0o777 & ~UMASK
+    for f in ("model.safetensors", "config.json", "README.md", "metrics.json"):
+        assert (exported / f).stat().st_mode & 0o777 == 0o666 & ~UMASK
+
+
+def test_metrics_name_the_exported_folder_not_the_staging_one(exported):
+    assert json.loads((exported / "metrics.json").read_text())["model"] == str(exported)
+
+
+def test_unreadable_training_data_is_an_error_not_a_model_without_its_scale(tmp_path, monkeypatch):
+    """data.root is recorded as typed, relative to where the run was trained: from another folder the
+    images that set the scale cannot be read, and export says so instead of writing a model without it."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    make_unpaired(Path("data"), size=(48, 48))
+    Trainer(tiny_run_config("cut", Path("data"), load=40, crop=24, max_steps=1), Path("run")).fit()
+    assert json.loads((Path("run") / "config.json").read_text())["data"]["root"] == "data"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="--source-side"):
+        export_run("here/run", "m", precision="fp32")
+    assert not Path("m").exists()
+    assert json.loads((export_run("here/run", "m", precision="fp32", source_side=48) / "config.json").read_text()
+                      )["inference"] == {"scale": pytest.approx(40 / 48), "size": 40}

@@ -59,14 +59,16 @@ def _evaluate(args) -> int:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="turn a training run into a model folder (weights, config, model card)")
     p.add_argument("run", type=Path, help="training run folder (checkpoints/step_*)")
-    p.add_argument("out", type=Path, help="model folder to write (replaced), e.g. weights/cut")
+    p.add_argument("out", type=Path,
+                   help="model folder to write, e.g. weights/cut: new, empty or an earlier export (replaced)")
     p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     p.add_argument("--name", help="model name (default: the folder name)")
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
     p.add_argument("--hardware", default="2 CPU cores", help="what it was trained on, for the model card")
     p.add_argument("--source-side", type=int,
                    help="side of the images the model is for, when it trained on resized copies (e.g. 512 for "
-                        "512 px tiles packed at 256): sets the inference scale")
+                        "512 px tiles packed at 256), or when its training images cannot be read from here: sets the "
+                        "inference scale")
     p.add_argument("--about", default="", help="model card: a sentence on what the model translates")
     p.add_argument("--attribution", default="", help="model card: the data's source and licence")
     p.add_argument("--eval-data", help="paired dataset to evaluate on (writes metrics.json, samples.png)")
