@@ -14,11 +14,13 @@ device except the steps that log, save or evaluate. On the CPU all of this stays
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,12 +40,14 @@ from .checkpoint import (
     read_json,
     save_tensors,
     split_state,
+    write_bytes,
     write_json,
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
 from .data import DeviceImages, StepSampler, UnpairedDataset, decoded_bytes, resolve_data_on_device
 from .hardware import resolve_device, resolve_precision
 from .imageio import tensor_grid
+from .interrupt import first_ctrl_c_calls
 from .loop import StepResult, TrainingLoop
 from .models import build_model
 
@@ -285,25 +289,64 @@ class Trainer:
         return f"training on {self.device}: {self.precision_note}; {layout}{tuned}; data: {self.data_note}"
 
     def fit(self) -> Path:
+        """Train to the end, or until the time budget or a Ctrl-C stops it: either way the newest
+        checkpoint holds every step taken. A training image that cannot be read also leaves one."""
         t, out = self.cfg.train, self.out
+        if self.step == 0 and (old := checkpoint_dirs(out)):
+            raise ValueError(f"{out} already holds a run (checkpoints up to {old[-1].name}): continue it with "
+                             "--resume, or train into another --out")
         if self.dist.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", self.cfg)
+            for name in ("log.jsonl", "metrics.jsonl"):  # what was logged past the checkpoint is trained again
+                trim_log(out / name, self.step)
         loop = TrainingLoop(self.model, self.batches(self.step), self.lr_at, self.total_steps, seed=t.seed,
                             step=self.step, device=self.device, channels_last=self.channels_last)
         log = open(out / "log.jsonl", "a") if self.dist.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.main,
                    desc=f"{self.cfg.preset} ({t.precision})", unit="it")
         reporter = _Reporter(self, loop, log, bar)
+        ctrl_c = threading.Event()
+        alone = self.dist.world == 1  # torchrun's ranks must stop at the same step: Ctrl-C ends them at once
+
+        def should_stop() -> bool:
+            return ctrl_c.is_set() or bool(self.budget and self.budget.exhausted())
+
         try:
-            loop.run(reporter, should_stop=self.budget.exhausted if self.budget else lambda: False)
-            if self.budget and self.step < self.total_steps and self.dist.main:  # out of time: keep what was learnt
-                reporter.checkpoint = self.save()
+            with first_ctrl_c_calls(ctrl_c.set) if alone else contextlib.nullcontext():
+                loop.run(reporter, should_stop=should_stop)
+            if self.step < self.total_steps and self.dist.main:  # out of time or stopped: keep what was learnt
+                reporter.checkpoint = self._save_once(reporter.checkpoint)
+                if ctrl_c.is_set():
+                    tqdm.write(f"stopped by Ctrl-C at step {self.step}; continue with --resume", file=sys.stderr)
+        except Exception:
+            if loop.fetching and alone and self.step:  # between two steps: the state is whole, keep it
+                ckpt = self._save_once(reporter.checkpoint)
+                tqdm.write(f"checkpoint of step {self.step} saved ({ckpt}); once the data is mended, continue "
+                           "with --resume", file=sys.stderr)
+            raise
         finally:  # an error message must not land on the progress bar's line
             bar.close()
             if log:
                 log.close()
         return reporter.checkpoint if reporter.checkpoint is not None else checkpoint_dirs(out)[-1]
+
+    def _save_once(self, newest: Path | None) -> Path:
+        """A checkpoint of the current step: `newest` when it already is one."""
+        if newest is not None and newest.name == f"step_{self.step:08d}":
+            return newest
+        return self.save()
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Keep the records of a JSON-lines log up to `step`: a run resumed from an older checkpoint (or
+    started afresh, step 0) redoes the steps after it, and its log must not hold them twice."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        write_bytes(path, "".join(kept).encode())
 
 
 class TimeBudget:

@@ -5,6 +5,8 @@ import copy
 import json
 import math
 import pickle
+import shutil
+import signal
 import struct
 import types
 from dataclasses import asdict
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_run_config
+from helpers import make_unpaired, tiny_run_config
 
 from cutcore.checkpoint import load_tensors, read_json
 from cutcore.config import RunConfig, from_dict, preset
+from cutcore.data import UnpairedDataset
 from cutcore.losses import gan_loss
 from cutcore.models import CUTModel, CycleGANModel, build_model
 from cutcore.train import Trainer, checkpoint_dirs, lr_factor, train
@@ -351,6 +354,71 @@ def _fewer_images(root: Path, tmp_path: Path) -> Path:
         files = sorted((copy / d).iterdir())
         files[-1].unlink()
     return copy
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(session_unpaired, tmp_path):
+    """Without --resume, a second run in the same folder would overwrite and prune the first's checkpoints."""
+    first = train(tiny_run_config("fastcut", session_unpaired, max_steps=2), tmp_path / "run")
+    before = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_run_config("cyclegan", session_unpaired, max_steps=3), tmp_path / "run")
+    assert checkpoint_dirs(tmp_path / "run") == [first]
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == before
+    assert read_json(tmp_path / "run" / "config.json")["preset"] == "fastcut"
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(session_unpaired, tmp_path, monkeypatch):
+    straight = train(tiny_run_config("cut", session_unpaired, max_steps=5), tmp_path / "straight")
+    steps = []
+    original = CUTModel.train_step
+
+    def step_then_ctrl_c(self, *args):
+        steps.append(1)
+        if len(steps) == 3:
+            signal.raise_signal(signal.SIGINT)  # as a terminal delivers it, between two bytecodes of this step
+        return original(self, *args)
+
+    monkeypatch.setattr(CUTModel, "train_step", step_then_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
+    stopped = train(tiny_run_config("cut", session_unpaired, max_steps=5), tmp_path / "split")
+    assert stopped.name == "step_00000003" and len(steps) == 3
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C means "interrupt" again afterwards
+    monkeypatch.setattr(CUTModel, "train_step", original)
+    resumed = train(tiny_run_config("cut", session_unpaired, max_steps=5), tmp_path / "split", resume=True)
+    a, b = _all_tensors(straight), _all_tensors(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_unreadable_training_image_leaves_a_checkpoint_of_the_last_step(tmp_path, monkeypatch):
+    """Images are decoded when drawn: one that fails hours into a run must not cost the steps since the
+    last checkpoint. The error still ends the run, and the log has exactly the steps taken."""
+    data = make_unpaired(tmp_path / "data")
+    cfg = tiny_run_config("cut", data, max_steps=6)
+    cfg.runtime.save_every = 4
+    original, drawn = UnpairedDataset.__getitem__, []
+
+    def failing_from_the_fourth(self, i):
+        drawn.append(i)
+        if len(drawn) > 3:
+            raise ValueError(f"{data}/trainA/x.png: not a readable image")
+        return original(self, i)
+
+    monkeypatch.setattr(UnpairedDataset, "__getitem__", failing_from_the_fourth)
+    with pytest.raises(ValueError, match="not a readable image"):
+        train(cfg, tmp_path / "run")
+    assert [c.name for c in checkpoint_dirs(tmp_path / "run")] == ["step_00000003"]
+    assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_a_resume_from_an_older_checkpoint_logs_each_step_once(session_unpaired, tmp_path):
+    """A run that went on past its newest checkpoint (killed, or stopped by an error) redoes those steps."""
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=5)
+    cfg.runtime.save_every = 2
+    train(cfg, tmp_path / "run")
+    shutil.rmtree(checkpoint_dirs(tmp_path / "run")[-1])  # as if killed after step 5, before its save
+    assert checkpoint_dirs(tmp_path / "run")[-1].name == "step_00000004"
+    train(cfg, tmp_path / "run", resume=True)
+    assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5]
 
 
 def test_checkpoints_atomic_and_pruned(session_unpaired, tmp_path):

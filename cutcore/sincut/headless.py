@@ -12,14 +12,13 @@ Ctrl-C stops after the current iteration and still exports.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..imageio import list_images
+from ..interrupt import first_ctrl_c_calls
 from .live import LiveTrainer, TrainEvent
 
 
@@ -63,22 +62,8 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
         trainer.on_event = on_event
         # Training runs in this thread (LiveTrainer.run says why). The first Ctrl-C stops after the current
         # iteration (and the model is still exported); a second one interrupts at once.
-        # Not off the main thread (Python cannot), nor where Ctrl-C is ignored (started with `&` from a script).
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = (signal.getsignal(signal.SIGINT) or signal.SIG_DFL) if in_main else None  # None: not from Python
-        handle_ctrl_c = in_main and previous is not signal.SIG_IGN
-
-        def on_interrupt(*_) -> None:
-            signal.signal(signal.SIGINT, previous)
-            trainer.stop(timeout=0)
-
-        if handle_ctrl_c:
-            signal.signal(signal.SIGINT, on_interrupt)
-        try:
+        with first_ctrl_c_calls(lambda: trainer.stop(timeout=0)):
             last = trainer.run()
-        finally:
-            if handle_ctrl_c:
-                signal.signal(signal.SIGINT, previous)
     bar.close()
     if last.kind == "error":
         print(f"error: SinCUT training failed at iteration {last.iteration}: {last.message}", file=sys.stderr)
