@@ -344,9 +344,17 @@ def trim_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    kept = [ln for ln in lines if _record_step(ln) <= step]
     if len(kept) != len(lines):
-        write_bytes(path, "".join(kept).encode())
+        write_bytes(path, "".join(ln if ln.endswith("\n") else ln + "\n" for ln in kept).encode())
+
+
+def _record_step(line: str) -> float:
+    """A log line's step; a line torn by a kill mid-write, or blank, counts as past every checkpoint."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (ValueError, AttributeError):
+        return math.inf
 
 
 class TimeBudget:

@@ -415,7 +415,9 @@ def test_a_resume_from_an_older_checkpoint_logs_each_step_once(session_unpaired,
     cfg = tiny_run_config("cut", session_unpaired, max_steps=5)
     cfg.runtime.save_every = 2
     train(cfg, tmp_path / "run")
-    shutil.rmtree(checkpoint_dirs(tmp_path / "run")[-1])  # as if killed after step 5, before its save
+    shutil.rmtree(checkpoint_dirs(tmp_path / "run")[-1])  # as if killed after step 5, before its save,
+    with open(tmp_path / "run" / "log.jsonl", "a") as f:  # and in the middle of writing a log line
+        f.write('{"step": 6, "lo')
     assert checkpoint_dirs(tmp_path / "run")[-1].name == "step_00000004"
     train(cfg, tmp_path / "run", resume=True)
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5]
