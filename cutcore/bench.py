@@ -449,6 +449,37 @@ def _int_list(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
+# The smallest sides the networks take: the discriminator's last two 4×4 convolutions need 3 pixels
+# after its three halvings (and the generator's two halvings need a multiple of 4 to come back to
+# size); the generator alone needs 2 pixels for its reflection pad after its two halvings.
+MIN_TRAIN_SIZE, MIN_INFER_SIZE = 24, 5
+
+
+def argument_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, found before anything is measured; None if nothing."""
+    from .config import PRESETS
+    from .sincut.config import SINCUT_PRESETS
+
+    known = [*PRESETS, *SINCUT_PRESETS]
+    unknown = [s for s in (args.preset or "").split(",") if s and s not in known]
+    if unknown:
+        return f"--preset {unknown[0]}: unknown preset; choose from {', '.join(known)}"
+    for flag, text in (("--size", args.size), ("--infer-sizes", args.infer_sizes or "")):
+        try:
+            sizes = _int_list(text)
+        except ValueError:
+            return f"{flag} {text}: expected whole numbers separated by commas, e.g. 256,512"
+        train = flag == "--size"
+        least = MIN_TRAIN_SIZE if train else MIN_INFER_SIZE
+        for size in sizes:
+            if size < least or (train and size % 4):
+                return f"{flag} {size}: must be at least {least}" + (" and a multiple of 4" if train else "")
+    for flag, value in (("--iters", args.iters), ("--batch-size", args.batch_size), ("--tiled", args.tiled)):
+        if value is not None and value < 1:
+            return f"{flag} {value}: must be at least 1"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cutcore.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", help=f"comma-separated training presets (default: {','.join(TRAIN_PRESETS)} plus inference "
@@ -475,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(_worker(json.loads(args.worker))))
         return 0
+    error = argument_error(args)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     import torch
 

@@ -182,6 +182,14 @@ def common_baseline(rows: Sequence[MethodRow], notes: list[str]) -> dict[str, fl
     return evaluated[0].baseline
 
 
+def _second_run(earlier: Path, earlier_row: MethodRow, later: Path, later_row: MethodRow) -> tuple[Path, str]:
+    """Which of two folders of one method to show, and why: the one with held-out metrics, so that
+    `--runs weights/* runs/x` gives the same table in any order; else the later one."""
+    if bool(earlier_row.values) != bool(later_row.values):
+        return (later if later_row.values else earlier), "the one with held-out metrics"
+    return later, f"the later one ({'both have' if later_row.values else 'neither has'} held-out metrics)"
+
+
 def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike | None = None) -> Report:
     """One row per method: METHODS in their fixed order, then any other preset found."""
     notes: list[str] = []
@@ -192,7 +200,11 @@ def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike
         if run is None:
             continue
         if run.method in sources:
-            notes.append(f"{folder}: a second run of {run.method} (after {sources[run.method]}); this one is shown")
+            earlier = sources[run.method]
+            shown, why = _second_run(earlier, rows[run.method], folder, run)
+            notes.append(f"{folder}: a second run of {run.method} (after {earlier}); {shown} is shown, {why}")
+            if shown != folder:
+                continue
         sources[run.method] = folder
         rows[run.method] = run  # a METHODS entry keeps its place; other presets go last
     footnote = ""

@@ -279,11 +279,10 @@ def scan(use_hub: bool = True) -> Registry:
         if snap is not None:
             n_ours = add(snap, "hub")
         if n_ours == 0:
-            notes.append(
-                f"No models in `{wdir}`; {note}. Get them with "
-                f"`hf download {hub_repo()} --local-dir weights` (online), "
-                "or train one: `python -m cutcore train --preset cut --data DATA --out runs/cut` "
-                "and copy `runs/cut/checkpoints/step_*/` to `weights/cut/`."
+            notes.append(  # README: no sat2map model ships yet; `export` is how a run becomes a model folder
+                f"No models in `{wdir}`, and no pretrained sat2map model is published yet. {note}: the app "
+                f"looks there when this folder is empty. For a run of your own: `python -m cutcore export RUN "
+                f"{wdir}/NAME`; for a model now: the **SinCUT live** tab or `python -m cutcore official download ...`."
             )
     entries.sort(key=held_out_rank)  # our best model first: every list opens on it (stable otherwise)
     add(official_dir(), "official")

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from cutcore.report import build_report, curves_path, plot_bars, speed_table
-from cutcore.results import plot_curves
+from cutcore.results import METRICS, plot_curves
 
 from . import models
 
@@ -33,10 +33,17 @@ def gpu_bench_path() -> Path:
     return models.weights_dir() / "bench_gpu.json"
 
 
-def speed_markdown(notes: list[str]) -> str:
-    """Every benchmark file's own table, CPU first, each headed by its device, torch version and date."""
-    tables = [t for t in (speed_table(p, notes) for p in (bench_path(), gpu_bench_path()) if p.is_file()) if t]
-    return "\n\n".join(["### Speed", *(f"**{title}**\n\n{table}" for title, table in tables)]) if tables else ""
+def speed_tables(notes: list[str]) -> dict[Path, tuple[str, str]]:
+    """{benchmark file: (title, its own table)}, CPU first; files that give no table are left out."""
+    paths = [p for p in (bench_path(), gpu_bench_path()) if p.is_file()]
+    return {p: table for p in paths if (table := speed_table(p, notes))}
+
+
+def speed_markdown(tables: dict[Path, tuple[str, str]]) -> str:
+    """The tables, each headed by its device, torch version and date."""
+    if not tables:
+        return ""
+    return "\n\n".join(["### Speed", *(f"**{title}**\n\n{table}" for title, table in tables.values())])
 
 
 @dataclass
@@ -52,8 +59,12 @@ def build_results() -> Results:
     runs = [e.path for e in reg.entries if e.source in ("ours", "hub")]
     bench = bench_path()
     report = build_report(runs, bench if bench.is_file() else None)
-    speed = speed_markdown(report.notes)
-    if not any(r.values for r in report.rows):  # nothing for the method table: the speed tables alone, if any
+    tables = speed_tables(report.notes)
+    speed = speed_markdown(tables)
+    # No model scored: the method table would only repeat bench.json's own speed table beside dashes, so the
+    # speed tables appear alone; it stays for a hand-written bench list, which has no table of its own.
+    scored = any(r.values.keys() & set(METRICS) for r in report.rows)
+    if not scored and (bench in tables or not any(r.values for r in report.rows)):
         return Results(speed, notes=report.notes, empty=False) if speed else Results(NO_RESULTS, notes=report.notes)
     out = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
     out.mkdir(parents=True, exist_ok=True)

@@ -61,13 +61,14 @@ def default_iterations(preset: str) -> int:
     return sincut_preset(preset).train.total_iters
 
 
-def make_config(preset: str, iterations: int):
+def make_config(preset: str, iterations: float | None):
     """The preset with its LR schedule stretched to exactly `iterations` steps (constant, then linear decay)."""
     from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, with_total_iters
 
-    iterations = int(iterations)
-    if not 2 <= iterations <= MAX_ITERS:
+    # An emptied number box arrives as None (and the API may send NaN): the same message as 0.
+    if not isinstance(iterations, int | float) or not 2 <= iterations <= MAX_ITERS:
         raise UserError(f"The iteration budget must be between 2 and {MAX_ITERS}.")
+    iterations = int(iterations)
     if preset == "tiny":
         cfg = sincut_preset("sincut-cpu")
         cfg.preset = "sincut-tiny"

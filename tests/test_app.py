@@ -130,7 +130,9 @@ def test_offline_without_models_starts_and_says_how_to_get_them(app_env):
     reg = models.scan()
     assert reg.entries == []
     text = reg.status_markdown()
-    assert "offline" in text and "hf download" in text and "python -m cutcore train" in text
+    assert "offline" in text and "no pretrained sat2map model is published yet" in text  # as the README says
+    assert "python -m cutcore export RUN" in text and "SinCUT live" in text and "official download" in text
+    assert "hf download" not in text and "checkpoints/step_" not in text
 
 
 def test_hub_snapshot_is_used_when_weights_is_empty(app_env, tmp_path, monkeypatch):
@@ -644,8 +646,9 @@ def test_sincut_errors_are_readable(app_env, two_images, tmp_path):
     with pytest.raises(UserError, match="shrinks it to 512×26"):
         list(sincut_tab.train_updates(sliver, two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, None,
                                       factory=FakeTrainer))
-    with pytest.raises(UserError, match="between 2 and"):
-        sincut_tab.make_config("sincut-cpu", 1)
+    for emptied_or_odd in (1, None, float("nan"), float("inf"), "12"):  # an emptied number box arrives as None
+        with pytest.raises(UserError, match="between 2 and"):
+            sincut_tab.make_config("sincut-cpu", emptied_or_odd)
 
 
 def test_sincut_budget_sets_the_schedule_length():
@@ -759,6 +762,13 @@ def test_results_show_the_cpu_and_the_gpu_speed_tables(app_env, cut_model):
             (model / "metrics.json").unlink(missing_ok=True)
     res = results_tab.build_results()
     assert not res.empty and res.markdown.startswith("### Speed") and "NVIDIA H200" in res.markdown
+    (app_env["weights"] / "bench.json").write_text(json.dumps([cpu]))  # still none scored: no method table
+    res = results_tab.build_results()
+    assert res.markdown.startswith("### Speed") and "accuracy ↑" not in res.markdown and not res.plots
+    assert res.markdown.count("12.500") == 1 and "**AMD EPYC" in res.markdown
+    (app_env["weights"] / "bench.json").write_text(json.dumps([{"preset": "cut", "sec_per_iter": 0.5}]))
+    res = results_tab.build_results()  # a hand-written list has no speed table: the method table shows it
+    assert "| cut |" in res.markdown and "0.500" in res.markdown
 
 
 # --- the Blocks ---------------------------------------------------------------------------------

@@ -117,6 +117,28 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch, capsys):
     assert bench.main(["--device", "nonsense"]) == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "foo"], "--preset foo: unknown preset; choose from cut, "),
+    (["--preset", "cut,Cut"], "--preset Cut: unknown preset"),
+    (["--size", "0"], "--size 0: must be at least 24 and a multiple of 4"),
+    (["--size", "256,30"], "--size 30: must be at least 24 and a multiple of 4"),
+    (["--size", "abc"], "--size abc: expected whole numbers separated by commas"),
+    (["--infer-sizes", "256,4"], "--infer-sizes 4: must be at least 5"),
+    (["--iters", "0"], "--iters 0: must be at least 1"),
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--tiled", "-5"], "--tiled -5: must be at least 1"),
+])
+def test_bad_arguments_are_one_line_before_anything_is_measured(monkeypatch, capsys, args, message):
+    def measured(*a, **k):
+        raise AssertionError("measured before the arguments were checked")
+
+    monkeypatch.setattr(bench, "measure", measured)
+    monkeypatch.setattr(bench, "gemm_peak_gflops", measured)
+    assert bench.main([*args, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1
+
+
 def test_device_auto_resolves_before_the_rows(monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(bench, "measure", lambda spec: seen.append(spec) or bench.assemble_row(spec, 1.0, None, 1.0))

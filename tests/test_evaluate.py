@@ -409,6 +409,20 @@ def test_report_baseline_row_only_when_the_runs_agree_on_it(runs, tmp_path):
     assert any("different data, splits or sizes" in n for n in report.notes)
 
 
+def test_report_shows_the_evaluated_one_of_two_runs_of_a_method_in_either_order(runs, tmp_path):
+    trained = tmp_path / "trained"  # a second cut run, not evaluated
+    write_json(trained / "config.json", {"preset": "cut"})
+    for order in ([runs["cut"], trained], [trained, runs["cut"]]):
+        report = build_report(order)
+        assert "| cut | 25.0% | 40.00 | 12.50 | 80.00 | — | — |" in report.markdown.splitlines()
+        assert f"{runs['cut']} is shown, the one with held-out metrics" in "\n".join(report.notes)
+    again = tmp_path / "again"  # both evaluated: the later one, as before
+    write_json(again / "metrics.json", {"preset": "cut", "rmse": 30.0})
+    report = build_report([runs["cut"], again])
+    assert "| cut | — | 30.00 | — | — | — | — |" in report.markdown.splitlines()
+    assert f"{again} is shown, the later one (both have held-out metrics)" in "\n".join(report.notes)
+
+
 def test_report_cli_writes_markdown_and_plots(runs, tmp_path, capsys):
     md, png = tmp_path / "out" / "table.md", tmp_path / "out" / "bars.png"
     code = main(["report", "--runs", str(runs["cut"]), str(runs["put"]), "--bench", str(tmp_path / "no_bench.json"),

@@ -733,6 +733,16 @@ def test_sincut_command_refuses_a_folder_without_exactly_one_image_per_domain(tm
     assert main(["sincut", "--out", str(tmp_path / "run")]) == 2
 
 
+def test_sincut_command_refuses_data_with_content_or_style(tmp_path, capsys):
+    from cutcore.cli import main
+
+    for extra in (["--content", "p.png", "--style", "a.png"], ["--style", "a.png"]):
+        assert main(["sincut", "--data", str(tmp_path), *extra, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --data and --content/--style are alternatives") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_bf16_step_runs_and_keeps_fp32_weights():
     cfg = tiny_config()
     torch.manual_seed(0)

@@ -94,7 +94,8 @@ def _export(args: argparse.Namespace) -> int:
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="one table (and charts) of every method's metrics and speed")
     p.add_argument("--runs", nargs="+", required=True, type=Path,
-                   help="run or model folders, each with metrics.json (from evaluate --out) and/or config.json")
+                   help="run or model folders, each with metrics.json (from evaluate --out) and/or config.json; "
+                        "of two folders of one method, the one with held-out metrics is shown (else the later one)")
     p.add_argument("--bench", type=Path,
                    help="speed benchmark JSON: a list of {preset, sec_per_iter, peak_mem_mib, ...}")
     p.add_argument("--out", type=Path, help="also write the markdown here")

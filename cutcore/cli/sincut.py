@@ -33,6 +33,8 @@ def _sincut(args: argparse.Namespace) -> int:
     from ..hardware import resolve_device
     from ..sincut.headless import single_images, train_to_folder
 
+    if args.data and (args.content or args.style):
+        raise ValueError("--data and --content/--style are alternatives: give --data, or --content and --style")
     if args.data:
         content, style = single_images(args.data)
     elif args.content and args.style:
