@@ -511,18 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    import torch
-
-    from .hardware import resolve_device, resolve_precision
+    from .hardware import DeviceError, resolve_device, resolve_precision
 
     try:
         device = resolve_device(args.device)
-    except RuntimeError as e:
+    except DeviceError as e:
         print(f"error: --device {args.device}: {e}", file=sys.stderr)
-        return 2
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU visible"
-        print(f"error: --device {args.device}: CUDA is not available (torch {torch.__version__}, {build})", file=sys.stderr)
         return 2
     args.device = str(device)  # "auto" -> what it resolved to, in every row
     precision, reason = resolve_precision(args.precision, device)

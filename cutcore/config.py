@@ -148,6 +148,13 @@ class RuntimeConfig:
     eval_max_images: int | None = option(None, help="evaluate on at most this many pairs")
 
 
+# ResnetGenerator.size_multiple: its two stride-2 downsamplings are undone by two upsamplings, so
+# any other side comes back a different size (7 -> 4 -> 2 -> 4 -> 8).
+GENERATOR_MULTIPLE = 4
+# Each image is resized to load_size² in memory before it is cropped (30000 px: 2.5 GiB an image).
+MAX_LOAD_SIZE = 8192
+
+
 @dataclass
 class RunConfig:
     preset: str = "cut"
@@ -155,6 +162,38 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> None:
+        """Refuse values that cannot train, naming the flag (ValueError), before any work starts."""
+        m, d, t, r = self.model, self.data, self.train, self.runtime
+        # (CycleGAN samples no patches: its num_patches stands in as 1.)
+        for flag, value, low in (("--batch-size", t.batch_size, 1), ("--ngf", m.generator.ngf, 1),
+                                 ("--ndf", m.discriminator.ndf, 1), ("--n-blocks", m.generator.n_blocks, 0),
+                                 ("--num-patches", getattr(m, "num_patches", 1), 1), ("--epochs", t.epochs, 0),
+                                 ("--epochs-decay", t.epochs_decay, 0), ("--log-every", r.log_every, 1),
+                                 ("--sample-every", r.sample_every, 1), ("--save-every", r.save_every, 1),
+                                 ("--eval-every", r.eval_every, 0)):
+            if value < low:
+                raise ValueError(f"{flag} must be at least {low}, got {value}")
+        if t.epochs + t.epochs_decay < 1:
+            raise ValueError(f"--epochs plus --epochs-decay must be at least 1 epoch, got {t.epochs} + "
+                             f"{t.epochs_decay}")
+        if d.load_size > MAX_LOAD_SIZE:
+            raise ValueError(f"--load-size {d.load_size} is over {MAX_LOAD_SIZE}: every image is resized to "
+                             f"{d.load_size}x{d.load_size} in memory ({d.load_size**2 * 3 / 2**30:.1f} GiB each) first")
+        _check_crop(d.crop_size, m.discriminator.n_layers)
+
+
+def _check_crop(crop: int, d_layers: int) -> None:
+    if crop % GENERATOR_MULTIPLE:
+        raise ValueError(f"--crop-size must be a multiple of {GENERATOR_MULTIPLE} (the generator halves it twice "
+                         f"and doubles it back), got {crop}")
+    # The PatchGAN halves the crop `d_layers` times; its last two 4x4 convs then need 3 px (2 for
+    # InstanceNorm's statistics, 1 for the patch map).
+    smallest = 3 * 2**d_layers
+    if crop < smallest:
+        raise ValueError(f"--crop-size must be at least {smallest} (the discriminator halves it {d_layers} times), "
+                         f"got {crop}")
 
 
 def _cyclegan() -> RunConfig:

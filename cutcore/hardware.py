@@ -104,8 +104,33 @@ def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str |
     return "fp32", f"fp32 (auto): {why}"
 
 
+class DeviceError(ValueError):
+    """A device `name` that cannot be used here."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(reason)
+        self.name = name
+
+
+def no_cuda_reason() -> str:
+    """Why CUDA is unavailable: no GPU, or a torch built without CUDA."""
+    build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU visible"
+    return f"CUDA is not available (torch {torch.__version__}, {build})"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto": the GPU when CUDA is present, else the CPU; any other name as torch spells it."""
+    """"auto": the GPU when CUDA is present, else the CPU; any other name as torch spells it.
+
+    A name torch does not know, or CUDA where there is none, is a DeviceError here, not a torch
+    RuntimeError (with a traceback) at the first tensor moved there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(name, f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(name, f"{no_cuda_reason()}; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= (count := torch.cuda.device_count()):
+        raise DeviceError(name, f"this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
+    return device

@@ -12,6 +12,7 @@ folder, its newest checkpoint) has the same two files and loads the same way.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 
 from .checkpoint import checkpoint_dirs, load_tensors, read_json, save_tensors, split_state, write_bytes, write_json
 from .hardware import resolve_device
@@ -85,7 +87,14 @@ class ModelCard:
 
 
 def read_config(folder: str | os.PathLike) -> SavedModelConfig:
-    return SavedModelConfig.from_json(read_json(Path(folder) / CONFIG))
+    """`folder`'s config.json, typed; a file that is not one is a ValueError naming it."""
+    path = Path(folder) / CONFIG
+    try:
+        return SavedModelConfig.from_json(read_json(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # valid JSON, but not a config's fields
+        raise ValueError(f"{path}: not a cutcore model config ({e})") from None
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -145,18 +154,44 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto", dir
                            Path(path))
     folder = resolve_model_dir(path)
     config = read_config(folder)
-    tensors = load_tensors(folder / WEIGHTS)
-    g_state = split_state(tensors, "G" if direction == "AtoB" else "G_BA")
+    tensors = _read_weights(folder / WEIGHTS)
+    g_name = "G" if direction == "AtoB" else "G_BA"
+    g_state = split_state(tensors, g_name)
     if not g_state:
         raise ValueError(f"{folder}: this model has no {direction} generator")
     generator = build_generator(config)
-    generator.load_state_dict({k: v.float() for k, v in g_state.items()})
+    _load_state(generator, g_state, folder / WEIGHTS, g_name)
     f_state = split_state(tensors, "F")
     heads = None
     if f_state and direction == "AtoB":
         n_layers = len({k.split(".")[0] for k in f_state})
         channels = [f_state[f"mlp_{i}.0.weight"].shape[1] for i in range(n_layers)]
         heads = PatchProjector(channels, f_state["mlp_0.0.weight"].shape[0])
-        heads.load_state_dict({k: v.float() for k, v in f_state.items()})
+        _load_state(heads, f_state, folder / WEIGHTS, "F")
         heads.eval().to(dev)
     return LoadedModel(generator.eval().to(dev), heads, config, folder)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a model.safetensors; a truncated or corrupt file is a ValueError naming it."""
+    try:
+        return load_tensors(path)
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file, truncated or corrupt? ({e})") from None
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    """`module.load_state_dict(state)` (as fp32), where a difference is one short ValueError: the first
+    tensor that does not fit, not torch's list of every one."""
+    expected = module.state_dict()
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    wrong = next((k for k in expected if k in state and state[k].shape != expected[k].shape), None)
+    if wrong:
+        problem = (f"{name}.{wrong} is {tuple(state[wrong].shape)} in the weights, {tuple(expected[wrong].shape)} "
+                   f"in the network {CONFIG} describes")
+    elif missing or unexpected:
+        problem = f"no tensor {name}.{missing[0]}" if missing else f"an unexpected tensor {name}.{unexpected[0]}"
+    else:
+        module.load_state_dict({k: v.float() for k, v in state.items()})
+        return
+    raise ValueError(f"{path}: does not match the {CONFIG} beside it: {problem}")

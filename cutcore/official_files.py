@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,7 +37,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path}: no such file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+    except Exception as e:  # any failure to parse an untrusted file (a text file gives a KeyError)
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
         if found:
             raise OfficialCheckpointError(
@@ -46,7 +45,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 "of tensors, and cutcore never unpickles code. Where you trust the file, re-save it with "
                 "torch.save(net.state_dict(), path)."
             ) from None
-        raise OfficialCheckpointError(f"{path}: not a PyTorch state-dict file ({str(e).strip().splitlines()[-1]})") from None
+        raise OfficialCheckpointError(f"{path}: not a PyTorch state-dict file ({_last_line(e)})") from None
     if not isinstance(obj, Mapping):
         raise OfficialCheckpointError(f"{path}: refused: expected a state dict (name -> tensor), found a {type(obj).__name__}")
     odd = [k for k, v in obj.items() if not (isinstance(k, str) and torch.is_tensor(v))]
@@ -56,6 +55,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def _last_line(e: Exception) -> str:
+    """The error's type and the last line of its message: torch.load's may span many lines."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
 
 
 def _check_exact(state: dict[str, torch.Tensor], module: nn.Module, path: Path, what: str, hints: list[str]) -> None:

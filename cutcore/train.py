@@ -144,6 +144,7 @@ def tune_backends(device: str | torch.device) -> dict[str, object]:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None):
+        cfg.validate()  # a value that cannot train is one clear error now, not a traceback steps later
         self.cfg, self.out = cfg, Path(out)
         t, r = cfg.train, cfg.runtime
         self.device = resolve_device(r.device)

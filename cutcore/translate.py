@@ -21,12 +21,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .imageio import list_images, load_rgb, rescale, scaled_size, to_pil, to_tensor
+from .imageio import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    ImageLoadError,
+    list_images,
+    load_rgb,
+    rescale,
+    scaled_size,
+    to_pil,
+    to_tensor,
+)
 
 if TYPE_CHECKING:
     from .model_folder import LoadedModel
 
 Progress = Callable[[int, int], None]  # (tiles done, total)
+Report = Callable[[Path, Path | ImageLoadError], None]  # (input, written PNG or why it was skipped)
 ShouldStop = Callable[[], bool]
 
 
@@ -147,6 +158,17 @@ def translate_with(
     return to_pil(out[0])
 
 
+def check_scale(size: tuple[int, int], scale: float) -> None:
+    """Refuse a scale that is not a positive number, or that would resize an image of `size` (w, h)
+    past the pixel count an input may have (a mistyped --scale 1e6 would ask PIL for terabytes)."""
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be positive and finite, got {scale}")
+    w, h = scaled_size(size, scale)
+    if w * h > MAX_PIXELS:
+        raise ValueError(f"scale {scale:g} would make a {size[0]}x{size[1]} image {w}x{h} px, more than the "
+                         f"{MAX_PIXELS:,} px an image may have")
+
+
 def translate_image(
     model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None,
     scale: float | None = None, should_stop: ShouldStop | None = None,
@@ -155,8 +177,7 @@ def translate_image(
 
     Tiled when the image at that scale is larger than `tile` (`will_tile`); `should_stop` as in `translate_with`."""
     scale = model.input_scale if scale is None else scale
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    check_scale(img.size, scale)
     if scale == 1:
         return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress, should_stop)
     out = translate_with(model.generator, rescale(img, scale), tile, overlap, model.size_multiple, progress,
@@ -164,21 +185,51 @@ def translate_image(
     return out.resize(img.size, Image.BICUBIC)
 
 
+class SkippedImages(ValueError):
+    """Some images of a folder could not be read (`skipped`); the others were translated (`written`)."""
+
+    def __init__(self, skipped: list[Path], written: list[Path], shown: int = 5):
+        names = ", ".join(map(str, skipped[:shown])) + (f" and {len(skipped) - shown} more" if skipped[shown:] else "")
+        total = len(skipped) + len(written)
+        super().__init__(f"{len(skipped)} of {total} images could not be read (skipped): {names}")
+        self.skipped, self.written = skipped, written
+
+
 def translate_path(
     model: LoadedModel, inp: str | os.PathLike, out_dir: str | os.PathLike, tile: int | None = None, overlap: int = 64,
-    scale: float | None = None,
+    scale: float | None = None, report: Report | None = None,
 ) -> list[Path]:
-    """Translate a file or every image in a folder into `out_dir` as PNG; returns the written paths."""
+    """Translate a file or every image in a folder into `out_dir` as PNG; returns the written paths.
+
+    `report(input, written PNG or ImageLoadError)` hears of each input as it is done. In a folder an
+    image that cannot be read is skipped so that one bad file does not stop the batch; SkippedImages
+    is raised once the rest are translated. A single input file that cannot be read raises its
+    ImageLoadError; a folder without images is a ValueError."""
     inp, out_dir = Path(inp), Path(out_dir)
     files = list_images(inp) if inp.is_dir() else [inp]
+    if not files:
+        raise ValueError(f"{inp}: no images here (accepted: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     out_dir.mkdir(parents=True, exist_ok=True)
     rel = [f.relative_to(inp) if inp.is_dir() else Path(f.name) for f in files]
     stems = [r.with_suffix("") for r in rel]
-    written = []
+    written, skipped = [], []
     for f, r, stem in zip(files, rel, stems):
+        try:
+            img = load_rgb(f)
+        except ImageLoadError as e:
+            if not inp.is_dir():
+                raise
+            skipped.append(f)
+            if report:
+                report(f, e)
+            continue
         # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
         dest = out_dir / r.parent / f"{r.stem if stems.count(stem) == 1 else r.name}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        translate_image(model, load_rgb(f), tile, overlap, scale=scale).save(dest)
+        translate_image(model, img, tile, overlap, scale=scale).save(dest)
         written.append(dest)
+        if report:
+            report(f, dest)
+    if skipped:
+        raise SkippedImages(skipped, written)
     return written

@@ -18,6 +18,8 @@ import pytest
 from helpers import domain_a_image, make_unpaired, subprocess_env
 from PIL import Image
 
+from cutcore.hardware import no_cuda_reason
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PRESETS = ["cut", "fastcut", "cut-focal", "fastcut-focal", "put", "cyclegan"]
@@ -57,13 +59,15 @@ def run_all(commands: dict[str, list[str]], cwd: Path, timeout: float = 420) -> 
 
 
 def _error_lines(stderr: str) -> list[str]:
-    """What stderr says besides tqdm's progress bar (redrawn with \\r; an error may follow it directly)
-    and the trainer's one "training on ..." line once its first step is done."""
+    """What stderr says besides tqdm's progress bar (redrawn with \\r; an error may follow it directly),
+    the trainer's one "training on ..." line once its first step is done, and the checkpoint it saves
+    when a batch fails ("checkpoint of step N saved ...")."""
     lines = []
     for seg in re.split(r"[\r\n]+", stderr):
         if "error: " in seg:
             lines.append(seg[seg.index("error: "):])
-        elif seg.strip() and not re.search(r"\d+/\d+ \[", seg) and not seg.startswith("training on "):
+        elif seg.strip() and not re.search(r"\d+/\d+ \[", seg) and not seg.startswith(("training on ",
+                                                                                      "checkpoint of step ")):
             lines.append(seg)
     return lines
 
@@ -76,6 +80,8 @@ def work(tmp_path_factory):
     (bad / "trainA" / "a01.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     domain_a_image(7, (37, 53)).save(work / "photo.png")
     (work / "broken.png").write_bytes(b"not really a png")
+    (work / "notes.txt").write_text("hello")
+    (work / "empty").mkdir()
     return work
 
 
@@ -200,8 +206,24 @@ def test_resume_via_cli(trained, capsys, tmp_path):
      "BtoA"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--tile", "16",
       "--overlap", "8"), "overlap"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--device", "gpu"),
+     "--device gpu: unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{work}/photo.png"),
+     "photo.png is a file, not a folder"),
+    (("train", "--data", "{work}/data", "--out", "{work}/notes.txt/run", *TINY), "notes.txt is a file, not a folder"),
+    (("translate", "--model", "{work}/notes.txt", "--input", "{work}/photo.png", "--output", "{tmp}/o"),
+     "notes.txt: not a PyTorch state-dict file"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/empty", "--output", "{tmp}/o"),
+     "empty: no images here (accepted: .bmp, .gif, .jpeg, .jpg, .png"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--crop-size", "30"), "multiple of 4"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--batch-size", "0"), "--batch-size must be at least 1"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--epochs", "0", "--epochs-decay", "0"),
+     "at least 1 epoch"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--num-patches", "0"), "--num-patches must be"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "30000"), "is over 8192"),
 ], ids=["bad-data", "crop>load", "bad-image", "resume-nothing", "no-model", "bad-input", "missing-input", "no-BtoA",
-        "overlap"])
+        "overlap", "device-typo", "output-is-a-file", "out-under-a-file", "model-is-text", "no-images",
+        "crop-not-multiple", "batch-0", "no-epochs", "no-patches", "huge-load"])
 def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle):
     work, _ = trained
     r = _main(capsys, *(a.format(work=work, tmp=tmp_path) for a in args))
@@ -209,6 +231,81 @@ def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle)
     lines = _error_lines(r.stderr)
     assert len(lines) == 1, r
     assert lines[0].startswith("error: ") and needle in lines[0], r
+
+
+def test_translate_folder_skips_unreadable_images_and_says_so(trained, capsys, tmp_path):
+    work, _ = trained
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # first: nothing after it was written
+    for name in ("b.png", "c.jpg"):
+        domain_a_image(1, (20, 16)).save(tmp_path / "in" / name)
+    r = _main(capsys, "translate", "--model", work / "cut", "--input", tmp_path / "in", "--output", tmp_path / "o")
+    assert r.code == 2, r
+    assert r.stdout.split() == [str(tmp_path / "o" / "b.png"), str(tmp_path / "o" / "c.png")], r
+    bad = tmp_path / "in" / "a.png"
+    assert r.stderr.splitlines() == [f"warning: {bad}: not a readable image ({_reason(bad)}); skipped",
+                                     f"error: 1 of 3 images could not be read (skipped): {bad}"], r
+
+
+def _reason(path: Path) -> str:
+    from cutcore.imageio import ImageLoadError, load_rgb
+
+    with pytest.raises(ImageLoadError) as caught:
+        load_rgb(path)
+    return str(caught.value).split(" (", 1)[1][:-1]
+
+
+def test_device_cuda_without_cuda_is_one_line(trained, capsys, tmp_path, monkeypatch):
+    import torch
+
+    work, _ = trained
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for args in (("translate", "--model", work / "cut", "--input", work / "photo.png", "--output", tmp_path / "o"),
+                 ("train", "--data", work / "data", "--out", tmp_path / "run", *TINY)):
+        r = _main(capsys, *args, "--device", "cuda")
+        assert r.code == 2, r
+        assert _error_lines(r.stderr) == [f"error: --device cuda: {no_cuda_reason()}; use --device cpu or auto"], r
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "photo.png", "--output", tmp_path / "o",
+              "--device", "cuda:2")
+    assert r.code == 2 and _error_lines(r.stderr) == [
+        "error: --device cuda:2: this machine has 2 CUDA device(s): cuda:0 to cuda:1"], r
+
+
+def test_scale_past_the_pixel_limit_is_one_line(trained, capsys, tmp_path, monkeypatch):
+    from cutcore import translate
+
+    work, _ = trained
+    monkeypatch.setattr(translate, "MAX_PIXELS", 10_000)  # so that without the check the image stays small
+    r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "photo.png", "--output", tmp_path / "o",
+              "--scale", "4")
+    assert r.code == 2, r
+    assert _error_lines(r.stderr) == ["error: scale 4 would make a 37x53 image 148x212 px, more than the 10,000 px an "
+                                      "image may have"], r
+
+
+def test_broken_model_folders_are_one_line(trained, capsys, tmp_path):
+    import shutil
+
+    work, _ = trained
+    checkpoint = work / "cut" / "checkpoints" / "step_00000002"
+    for name, damage, needle in (
+        ("truncated", lambda f: f.joinpath("model.safetensors").write_bytes(b"\0" * 100),
+         "model.safetensors: not a readable safetensors file, truncated or corrupt?"),
+        ("other_ngf", lambda f: f.joinpath("config.json").write_text(
+            f.joinpath("config.json").read_text().replace('"ngf": 4', '"ngf": 8')),
+         "model.safetensors: does not match the config.json beside it: G.model.1.weight is (4, 3, 7, 7) in the "
+         "weights, (8, 3, 7, 7)"),
+        ("bad_json", lambda f: f.joinpath("config.json").write_text("{'preset': 'cut'}"),
+         "config.json: not valid JSON"),
+    ):
+        folder = shutil.copytree(checkpoint, tmp_path / name)
+        damage(folder)
+        r = _main(capsys, "translate", "--model", folder, "--input", work / "photo.png", "--output", tmp_path / "o")
+        lines = _error_lines(r.stderr)
+        assert r.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {folder}") and needle in lines[0], r
 
 
 def test_bad_image_with_loader_workers_is_one_clean_line(trained, capsys, tmp_path):

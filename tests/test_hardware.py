@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cutcore import hardware
-from cutcore.hardware import cpu_flags, native_bf16, resolve_device, resolve_precision
+from cutcore.hardware import DeviceError, cpu_flags, native_bf16, resolve_device, resolve_precision
 
 # Trimmed /proc/cpuinfo of three machines: AVX2-only EPYC (Zen 2/3), Zen 4 with AVX512-BF16,
 # Sapphire Rapids with AMX, and a Graviton3 (aarch64 lists "Features", not "flags").
@@ -119,4 +119,12 @@ def test_resolve_device(monkeypatch):
     assert resolve_device() == torch.device("cuda") and resolve_device("auto") == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="CUDA is not available"):  # not a traceback at the first tensor
+        resolve_device("cuda:1")
+    with pytest.raises(DeviceError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)  # explicit names pass through
+    with pytest.raises(DeviceError, match="cuda:0 to cuda:1"):
+        resolve_device("cuda:2")

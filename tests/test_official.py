@@ -149,6 +149,9 @@ def test_refuses_garbage_and_missing_files(tmp_path):
         read_state_dict(tmp_path / "junk.pth")
     with pytest.raises(FileNotFoundError, match="nothing.pth"):
         read_state_dict(tmp_path / "nothing.pth")
+    (tmp_path / "notes.txt").write_text("hello")  # torch.load raises a bare KeyError on it
+    with pytest.raises(OfficialCheckpointError, match=r"notes.txt: not a PyTorch state-dict file \(KeyError: "):
+        read_state_dict(tmp_path / "notes.txt")
 
 
 def _unet_state() -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """Inference: loading saved generators, any-size translation, tiled translation, errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,16 @@ from helpers import domain_a_image, domain_b_image, tiny_run_config
 from PIL import Image
 from torch import nn
 
+from cutcore import translate
 from cutcore.checkpoint import module_state, save_tensors, write_json
 from cutcore.imageio import ImageLoadError, to_pil, to_tensor
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
 from cutcore.model_folder import load_model
 from cutcore.translate import (
+    SkippedImages,
     _starts,
+    check_scale,
     run_generator,
     translate_image,
     translate_path,
@@ -78,6 +82,33 @@ def test_load_model_errors(tmp_path, cut_dir):
         load_model(tmp_path / "nothing", "cpu")
     with pytest.raises(ValueError, match="BtoA"):
         load_model(cut_dir[0], "cpu", "BtoA")
+
+
+def test_truncated_weights_are_one_line_naming_the_file(tmp_path, cut_dir):
+    weights = cut_dir[0] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors file, truncated or corrupt"):
+        load_model(cut_dir[0], "cpu")
+
+
+def test_weights_that_do_not_fit_the_config_name_the_first_difference(tmp_path, cut_dir):
+    config = json.loads((cut_dir[0] / "config.json").read_text())
+    config["model"]["generator"]["ngf"] = 8  # the weights are ngf 4
+    (cut_dir[0] / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as caught:
+        load_model(cut_dir[0], "cpu")
+    message = str(caught.value)
+    assert message.startswith(f"{cut_dir[0] / 'model.safetensors'}: does not match the config.json beside it: "
+                               "G.model.1.weight is (4, 3, 7, 7) in the weights, (8, 3, 7, 7)")
+    assert "\n" not in message and message.count("G.model") == 1  # not torch's dump of every tensor
+
+
+@pytest.mark.parametrize("text, needle", [("{'model': 1}", "not valid JSON"), ('{"preset": "cut", "colour": 1}',
+                                                                               "not a cutcore model config")])
+def test_broken_config_json_names_the_file(tmp_path, cut_dir, text, needle):
+    (cut_dir[0] / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=f"config.json: {needle}"):
+        load_model(cut_dir[0], "cpu")
 
 
 def test_cyclegan_directions(tmp_path):
@@ -248,6 +279,22 @@ def test_tiled_through_translate_image(cut_dir):
     assert out.size == img.size
 
 
+def test_a_scale_past_the_pixel_limit_says_the_size_it_would_make():
+    with pytest.raises(ValueError, match="scale 1e[+]06 would make a 512x384 image 512000000x384000000 px, more than "
+                                         "the 300,000,000 px an image may have"):
+        check_scale((512, 384), 1e6)
+    check_scale((512, 384), 4.0)
+
+
+@pytest.mark.parametrize("scale, needle", [(20, "would make a 4x3 image 80x60 px"), (0, "positive"), (-1, "positive"),
+                                           (float("nan"), "positive"), (float("inf"), "positive")])
+def test_absurd_scales_are_refused_before_resizing(cut_dir, monkeypatch, scale, needle):
+    # A lower limit, so that without the check the resize is small (the real limit's would exhaust memory).
+    monkeypatch.setattr(translate, "MAX_PIXELS", 1000)
+    with pytest.raises(ValueError, match=needle):
+        translate_image(load_model(cut_dir[0], "cpu"), domain_a_image(0, (4, 3)), scale=scale)
+
+
 def test_overlap_too_large_is_an_error():
     with pytest.raises(ValueError, match="overlap"):
         translate_tiled(_local_conv(), domain_a_image(0, (80, 80)), tile=32, overlap=16)
@@ -291,3 +338,29 @@ def test_translate_path_does_not_overwrite_same_stem_inputs(cut_dir, tmp_path):
     written = translate_path(load_model(cut_dir[0], "cpu"), src, tmp_path / "out")
     assert len(set(written)) == 3
     assert sorted(Image.open(p).size for p in written) == sorted([(20, 20), (24, 16), (16, 28)])
+
+
+def test_translate_path_folder_skips_unreadable_images_and_translates_the_rest(cut_dir, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # sorted first
+    domain_a_image(0, (20, 24)).save(src / "b.png")
+    domain_a_image(1, (16, 16)).save(src / "c.jpg")
+    heard = []
+    summary = r"^1 of 3 images could not be read \(skipped\): .*a_corrupt.png$"
+    with pytest.raises(SkippedImages, match=summary) as caught:
+        translate_path(load_model(cut_dir[0], "cpu"), src, tmp_path / "out", report=lambda f, r: heard.append((f, r)))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png", "c.png"]
+    assert caught.value.skipped == [src / "a_corrupt.png"] and len(caught.value.written) == 2
+    assert [f.name for f, _ in heard] == ["a_corrupt.png", "b.png", "c.jpg"]
+    assert isinstance(heard[0][1], ImageLoadError) and heard[1][1] == tmp_path / "out" / "b.png"
+
+
+def test_translate_path_folder_without_images_is_an_error(cut_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("hello")
+    for folder in (tmp_path / "empty", tmp_path / "text"):
+        with pytest.raises(ValueError, match=f"^{folder}: no images here \\(accepted: .*\\.jpg, .*\\.png"):
+            translate_path(load_model(cut_dir[0], "cpu"), folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import evaluate, official, sincut, train
 
@@ -28,12 +29,35 @@ def run(func, args) -> int:
     try:
         return func(args)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return _fail(_one_line(e))
+    except (FileExistsError, NotADirectoryError) as e:  # e.g. --out names an existing file
+        file = _file_in_the_way(e.filename)
+        if file is None:
+            raise
+        return _fail(f"{file} is a file, not a folder (an output folder was expected)")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _file_in_the_way(path: str | None) -> Path | None:
+    """The file at `path` or above it that stops a folder being made there, if any."""
+    if path is None:
+        return None
+    for p in [Path(path), *Path(path).parents]:
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
 
 
 def _one_line(e: BaseException) -> str:
-    """The message alone: an error re-raised from a DataLoader worker embeds the worker's traceback."""
+    """The message alone: an error re-raised from a DataLoader worker embeds the worker's traceback;
+    a device error names the flag, as `python -m cutcore.bench` does."""
+    hardware = sys.modules.get("cutcore.hardware")  # not loaded: the error is no DeviceError
+    if hardware and isinstance(e, hardware.DeviceError):
+        return f"--device {e.name}: {e}"
     text = str(e).strip()
     if "Original Traceback" in text:
         text = text.splitlines()[-1].split(": ", 1)[-1]

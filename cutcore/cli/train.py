@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import typing
 from pathlib import Path
 
@@ -100,6 +101,13 @@ def _translate(args) -> int:
     from ..translate import translate_path
 
     model = load_model(args.model, args.device, args.direction)
-    for path in translate_path(model, args.input, args.output, args.tile, args.overlap, args.scale):
-        print(path)
+    translate_path(model, args.input, args.output, args.tile, args.overlap, args.scale, report=_show)
     return 0
+
+
+def _show(source: Path, result) -> None:
+    """Each written PNG on stdout as it is done; an input skipped as unreadable, on stderr."""
+    if isinstance(result, Path):
+        print(result, flush=True)
+    else:
+        print(f"warning: {result}; skipped", file=sys.stderr, flush=True)

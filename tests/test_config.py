@@ -1,0 +1,79 @@
+"""RunConfig.validate: values that cannot train are refused up front, naming the flag."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cutcore.config import PRESETS, config_field, preset
+from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
+from cutcore.nets.patchgan import PatchGANConfig, PatchGANDiscriminator
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_valid(name):
+    preset(name).validate()
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("data.crop_size", 0, "--crop-size must be at least 24"),
+    ("data.crop_size", 7, "--crop-size must be a multiple of 4"),
+    ("data.crop_size", 20, "--crop-size must be at least 24 .*, got 20"),
+    ("data.load_size", 30000, r"--load-size 30000 is over 8192: .*30000x30000 in memory \(2.5 GiB each\)"),
+    ("train.batch_size", 0, "--batch-size must be at least 1, got 0"),
+    ("model.generator.ngf", 0, "--ngf must be at least 1"),
+    ("model.discriminator.ndf", 0, "--ndf must be at least 1"),
+    ("model.generator.n_blocks", -1, "--n-blocks must be at least 0"),
+    ("model.num_patches", 0, "--num-patches must be at least 1"),
+    ("train.epochs", -1, "--epochs must be at least 0"),
+    ("runtime.save_every", 0, "--save-every must be at least 1"),
+    ("runtime.log_every", 0, "--log-every must be at least 1"),
+])
+def test_values_that_cannot_train_name_their_flag(path, value, message):
+    cfg = preset("cut")
+    target, name = config_field(cfg, path)
+    setattr(target, name, value)
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+
+
+def test_a_schedule_of_no_epochs_is_refused():
+    cfg = preset("cyclegan")
+    cfg.train.epochs, cfg.train.epochs_decay = 0, 0
+    with pytest.raises(ValueError, match=r"--epochs plus --epochs-decay must be at least 1 epoch, got 0 \+ 0"):
+        cfg.validate()
+    cfg.train.epochs_decay = 1
+    cfg.validate()
+
+
+@pytest.mark.parametrize("antialias", [True, False], ids=["cut", "cyclegan"])
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_the_smallest_crop_allowed_is_the_smallest_the_networks_train_on(antialias, n_layers):
+    """validate's bounds are the networks' own: the smallest crop it accepts goes through G and D in
+    training mode at its size; the multiple of 4 below, and a side that is no multiple, do not."""
+    cfg = preset("cut" if antialias else "cyclegan")
+    cfg.model.discriminator.n_layers = n_layers
+    smallest = next(c for c in range(4, 200, 4) if _accepts(cfg, c))
+    g = ResnetGenerator(ResnetGeneratorConfig(ngf=1, n_blocks=1, antialias_down=antialias, antialias_up=antialias))
+    d = PatchGANDiscriminator(PatchGANConfig(ndf=1, n_layers=n_layers, antialias=antialias))
+    assert _trains(g.train(), d.train(), smallest)
+    assert not _trains(g, d, smallest - 4)
+    assert not _accepts(cfg, smallest + 3) and not _trains(g, d, smallest + 3)
+
+
+def _accepts(cfg, crop: int) -> bool:
+    cfg.data.crop_size = crop
+    try:
+        cfg.validate()
+    except ValueError:
+        return False
+    return True
+
+
+def _trains(g, d, crop: int) -> bool:
+    x = torch.zeros(2, 3, crop, crop)
+    try:
+        y = g(x)
+        d(y)
+    except (RuntimeError, ValueError):
+        return False
+    return y.shape == x.shape
