@@ -28,16 +28,13 @@ from .checkpoint import write_bytes, write_json
 from .data import ImageSource, paired_sources
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
-from .saved_config import SavedModelConfig
+from .saved_config import SavedModelConfig, translation_size
 from .translate import translate_with
 
 if TYPE_CHECKING:
     from .metrics.fid import FeatureExtractor
 
 PAIRED_SIZE = 256  # GcGAN compares maps at 256², whatever resolution the model translated at
-# A crop at least this share of the resized training image is the whole image up to scale jitter (the
-# reference's 256 of 286: 0.895); smaller crops are patches of an image resized on purpose (64 of 128).
-WHOLE_IMAGE_CROP = 0.8
 GRID_PAIRS = 4
 
 
@@ -173,21 +170,6 @@ class Scored:
 
     def load(self) -> Image.Image:  # a Loadable too: PeriodicEvaluator keeps its targets like this
         return Image.fromarray(self.image)
-
-
-def translation_size(load_size: int, crop_size: int) -> int:
-    """The square size the reference's test protocol translates at, for a model trained on random
-    `crop_size` crops of images resized to `load_size`.
-
-    The reference tests with load_size = crop_size: a standard 256² dataset trained at 286/256 is
-    translated at 256, as it is, not at 286 and resized back (a perfect model loses 7-12 points of
-    accuracy to that detour on sat2map maps). That holds while the crop is the whole image up to
-    scale jitter (crop >= WHOLE_IMAGE_CROP of the load size); smaller crops are patches of an image
-    resized to load_size on purpose (512 px tiles at 128 in 64² crops), translated at load_size so
-    new images come at the ground resolution the model learned (at the crop size a perfect model
-    would cap at 47% accuracy instead of 62%).
-    """
-    return crop_size if crop_size >= WHOLE_IMAGE_CROP * load_size else load_size
 
 
 def translate_pairs(

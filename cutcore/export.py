@@ -26,7 +26,7 @@ from . import __version__
 from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
 from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
-from .saved_config import SavedModelConfig
+from .saved_config import SavedModelConfig, translation_size
 from .train import read_log, training_seconds
 
 LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
@@ -81,11 +81,9 @@ def plot_losses(records: Sequence[dict], path: Path) -> None:
 
 
 def inference_size(config: dict) -> int | None:
-    """The size the model translates at, the reference's way (`evaluate.translation_size`): the crop
+    """The size the model translates at, the reference's way (`saved_config.translation_size`): the crop
     size when the crops were the whole resized image up to scale jitter (a 256² dataset at 286/256:
     256), else the load size (512 px tiles at 128 in 64² crops: 128)."""
-    from .evaluate import translation_size
-
     d = config.get("data", {})
     if not d.get("load_size"):
         return None
@@ -93,9 +91,10 @@ def inference_size(config: dict) -> int | None:
 
 
 def inference_scale(config: dict) -> float | None:
-    """inference_size / side of the training inputs (when they share one): the resize new inputs need
-    so the model sees them as the reference's test protocol would. None when the inputs differ in
-    side; ValueError when they cannot be read (a model without its scale would translate differently)."""
+    """For a run whose checkpoints do not record it: inference_size / side of the training inputs (when
+    they share one), the resize new inputs need so the model sees them as the reference's test protocol
+    would. None when the inputs differ in side; ValueError when they cannot be read (a model without
+    its scale would translate differently)."""
     d = config.get("data", {})
     root = d.get("root")
     try:
@@ -247,8 +246,12 @@ def export_run(
         "steps": done, "images": done * config["train"]["batch_size"],
         "seconds": round(training_seconds(records, done), 1), "hardware": hardware, "precision": precision,
     })
+    recorded = config.pop("inference", None)  # measured by training; runs before it did are measured here
     # Data resized before training (a pack of 256 px copies of 512 px tiles) hides the inputs' real side.
-    scale = inference_size(config) / source_side if source_side else inference_scale(config)
+    if source_side:
+        scale = inference_size(config) / source_side
+    else:
+        scale = recorded["scale"] if recorded else inference_scale(config)
     if scale is None:
         print(f"note: {config['data'].get('root')}: training images not of one size; "
               "the model card gives no inference scale (inputs are translated as they are)")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import read_json, write_bytes, write_json
-from .config import RunConfig, from_dict, preset
-from .train import Trainer, read_log
+from .checkpoint import write_bytes, write_json
+from .config import preset
+from .train import Trainer, read_log, read_run_config
 
 LOSSES = ("D", "G_GAN", "NCE", "NCE_Y")
 
@@ -36,7 +36,7 @@ def train_once(data: str, out: Path, precision: str, steps: int, ngf: int, crop:
     r.log_every, r.sample_every, r.save_every = 1, 10**9, 10**9
     saved = out / name / "config.json"
     done = read_log(out / name / "log.jsonl")
-    if saved.is_file() and from_dict(RunConfig, read_json(saved)) == cfg and len(done) >= steps:
+    if saved.is_file() and read_run_config(saved) == cfg and len(done) >= steps:
         return done[:steps]  # the same run finished before (bf16 is slow on AVX2 CPUs): reuse it
     shutil.rmtree(out / name, ignore_errors=True)  # an unfinished attempt would mix into the log
     Trainer(cfg, out / name).fit()

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .config import RunConfig, from_dict
+from .config import DataConfig, RunConfig, from_dict
 from .sincut.config import SinCUTConfig
+
+# A crop at least this share of the resized training image is the whole image up to scale jitter (the
+# reference's 256 of 286: 0.895); smaller crops are patches of an image resized on purpose (64 of 128).
+WHOLE_IMAGE_CROP = 0.8
 
 
 @dataclass
@@ -81,3 +85,29 @@ class SavedModelConfig:
             training=TrainingRecord(**extras["training"]) if extras.get("training") else None,
             domains=Domains(**extras["domains"]) if extras.get("domains") else None,
         )
+
+
+def translation_size(load_size: int, crop_size: int) -> int:
+    """The square size the reference's test protocol translates at, for a model trained on random
+    `crop_size` crops of images resized to `load_size`.
+
+    The reference tests with load_size = crop_size: a standard 256² dataset trained at 286/256 is
+    translated at 256, as it is, not at 286 and resized back (a perfect model loses 7-12 points of
+    accuracy to that detour on sat2map maps). That holds while the crop is the whole image up to
+    scale jitter (crop >= WHOLE_IMAGE_CROP of the load size); smaller crops are patches of an image
+    resized to load_size on purpose (512 px tiles at 128 in 64² crops), translated at load_size so
+    new images come at the ground resolution the model learned (at the crop size a perfect model
+    would cap at 47% accuracy instead of 62%).
+    """
+    return crop_size if crop_size >= WHOLE_IMAGE_CROP * load_size else load_size
+
+
+def measured_inference(data: DataConfig, input_sides: set[int]) -> InferenceSettings:
+    """How new inputs meet a model trained on `data`, whose input images had `input_sides`: resized by
+    the training's own resize when they all had one side (512 px tiles at load 128: scale 0.25), as
+    they are when not (nothing to tell from)."""
+    if len(input_sides) != 1:
+        return InferenceSettings()
+    size = translation_size(data.load_size, data.crop_size)
+    scale = size / next(iter(input_sides))
+    return InferenceSettings() if scale == 1 else InferenceSettings(scale, size)

@@ -50,6 +50,7 @@ from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls
 from .loop import StepResult, TrainingLoop
 from .models import build_model
+from .saved_config import SavedModelConfig, measured_inference
 
 # Called as evaluator(generator, step, epoch) every `runtime.eval_every` steps (see cutcore.evaluate).
 Evaluator = Callable[[torch.nn.Module, int, float], None]
@@ -159,6 +160,9 @@ class Trainer:
         self.backends = tune_backends(self.device)
         torch.manual_seed(t.seed)
         self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
+        # Measured once here and saved with every checkpoint, so a run folder translates as its export does
+        # and export needs neither the data nor the folder the run was started in.
+        self.inference = measured_inference(cfg.data, {max(s.load().size) for s in self.dataset.a[:8]})
         self.model = build_model(cfg.model).to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -205,6 +209,11 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def saved_config(self) -> dict:
+        """config.json of the run and its checkpoints: the run's config and how new inputs meet the model
+        (recorded even when it is "as they are", which tells export it was measured)."""
+        return {**asdict(self.cfg), "inference": asdict(self.inference)}
+
     def _write_checkpoint(self, folder: Path) -> None:
         save_tensors(folder / "model.safetensors", module_state(self.model.inference_modules()))
         training = module_state(self.model.training_modules())
@@ -214,7 +223,7 @@ class Trainer:
             training.update(tensors)
         training.update(self.model.extra_state())
         save_tensors(folder / "training.safetensors", training)
-        write_json(folder / "config.json", self.cfg)
+        write_json(folder / "config.json", self.saved_config())
         # steps_per_epoch pins the data (size, exclude list, processes) the LR schedule was laid out on
         write_json(folder / "state.json", {"step": self.step, "steps_per_epoch": self.steps_per_epoch,
                                            "schedule_steps": self.schedule_steps, "optimizers": skeletons})
@@ -298,7 +307,7 @@ class Trainer:
                              "--resume, or train into another --out")
         if self.dist.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
-            write_json(out / "config.json", self.cfg)
+            write_json(out / "config.json", self.saved_config())
             for name in ("log.jsonl", "metrics.jsonl"):  # what was logged past the checkpoint is trained again
                 trim_log(out / name, self.step)
         loop = TrainingLoop(self.model, self.batches(self.step), self.lr_at, self.total_steps, seed=t.seed,
@@ -337,6 +346,11 @@ class Trainer:
         if newest is not None and newest.name == f"step_{self.step:08d}":
             return newest
         return self.save()
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """The run's config from a run's or checkpoint's config.json."""
+    return SavedModelConfig.from_json(read_json(path)).run
 
 
 def trim_log(path: Path, step: int) -> None:
@@ -475,7 +489,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
         ckpts = checkpoint_dirs(out)
         if not ckpts:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        saved = from_dict(RunConfig, read_json(ckpts[-1] / "config.json"))
+        saved = read_run_config(ckpts[-1] / "config.json")
         resumed = resume_config(saved, changes or {})
         trainer = Trainer(resumed, out, make_evaluator)
         trainer.load(ckpts[-1])

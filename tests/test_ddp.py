@@ -26,9 +26,9 @@ import torch
 from helpers import make_unpaired, subprocess_env
 
 from cutcore.checkpoint import load_tensors, read_json
-from cutcore.config import RunConfig, from_dict
+from cutcore.config import RunConfig
 from cutcore.models.cut import CUTModel
-from cutcore.train import checkpoint_dirs, train
+from cutcore.train import checkpoint_dirs, read_run_config, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -140,7 +140,7 @@ def test_ranks_see_different_data_and_together_the_single_process_stream(ddp_run
 
 
 def _single_process_config(work: Path) -> RunConfig:
-    cfg = from_dict(RunConfig, read_json(checkpoint_dirs(work / "ddp")[-1] / "config.json"))
+    cfg = read_run_config(checkpoint_dirs(work / "ddp")[-1] / "config.json")
     assert cfg.train.batch_size == 1
     cfg.train.batch_size = 2
     return cfg

@@ -236,17 +236,27 @@ def test_metrics_name_the_exported_folder_not_the_staging_one(exported):
     assert json.loads((exported / "metrics.json").read_text())["model"] == str(exported)
 
 
-def test_unreadable_training_data_is_an_error_not_a_model_without_its_scale(tmp_path, monkeypatch):
-    """data.root is recorded as typed, relative to where the run was trained: from another folder the
-    images that set the scale cannot be read, and export says so instead of writing a model without it."""
+def test_the_scale_is_measured_in_training_so_a_run_translates_as_its_export_from_any_folder(tmp_path,
+                                                                                          monkeypatch):
+    """data.root is recorded as typed, relative to where the run was trained. The training records the
+    scale in every checkpoint: the run folder and its export made elsewhere translate alike. A run from
+    before that (no record) needs its data: unreadable from here, export says so rather than write a
+    model without its scale."""
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
     make_unpaired(Path("data"), size=(48, 48))
     Trainer(tiny_run_config("cut", Path("data"), load=40, crop=24, max_steps=1), Path("run")).fit()
-    assert json.loads((Path("run") / "config.json").read_text())["data"]["root"] == "data"
+    ckpt = checkpoint_dirs(Path("run"))[-1].resolve()
+    assert json.loads((ckpt / "config.json").read_text())["data"]["root"] == "data"
     monkeypatch.chdir(tmp_path)
+    exported = json.loads((export_run("here/run", "m", precision="fp32") / "config.json").read_text())
+    assert exported["inference"] == {"scale": pytest.approx(40 / 48), "size": 40}
+    assert load_model("here/run", "cpu").input_scale == load_model("m", "cpu").input_scale == pytest.approx(40 / 48)
+    old = json.loads((ckpt / "config.json").read_text())
+    del old["inference"]  # a run trained before the scale was recorded
+    (ckpt / "config.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="--source-side"):
-        export_run("here/run", "m", precision="fp32")
-    assert not Path("m").exists()
-    assert json.loads((export_run("here/run", "m", precision="fp32", source_side=48) / "config.json").read_text()
+        export_run("here/run", "m2", precision="fp32")
+    assert not Path("m2").exists()
+    assert json.loads((export_run("here/run", "m2", precision="fp32", source_side=48) / "config.json").read_text()
                       )["inference"] == {"scale": pytest.approx(40 / 48), "size": 40}

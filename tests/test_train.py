@@ -21,7 +21,7 @@ from cutcore.config import RunConfig, from_dict, preset
 from cutcore.data import UnpairedDataset
 from cutcore.losses import gan_loss
 from cutcore.models import CUTModel, CycleGANModel, build_model
-from cutcore.train import Trainer, checkpoint_dirs, lr_factor, train
+from cutcore.train import Trainer, checkpoint_dirs, lr_factor, read_run_config, train
 from cutcore.model_folder import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -253,8 +253,11 @@ def test_checkpoint_round_trip(session_unpaired, tmp_path):
     assert loaded.nce_layers == cfg.model.nce_layers
     # The run folder resolves to its newest checkpoint.
     assert load_model(tmp_path / "run", "cpu").path == ckpt
-    # The saved config is the run's config.
-    assert from_dict(RunConfig, read_json(ckpt / "config.json")) == cfg
+    # The saved config is the run's config, and how new inputs meet the model: 48 px images trained on
+    # 32² crops at load 40 (the whole image up to jitter) are translated at 32, so 48 px inputs at 2/3.
+    assert read_run_config(ckpt / "config.json") == cfg
+    assert read_json(ckpt / "config.json")["inference"] == {"scale": pytest.approx(32 / 48), "size": 32}
+    assert loaded.input_scale == pytest.approx(32 / 48)
 
 
 def test_cyclegan_checkpoint_has_both_generators(session_unpaired, tmp_path):
