@@ -699,11 +699,27 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
     assert len(logged) == 2 and "NCE" in logged[-1]
     model = load_model(out, "cpu")
     assert model.heads is not None
+    # --iters 3: the preset's schedule laid over 3 iterations (as the app's budget), recorded as such.
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["iters_per_epoch"] * (train["epochs"] + train["epochs_decay"]) == 3 and train["time_budget_s"] is None
     reloaded = np.asarray(translate_image(model, domain_a_image(0, (80, 64))), dtype=np.int16)
     # Same weights; the trainer runs channels_last (other conv kernels), so a few levels may differ
     # here and there; a wrong export would differ everywhere by tens of levels.
     diff = np.abs(reloaded - np.asarray(Image.open(out / "translation.png")))
     assert diff.mean() < 0.5 and diff.max() <= 8
+
+
+def test_a_chosen_iteration_count_is_trained_in_full_on_the_presets_schedule():
+    """`sincut --iters N` and the app's budget: N iterations, more or fewer than the preset's, all trained
+    (no time budget), the LR constant then decaying to the end as in the preset."""
+    from cutcore.sincut.config import trained_for
+
+    preset = sincut_preset("sincut-cpu")
+    assert preset.train.total_iters == 450 and preset.train.time_budget_s
+    for n in (30, 1000):
+        t = trained_for(preset, n).train
+        assert t.total_iters == n and t.time_budget_s is None
+        assert t.lr_at(0) == preset.train.lr and t.lr_at(n - 1) < t.lr_at(n // 2) <= preset.train.lr
 
 
 def test_sincut_command_picks_the_preset_for_the_device(monkeypatch, tmp_path):

@@ -18,8 +18,9 @@ def add_sincut(sub) -> None:
                    help="sincut-cpu: ~5 minutes on 2 CPU cores; sincut-gpu: the paper's networks, ~1.5 minutes "
                         "on a data-centre GPU; sincut: the paper's schedule (hours on a GPU). Default: sincut-gpu "
                         "when training on CUDA, else sincut-cpu")
-    p.add_argument("--iters", type=int, help="stop after this many iterations (default: the preset's schedule, "
-                                             "within its time budget if it has one; --iters trains them all)")
+    p.add_argument("--iters", type=int, help="train this many iterations, the preset's LR schedule (constant, "
+                                             "then linear decay) laid over them, all trained (default: the "
+                                             "preset's schedule, within its time budget if it has one)")
     p.add_argument("--preview-every", type=int, default=20, help="iterations between previews")
     p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
     p.add_argument("--device", default="auto", help="auto (default): the GPU when CUDA is present, else the CPU")

@@ -134,6 +134,13 @@ def sincut_preset(name: str) -> SinCUTConfig:
     return SINCUT_PRESETS[name]()
 
 
+def trained_for(cfg: SinCUTConfig, iterations: int) -> SinCUTConfig:
+    """`cfg` with its schedule laid over exactly `iterations` steps and trained in full: a count someone
+    chose (`sincut --iters`, the app's budget) outlasts the preset's time budget."""
+    cfg = with_total_iters(cfg, iterations)
+    return replace(cfg, train=replace(cfg.train, time_budget_s=None))
+
+
 def with_total_iters(cfg: SinCUTConfig, iterations: int) -> SinCUTConfig:
     """A copy of `cfg` whose LR schedule lasts exactly `iterations` steps, stretched or shrunk from the preset's
     shape: the same share of steps at the full LR (floored), then the linear decay, stepped every iteration."""

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..imageio import list_images
 from ..interrupt import first_ctrl_c_calls
+from .config import sincut_preset, trained_for
 from .live import LiveTrainer, TrainEvent
 
 
@@ -39,9 +40,11 @@ def single_images(data: Path) -> tuple[Path, Path]:
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
                     preview_every: int = 20, preview_size: int | None = 384, device: str = "auto",
                     precision: str = "fp32") -> int:
-    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code."""
-    trainer = LiveTrainer(content, style, preset, event_every=preview_every, preview_size=preview_size,
-                          device=device, max_iters=iters, precision=precision)
+    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code.
+    `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget)."""
+    config = trained_for(sincut_preset(preset), iters) if iters else preset
+    trainer = LiveTrainer(content, style, config, event_every=preview_every, preview_size=preview_size,
+                          device=device, precision=precision)
     (out / "previews").mkdir(parents=True, exist_ok=True)
     w, h = trainer.content.size
     print(f"training on {trainer.device}: {trainer.precision_note}; content {w}×{h} px", file=sys.stderr)
