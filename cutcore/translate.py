@@ -30,6 +30,7 @@ from .imageio import (
     rescale,
     scaled_size,
     to_pil,
+    to_rgb,
     to_tensor,
 )
 
@@ -146,8 +147,10 @@ def translate_with(
     generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64, multiple: int = 4,
     progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
-    """Translate a PIL image with a bare generator; tiled when `tile` is given and the image is larger
-    (`is_tiled`). `should_stop()` is asked before each tile or the one pass (True: TranslationCancelled)."""
+    """Translate a PIL image (any mode: made RGB as `load_rgb` makes it) with a bare generator; tiled when
+    `tile` is given and the image is larger (`is_tiled`). `should_stop()` is asked before each tile or the
+    one pass (True: TranslationCancelled)."""
+    img = img if img.mode == "RGB" else to_rgb(img)
     if is_tiled(img.size, tile):
         return translate_tiled(generator, img, tile, overlap, multiple, progress, should_stop)
     _check(should_stop, 0, 1)
@@ -178,6 +181,7 @@ def translate_image(
     Tiled when the image at that scale is larger than `tile` (`will_tile`); `should_stop` as in `translate_with`."""
     scale = model.input_scale if scale is None else scale
     check_scale(img.size, scale)
+    img = img if img.mode == "RGB" else to_rgb(img)  # Image.open's RGBA, L, P, CMYK...: before resizing
     if scale == 1:
         return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress, should_stop)
     out = translate_with(model.generator, rescale(img, scale), tile, overlap, model.size_multiple, progress,

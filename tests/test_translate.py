@@ -14,7 +14,7 @@ from torch import nn
 
 from cutcore import translate
 from cutcore.checkpoint import module_state, save_tensors, write_json
-from cutcore.imageio import ImageLoadError, to_pil, to_tensor
+from cutcore.imageio import ImageLoadError, load_rgb, to_pil, to_tensor
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
 from cutcore.model_folder import load_model
@@ -146,6 +146,20 @@ def test_tiny_images_translate_or_fail_clearly(cut_dir, size):
     except (ValueError, ImageLoadError):
         return  # a clear user error is acceptable
     assert out.size == img.size
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "CMYK", "I;16"])
+def test_any_pil_mode_translates_as_the_file_loaded_from_disk(cut_dir, tmp_path, mode):
+    """An image straight from Image.open (not through load_rgb) is made RGB the same way, at any scale."""
+    folder, _ = cut_dir
+    model = load_model(folder, "cpu")
+    rgb = domain_a_image(0, (24, 20))
+    img = rgb.convert("I;16") if mode == "I;16" else rgb.convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    img.save(path)
+    for scale in (1.0, 0.5):
+        want = translate_image(model, load_rgb(path), scale=scale)
+        assert np.array_equal(_as_array(translate_image(model, Image.open(path), scale=scale)), _as_array(want))
 
 
 def test_progress_untiled(cut_dir):
