@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +26,10 @@ from . import __version__
 from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
 from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
-from .saved_config import SavedModelConfig, translation_size
+from .saved_config import CardText, SavedModelConfig, translation_size
 from .train import read_log, training_seconds
 
 LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
-
-
-@dataclass
-class CardText:
-    """What the model card says about the task and the data, beyond what the config holds."""
-
-    about: str = ""  # a sentence: what the model translates
-    attribution: str = ""  # the data's licence and source
 
 
 @dataclass
@@ -158,9 +150,9 @@ def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
               f"{train_cfg.get('epochs_decay')}"]
     scale = config.get("inference", {}).get("scale")
     if scale:
-        recipe.append(f"- New inputs are resized by {scale:g} (the training scale) and the result back to the "
-                      "input's size; `translate` and the app do this themselves")
-    recipe.append(f"- Training time: {t.get('seconds', 0) / 3600:.2f} h wall-clock on {t.get('hardware', 'CPU')} (the "
+        recipe.append(f"- New inputs are resized by {scale:g} (to the ground resolution the model learnt) and the "
+                      "result back to the input's size; `translate` and the app do this themselves")
+    recipe.append(f"- Training time: {_duration(t.get('seconds', 0))} wall-clock on {t.get('hardware', 'CPU')} (the "
                   "training loop, periodic evaluation and checkpoints included)")
     card.sections.append(("Recipe", recipe))
     values = evaluation.get("metrics", {})
@@ -195,6 +187,12 @@ def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
     return card
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def _evaluate_into(folder: Path, final: Path, config: dict, ev: Evaluation) -> None:
     """Evaluate the model staged in `folder` into it; its results name `final`, where it will live."""
     from .evaluate import (
@@ -221,6 +219,15 @@ def _evaluate_into(folder: Path, final: Path, config: dict, ev: Evaluation) -> N
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
             "direction": "AtoB", "size": size, "model": str(final)}
     write_evaluation(folder, model, scores, info, f"{config['name']}\n\n{scores.markdown()}")
+
+
+def refresh_card(folder: str | os.PathLike) -> Path:
+    """Write an exported model's card again from its files, e.g. after `evaluate --out` into its folder
+    changed metrics.json: the card always says what the folder holds."""
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    write_card(folder, model_card(folder, config, CardText(**config.get("card", {}))).render(folder))
+    return folder / "README.md"
 
 
 def export_run(
@@ -257,6 +264,8 @@ def export_run(
               "the model card gives no inference scale (inputs are translated as they are)")
     elif scale != 1:
         config["inference"] = {"scale": scale, "size": inference_size(config)}
+    if text and (text.about or text.attribution):
+        config["card"] = asdict(text)  # so that refresh_card can write the card again
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o777 & ~UMASK)  # mkdtemp's 0700 would keep the model from a web server or another user

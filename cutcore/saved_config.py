@@ -40,6 +40,15 @@ class Domains:
 
 
 @dataclass
+class CardText:
+    """What the model card says about the task and the data, beyond what the config holds (kept in
+    config.json, so the card can be written again when the metrics change)."""
+
+    about: str = ""  # a sentence: what the model translates
+    attribution: str = ""  # the data's licence and source
+
+
+@dataclass
 class SavedModelConfig:
     """config.json of a model folder, typed: the run's config and what was added when it was saved."""
 
@@ -49,6 +58,7 @@ class SavedModelConfig:
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     training: TrainingRecord | None = None
     domains: Domains | None = None  # recorded where the writer knows them (the app's SinCUT tab); else unknown
+    card: CardText | None = None  # export's texts for the model card
 
     @property
     def kind(self) -> str:
@@ -71,12 +81,14 @@ class SavedModelConfig:
             data["training"] = asdict(self.training)
         if self.domains is not None:
             data["domains"] = asdict(self.domains)
+        if self.card is not None:
+            data["card"] = asdict(self.card)
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> SavedModelConfig:
         data = dict(data)
-        extras = {k: data.pop(k) for k in ("name", "source", "inference", "training", "domains") if k in data}
+        extras = {k: data.pop(k) for k in ("name", "source", "inference", "training", "domains", "card") if k in data}
         is_sincut = data.get("model", {}).get("kind") == "sincut"
         return cls(
             run=from_dict(SinCUTConfig if is_sincut else RunConfig, data),
@@ -84,6 +96,7 @@ class SavedModelConfig:
             inference=InferenceSettings(**extras.get("inference", {})),
             training=TrainingRecord(**extras["training"]) if extras.get("training") else None,
             domains=Domains(**extras["domains"]) if extras.get("domains") else None,
+            card=CardText(**extras["card"]) if extras.get("card") else None,
         )
 
 

@@ -101,12 +101,13 @@ def calibrate(args) -> int:
 
 
 def rewrite_card(folder: Path) -> None:
-    from cutcore.checkpoint import read_json
-    from cutcore.export import CardText, model_card
-    from cutcore.model_folder import write_card
+    """The card with this task's texts, kept in config.json so that a later `evaluate --out` keeps them too."""
+    from cutcore.checkpoint import read_json, write_json
+    from cutcore.export import refresh_card
 
-    config = read_json(folder / "config.json")
-    write_card(folder, model_card(folder, config, CardText(ABOUT, ATTRIBUTION)).render(folder))
+    write_json(folder / "config.json", {**read_json(folder / "config.json"),
+                                        "card": {"about": ABOUT, "attribution": ATTRIBUTION}})
+    refresh_card(folder)
 
 
 def keep_samples_local(folder: Path, samples_dir: Path) -> None:

@@ -260,3 +260,23 @@ def test_the_scale_is_measured_in_training_so_a_run_translates_as_its_export_fro
     assert not Path("m2").exists()
     assert json.loads((export_run("here/run", "m2", precision="fp32", source_side=48) / "config.json").read_text()
                       )["inference"] == {"scale": pytest.approx(40 / 48), "size": 40}
+
+
+def test_evaluate_into_an_exported_folder_rewrites_its_card(exported, paired, tmp_path, capsys):
+    """The app's hint for a model without metrics is `evaluate --out` into its folder: the card then shows
+    the new numbers, and keeps export's texts (kept in config.json)."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(exported, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["card"] == {"about": "Stripes to blobs.", "attribution": "Synthetic test images."}
+    assert load_model(folder, "cpu").config.card.about == "Stripes to blobs."
+    assert main(["evaluate", "--model", str(folder), "--data", str(paired), "--phase", "train",
+                 "--split", str(paired / "val.txt"), "--metrics", "rmse", "--out", str(folder)]) == 0
+    assert "model card updated" in capsys.readouterr().err
+    card = (folder / "README.md").read_text()
+    rmse = json.loads((folder / "metrics.json").read_text())["metrics"]["rmse"]
+    assert f"| this model | {rmse:.2f} |" in card
+    assert "Stripes to blobs." in card and "Synthetic test images." in card
+    assert "Training time: " in card and " 0.00 h" not in card  # a seconds-long run in seconds

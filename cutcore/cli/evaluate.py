@@ -52,8 +52,21 @@ def _evaluate(args) -> int:
         hint = "" if isinstance(e, PytorchFIDMissing) else "\nOn the command line: --fid-weights PATH."
         print(f"error: {e}{hint}", file=sys.stderr)
         return 2
+    if args.out and _exported_here(args.out):
+        from ..export import refresh_card
+
+        print(f"model card updated: {refresh_card(args.out)}", file=sys.stderr)
     print(json.dumps(values) if args.json else markdown)
     return 0
+
+
+def _exported_here(folder: Path) -> bool:
+    """A folder `export` wrote (its card describes the metrics beside it), not a run or an official model."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("source") == "ours" \
+            and (folder / "README.md").is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def add_export(sub) -> None:
