@@ -147,6 +147,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto", dir
     """Load a generator (and its PatchNCE heads when present) from a model folder, checkpoint or run,
     or from an official generator file such as `latest_net_G.pth` (read with weights_only=True,
     architecture inferred as `official convert` does); never unpickles objects."""
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be AtoB or BtoA, not {direction!r}")
     dev = resolve_device(str(device))
     if is_official_file(path):
         generator, heads, config = load_official_file(path, direction)

@@ -82,6 +82,8 @@ def test_load_model_errors(tmp_path, cut_dir):
         load_model(tmp_path / "nothing", "cpu")
     with pytest.raises(ValueError, match="BtoA"):
         load_model(cut_dir[0], "cpu", "BtoA")
+    with pytest.raises(ValueError, match="direction must be AtoB or BtoA, not 'AB'"):
+        load_model(cut_dir[0], "cpu", "AB")
 
 
 def test_truncated_weights_are_one_line_naming_the_file(tmp_path, cut_dir):

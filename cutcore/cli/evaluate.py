@@ -41,7 +41,7 @@ def add_evaluate(sub) -> None:
 
 def _evaluate(args) -> int:
     from ..evaluate import evaluate_saved_model
-    from ..metrics import FIDWeightsUnavailable, PytorchFIDMissing
+    from ..metrics import FIDWeightsUnavailable
 
     try:
         values, markdown = evaluate_saved_model(
@@ -49,8 +49,7 @@ def _evaluate(args) -> int:
             max_images=args.max_images, size=args.size, tile=args.tile, direction=args.direction, device=args.device,
             fid_weights=args.fid_weights, out=args.out)
     except FIDWeightsUnavailable as e:  # a RuntimeError, with advice on its own lines
-        hint = "" if isinstance(e, PytorchFIDMissing) else "\nOn the command line: --fid-weights PATH."
-        print(f"error: {e}{hint}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out and _exported_here(args.out):
         from ..export import refresh_card

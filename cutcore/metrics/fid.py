@@ -57,7 +57,8 @@ def default_weights_path() -> Path:
 def _how_to_fix() -> str:
     return (
         f"Download {FID_WEIGHTS_URL}\nand either save it as {default_weights_path()}\n"
-        f"or pass its path as weights_path= or in the {FID_WEIGHTS_ENV} environment variable."
+        f"or give its path: --fid-weights on the command line, fid_weights= in Python, or the {FID_WEIGHTS_ENV} "
+        "environment variable."
     )
 
 
