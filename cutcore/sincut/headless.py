@@ -6,7 +6,8 @@
 The run folder gets the preview sequence (previews/iter_NNNNN.png: the whole content image
 translated as training goes), losses.jsonl, and the exported model (model.safetensors +
 config.json) that `translate` and the app load; the photo's translation at the working size (full
-resolution unless the preset shrinks the images, as sincut-cpu does to 512 px) goes to translation.png.
+resolution unless the preset shrinks the images, as sincut-cpu does to 512 px) goes to translation.png,
+and its style yardsticks (`cutcore.metrics.style`) to style.json.
 Ctrl-C stops after the current iteration and still exports.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..imageio import list_images
+from ..imageio import list_images, load_rgb
 from ..interrupt import first_ctrl_c_calls
+from ..metrics.style import style_report
 from .config import sincut_preset, trained_for
 from .live import LiveTrainer, TrainEvent
 
@@ -72,6 +74,11 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
         print(f"error: SinCUT training failed at iteration {last.iteration}: {last.message}", file=sys.stderr)
         return 1
     trainer.export(out)
-    trainer.translate().save(out / "translation.png")
+    translation = trainer.translate()
+    translation.save(out / "translation.png")
+    # The yardsticks the app shows and README's preset table uses, as `python -m cutcore style` computes them.
+    scores = style_report(load_rgb(content), load_rgb(style), translation)
+    (out / "style.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(f"model: {out} (iteration {trainer.iteration}); previews: {out / 'previews'}")
+    print("style: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({out / 'style.json'})")
     return 0
