@@ -55,6 +55,9 @@ def analysis_side(model, image) -> int:
 def analyse(model_key: str | None, file) -> tuple:
     """Translate the (downsized) image; returns (clickable output view, state)."""
     if not model_key:
+        if not models.scan().choices(heads_only=True):  # the same pointer as the first screen's notes
+            raise UserError("No model with PatchNCE heads is installed yet: make one in a few minutes in the "
+                            "SinCUT live tab (a photo and an artwork), or see the note above.")
         raise UserError("Choose a model with PatchNCE heads first (CUT, FastCUT, PUT or SinCUT models have them).")
     upload = open_upload(file, "an image")
     model = models.load(model_key)

@@ -82,6 +82,12 @@ def _path_of(file: Any) -> str | None:
     return str(getattr(file, "path", None) or file)
 
 
+def upload_name(file: Any) -> str:
+    """The uploaded file's name ("" for none), without decoding it."""
+    path = _path_of(file)
+    return Path(path).name if path else ""
+
+
 def open_upload(file: Any, what: str = "an image", *, max_px: int | None = None, min_px: int | None = None) -> Upload:
     """Decode an uploaded file to RGB, or raise UserError saying what is wrong with it."""
     path_str = _path_of(file)

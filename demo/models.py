@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import threading
@@ -45,6 +46,7 @@ log = logging.getLogger("cutcore.demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HUB_REPO = "cutcore/sat2map"
+STYLE_YARDSTICKS = "Style yardsticks:"  # how the SinCUT tab's model cards start their yardsticks line
 
 
 
@@ -80,6 +82,7 @@ class ModelEntry:
     has_heads: bool = False  # PatchNCE heads saved (needed by the Correspondence tab)
     card: str = ""  # README.md without front matter
     domain: str | None = None  # what it translates, e.g. "satellite image" (None: not recorded)
+    kind: str = ""  # config.json's model.kind: "cut", "cyclegan", "sincut"...
 
     @property
     def key(self) -> str:
@@ -99,8 +102,19 @@ class ModelEntry:
                       "|" + "---:|" * len(self.metrics),
                       "| " + " | ".join(format_metric(m, v) for m, v in self.metrics.items()) + " |"]
         else:
-            lines += ["", "_No metrics.json for this model (evaluate it with `python -m cutcore evaluate --out`)._"]
+            lines += self.unscored_note()
         return "\n".join(lines)
+
+    def unscored_note(self) -> list[str]:
+        """Markdown lines for a model without metrics.json: a SinCUT model's style yardsticks from its card
+        (the map metrics need a paired test set it has none of), else the command that evaluates it."""
+        if self.kind == "sincut":
+            found = re.search(f"^{re.escape(STYLE_YARDSTICKS)}.*$", self.card, re.MULTILINE)
+            return ["", found.group(0)] if found else []
+        folder = shlex.quote(str(self.path))
+        return ["", f"_No metrics.json for this model. On a paired test set (DATA: `testA/` + `testB/` with "
+                    f"matching names, as sat2map): `python -m cutcore evaluate --model {folder} --data DATA "
+                    f"--out {folder}`._"]
 
 
 def _read_json(path: Path) -> dict:
@@ -193,12 +207,14 @@ def read_entry(folder: Path, default_source: str) -> ModelEntry:
     source = default_source
     if str(config.get("source") or "").lower().startswith("official"):
         source = "official"
-    preset = str(config.get("preset") or config.get("model", {}).get("kind") or "?")
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    preset = str(config.get("preset") or model.get("kind") or "?")
     name = str(config.get("name") or folder.name)
     if name.startswith("step_"):  # a run's checkpoint folder: name it after the run
         name = f"{folder.parent.parent.name}/{folder.name}"  # run/step_N
     return ModelEntry(name, folder, source, preset, read_metrics(folder), has_heads(folder / "model.safetensors"),
-                      read_card(folder), input_domain(config, str(config.get("name") or folder.name)))
+                      read_card(folder), input_domain(config, str(config.get("name") or folder.name)),
+                      str(model.get("kind") or ""))
 
 
 @dataclass

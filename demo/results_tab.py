@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -14,13 +15,21 @@ from cutcore.results import METRICS, plot_curves
 
 from . import models
 
-NO_RESULTS = (
-    "### No results yet\n\n"
-    "None of the models has a `metrics.json` and there is no benchmark file. Evaluate a model with\n\n"
-    "```bash\npython -m cutcore evaluate --model weights/cut --data DATA --out weights/cut\n```\n\n"
-    "and put speed benchmarks in `weights/bench.json` (`python -m cutcore.bench --out DIR` writes one; a hand-written\n"
-    "list of `{preset, sec_per_iter, peak_mem_mib}` works too), GPU ones in `weights/bench_gpu.json`."
-)
+
+def no_results() -> str:
+    """The empty state, with the folders this server reads (CUTCORE_WEIGHTS, CUTCORE_BENCH)."""
+    weights, bench = models.weights_dir(), bench_path()
+    model = shlex.quote(str(weights / "MODEL"))
+    speed = (f"`{bench}` gives no speed table (see the notes)" if bench.is_file()
+             else f"there is no benchmark file `{bench}`")
+    return (
+        "### No results yet\n\n"
+        f"None of the models in `{weights}` has a `metrics.json`, and {speed}. Evaluate a model (MODEL: its "
+        "folder) on a paired test set with\n\n"
+        f"```bash\npython -m cutcore evaluate --model {model} --data DATA --out {model}\n```\n\n"
+        f"and put speed benchmarks in `{bench}` (`python -m cutcore.bench --out DIR` writes one; a hand-written "
+        f"list of `{{preset, sec_per_iter, peak_mem_mib}}` works too), GPU ones in `{gpu_bench_path()}`."
+    )
 
 
 def bench_path() -> Path:
@@ -65,7 +74,7 @@ def build_results() -> Results:
     # speed tables appear alone; it stays for a hand-written bench list, which has no table of its own.
     scored = any(r.values.keys() & set(METRICS) for r in report.rows)
     if not scored and (bench in tables or not any(r.values for r in report.rows)):
-        return Results(speed, notes=report.notes, empty=False) if speed else Results(NO_RESULTS, notes=report.notes)
+        return Results(speed, notes=report.notes, empty=False) if speed else Results(no_results(), notes=report.notes)
     out = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
     out.mkdir(parents=True, exist_ok=True)
     plots = []

@@ -8,6 +8,7 @@ queue and see their position) and a lock guards the trainer against any other ca
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import shutil
@@ -53,6 +54,13 @@ def preset_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def refuse_on_cpu(preset: str, device) -> None:
+    """The paper's schedule on a CPU would run for days (its networks take ~8 s an iteration on two cores)."""
+    if preset == "sincut" and device.type == "cpu":
+        raise UserError("The Paper preset is for a GPU: its full-size networks take about 8 s an iteration on two "
+                        "CPU cores, days for its 100000 iterations. Choose CPU-quick, or run the app on a GPU.")
+
+
 def default_iterations(preset: str) -> int:
     from cutcore.sincut import sincut_preset
 
@@ -85,6 +93,13 @@ def make_config(preset: str, iterations: float | None):
     if iterations != cfg.train.total_iters:  # a count the user chose: trained in full, whatever it takes
         cfg.train.time_budget_s = None
     return with_total_iters(cfg, iterations)
+
+
+def preview_interval(every: float | None) -> int:
+    """The preview interval in whole iterations (an emptied number box arrives as None)."""
+    if not isinstance(every, int | float) or not 1 <= every < math.inf:
+        raise UserError("The preview interval must be 1 or more iterations.")
+    return int(every)
 
 
 def default_preset(on_gpu: bool) -> str:
@@ -146,6 +161,17 @@ class Update:
     done: bool = False
 
 
+def progress_line(iteration: int, total: int, its_per_sec: float, eta: float | None) -> str:
+    return f"Iteration **{iteration}/{total}** · {its_per_sec:.2f} it/s · ETA {fmt_seconds(eta)}"
+
+
+def pace_line(iteration: int, total: int, since: tuple[float, int]) -> str:
+    """The progress line between two events, the speed measured since the last one (`since`: time, iteration)."""
+    seconds = time.perf_counter() - since[0]
+    speed = (iteration - since[1]) / seconds if seconds > 0 else 0.0
+    return progress_line(iteration, total, speed, (total - iteration) / speed if speed > 0 else None)
+
+
 def _plot_rows(iteration: int, losses: dict[str, float]) -> list[dict]:
     keys = [k for k in PLOTTED if k in losses] or sorted(losses)
     return [{"iteration": iteration, "loss": k, "value": float(losses[k])} for k in keys]
@@ -162,9 +188,10 @@ def yardsticks(content, style, output) -> str:
     except Exception:  # noqa: BLE001 - numbers beside the result, never a reason to lose it
         log.warning("style yardsticks failed", exc_info=True)
         return ""
-    return (f"Style yardsticks: colour **{r['colour_ratio']:.2f}**, texture **{r['texture_ratio']:.2f}** (distance "
-            f"to the style image as a share of the input's: below 1 is closer), content **{r['content']:.2f}** "
-            f"(edges kept; 1 = all), colour in neither image **{100 * r['foreign_colour_fraction']:.1f}%**.")
+    return (f"{models.STYLE_YARDSTICKS} colour **{r['colour_ratio']:.2f}**, texture **{r['texture_ratio']:.2f}** "
+            "(distance to the style image as a share of the input's: below 1 is closer), content "
+            f"**{r['content']:.2f}** (edges kept; 1 = all), colour in neither image "
+            f"**{100 * r['foreign_colour_fraction']:.1f}%**.")
 
 
 def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: int, total: int,
@@ -237,11 +264,13 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
     if _take_stop_request(session):
         yield Update("Cancelled before it started.", done=True)
         return
+    refuse_on_cpu(preset, models.device())
     photo = open_upload(photo_file, "a photo")
     art = open_upload(art_file, "an artwork")
     content, style = (photo, art) if direction != ART_TO_PHOTO else (art, photo)
     cfg = make_config(preset, iterations)
-    every = max(1, int(every or 25))
+    # At least two loss records: the plot draws no line through a single point.
+    every = min(preview_interval(every), max(1, cfg.train.total_iters // 2))
     crop = cfg.data.crop_size
     from cutcore.sincut.data import working_size
 
@@ -267,21 +296,27 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
             trainer.stop(timeout=0)
         history: list[dict] = []
         last = None
+        since: tuple[float, int] | None = None  # (time, iteration) of the last event
+        shown = 0  # the iteration the status shows
         while True:
             try:
                 ev = trainer.events.get(timeout=0.5)
             except queue.Empty:
                 if not trainer.running and trainer.events.empty():
                     raise UserError("The training thread ended without a word; see the server log.") from None
+                # Events come with previews only: between them the status follows the trainer's counter.
+                if since is not None and (at := trainer.iteration) > shown:
+                    shown, total = at, trainer.total
+                    yield Update(pace_line(at, total, since), None, list(history), at, total)
                 continue
             last = ev
+            since, shown = (time.perf_counter(), ev.iteration), ev.iteration
             if ev.kind == "started":
                 yield Update(f"Training… iteration {ev.iteration}/{ev.total}", None, list(history), ev.iteration,
                              ev.total)
             elif ev.kind == "progress":
                 history += _plot_rows(ev.iteration, ev.losses)
-                status = (f"Iteration **{ev.iteration}/{ev.total}** · {ev.its_per_sec:.2f} it/s · "
-                          f"ETA {fmt_seconds(ev.eta_seconds)}")
+                status = progress_line(ev.iteration, ev.total, ev.its_per_sec, ev.eta_seconds)
                 yield Update(status, ev.preview, list(history), ev.iteration, ev.total)
             elif ev.kind == "error":
                 raise UserError(f"Training failed: {ev.message}")
@@ -400,9 +435,11 @@ def build(ctx) -> None:
             direction = gr.Radio([PHOTO_TO_ART, ART_TO_PHOTO], value=PHOTO_TO_ART, label="Direction",
                                  elem_id="sincut-direction")
             preset = gr.Dropdown(choices, value=first, label="Preset", elem_id="sincut-preset")
-            iterations = gr.Number(default_iterations(first), precision=0, minimum=2, maximum=MAX_ITERS,
-                                   label="Iteration budget", elem_id="sincut-iterations")
-            every = gr.Slider(1, 500, value=25, step=1, label="Preview every N iterations", elem_id="sincut-every")
+            # No minimum/maximum/precision (nor a slider, which has them): Gradio would answer a value outside
+            # them (or NaN) with its own error and a traceback; make_config and preview_interval say what is allowed.
+            iterations = gr.Number(default_iterations(first), label="Iteration budget", info=f"2 to {MAX_ITERS}",
+                                   elem_id="sincut-iterations")
+            every = gr.Number(25, label="Preview every N iterations", info="1 or more", elem_id="sincut-every")
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="sincut-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="sincut-stop")
@@ -411,7 +448,7 @@ def build(ctx) -> None:
         preview = gr.Image(label="Translation of the content image (live)", interactive=False, height=400,
                            elem_id="sincut-preview")
         plot = gr.LinePlot(None, x="iteration", y="value", color="loss", title="Losses", height=400,
-                           elem_id="sincut-plot")
+                           x_axis_format="d", elem_id="sincut-plot")
     with gr.Row():
         download = gr.File(label="Trained model (zip: model.safetensors + config.json + README.md)",
                            interactive=False, visible=False, elem_id="sincut-download")
@@ -451,6 +488,7 @@ def build(ctx) -> None:
     def run(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, request: gr.Request):
         session = getattr(request, "session_hash", None)
         first = True
+        plotted = -1  # rows the plot shows: it is sent again only when they change
         try:
             for up in train_updates(photo_file, art_file, direction_v, preset_v, iterations_v, every_v, session):
                 out: dict = {status: up.status}
@@ -459,13 +497,15 @@ def build(ctx) -> None:
                     first = False
                 if up.preview is not None:
                     out[preview] = up.preview
-                # None, not an empty frame: a LinePlot first given an empty frame never draws its lines (Gradio 6).
-                out[plot] = pd.DataFrame(up.history) if up.history else None
+                if len(up.history) != plotted:
+                    # None, not an empty frame: a LinePlot first given an empty frame never draws its lines (Gradio 6).
+                    out[plot] = pd.DataFrame(up.history) if up.history else None
+                    plotted = len(up.history)
                 if up.done and up.archive is not None:
                     out[download] = gr.update(value=str(up.archive), visible=True)
                     out[model_state] = str(up.model_dir)
                     out.update(ctx.model_list_updates())
-                    out[live_dd] = gr.update(value=str(up.model_dir))
+                    out[live_dd] = {**out[live_dd], "value": str(up.model_dir)}  # with its new choices (its label)
                     gr.Info(f"Model {up.model_dir.name} is ready.")
                 yield out
         except Exception as e:  # noqa: BLE001 - every error: one line in the status and a toast

@@ -25,7 +25,7 @@ from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
 from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
-from .errors import Upload, UserError, event_alive, open_upload, user_errors
+from .errors import Upload, UserError, error_text, event_alive, open_upload, to_gr_error, upload_name
 from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
@@ -207,9 +207,10 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     png = output_dir() / f"{stem}_{entry_name}.png"
     out.save(png, compress_level=1 if img.width * img.height > 4_000_000 else 6)
     how = f"in {tile}px tiles" if tiled else "in one pass"
-    if model.input_scale != 1:
-        how += f" at ×{model.input_scale:g} (the scale the model was trained at)"
-    info = f"{upload.summary} → translated {how} in {seconds:.1f} s with `{entry_name}`."
+    if model.input_scale != 1:  # the result is resized back to the input's size
+        how += f" at ×{model.input_scale:g} (the scale this model translates at)"
+    took = "in under 0.1 s" if seconds < 0.1 else f"in {seconds:.1f} s"
+    info = f"{upload.summary} → translated {how} {took} with `{entry_name}`."
     return TranslateResult(view(img), view(out), png, info, out)
 
 
@@ -275,8 +276,8 @@ def build(ctx) -> None:
     upload.clear(lambda: show_input(None), None, shown_input)
     model_dd.change(model_changed, model_dd, [model_md, upload])
 
-    @user_errors
     def do_translate(key, file, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - Gradio's pattern
+        """A generator: the info line says "translating" during the work, and what went wrong after an error."""
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Translating tiles" if total > 1 else "Translating", unit="tiles")
             job.done, job.total = done, total
@@ -291,15 +292,22 @@ def build(ctx) -> None:
 
         job = start_job(getattr(request, "session_hash", None))
         try:
+            name = upload_name(file)
+            yield gr.update(), gr.update(), gr.update(), f"Translating **{name}**…" if name else "Translating…"
             result = on_own_thread(translate_upload, key, file, report, should_stop, waiting)
         except Cancelled as c:
             log.info("translation %s after %d of %d tiles; nothing saved", c.reason, c.done, c.total)
             where = f" after {c.done} of {c.total} tiles" if c.total > 1 else ""
-            return gr.update(), gr.update(), gr.update(), f"Translation cancelled{where}; nothing was saved."
+            yield gr.update(), gr.update(), gr.update(), f"Translation cancelled{where}; nothing was saved."
+            return
+        except Exception as e:  # noqa: BLE001 - every error: one line in the info and a toast
+            err = to_gr_error(e, "do_translate")
+            yield gr.update(), gr.update(), gr.update(), f"⚠️ {error_text(err)}"
+            raise err from None
         finally:
             end_job(job)
-        return (gr.update(visible=False), gr.update(value=(result.input_view, result.output_view), visible=True),
-                gr.update(value=str(result.png_path), visible=True), result.info)
+        yield (gr.update(visible=False), gr.update(value=(result.input_view, result.output_view), visible=True),
+               gr.update(value=str(result.png_path), visible=True), result.info)
 
     def cancel_translation(request: gr.Request) -> str:
         return request_cancel(getattr(request, "session_hash", None))

@@ -812,7 +812,7 @@ def test_handlers_run_torch_work_on_a_thread_that_ends_with_it(app_env, cut_mode
     recorded(sincut_tab, "yardsticks")
     demo = build_demo()
     image = two_images[0]
-    result = _fn(demo, "do_translate").fn(str(cut_model), image, _Request(), progress=lambda *a, **k: None)
+    *_, result = _fn(demo, "do_translate").fn(str(cut_model), image, _Request(), progress=lambda *a, **k: None)
     assert "translated in one pass" in result[3]
     view, state, *_ = _fn(demo, "do_analyse").fn(str(cut_model), image)
     _fn(demo, "do_click").fn(state, SimpleNamespace(index=(5, 5)))
@@ -1109,3 +1109,155 @@ def test_sincut_trains_where_the_app_runs_and_says_what_to_expect(monkeypatch):
     assert {v for _, v in sincut_tab.preset_choices()} >= {"sincut-cpu", "sincut-gpu", "sincut"}
     assert "**GPU**" in sincut_tab.expectations(True) and "**CPU**" in sincut_tab.expectations(False)
     assert "5 minutes" in sincut_tab.expectations(False)
+
+
+# --- review 2: the paper preset on a CPU, progress between previews, texts that say what is true ----------
+
+
+def test_sincut_paper_preset_is_refused_on_a_cpu_and_runs_on_cuda(app_env, two_images, monkeypatch):
+    """It started on a CPU server and showed "iteration 0/100000" for minutes (days of training)."""
+    import torch
+
+    monkeypatch.setenv("CUTCORE_DEVICE", "cpu")
+    FakeTrainer.instances.clear()
+    with pytest.raises(UserError, match="Paper preset is for a GPU.*days.*Choose CPU-quick, or run the app on a GPU"):
+        list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut", 50, 25, None,
+                                      factory=FakeTrainer))
+    assert not FakeTrainer.instances and not sincut_tab._train_lock.locked()
+    sincut_tab.refuse_on_cpu("sincut-cpu", torch.device("cpu"))  # the CPU preset is what it is for
+    monkeypatch.setattr(models, "device", lambda: torch.device("cuda"))
+    final = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut", 4, 2, None,
+                                          factory=FakeTrainer))[-1]
+    assert final.done and "finished at iteration **4/4**" in final.status
+
+
+def test_sincut_status_moves_between_previews(app_env, two_images):
+    """Previews every 30 iterations: the iteration, speed and ETA still show from the first iterations."""
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 60, 30, None,
+                                        factory=lambda *a, **k: FakeTrainer(*a, **k, step_seconds=0.1)))
+    first_preview = next(i for i, u in enumerate(ups) if u.preview is not None)
+    early = [u for u in ups[:first_preview] if 0 < u.iteration < 30]
+    assert early, [u.status for u in ups]
+    assert all(re.fullmatch(r"Iteration \*\*\d+/60\*\* · \d+\.\d\d it/s · ETA \d+ s", u.status) for u in early)
+    assert [u.iteration for u in early] == sorted({u.iteration for u in early})  # each count once, in order
+    assert ups[-1].done and ups[-1].iteration == 60
+
+
+def test_sincut_number_inputs_leave_validation_to_the_app(app_env, two_images, monkeypatch):
+    """A budget of 1 got Gradio's "Value 1 is less than minimum value 2" (and a traceback), not make_config's
+    message; after a 2-iteration run the loss plot had one point (no line); the live list showed a path."""
+    from demo import build_demo
+
+    monkeypatch.setattr(sincut_tab, "TRAINER_FACTORY", FakeTrainer)
+    demo = build_demo()
+    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    budget, every = blocks["sincut-iterations"], blocks["sincut-every"]
+    assert budget.preprocess(1) == 1 and budget.preprocess(10**9) == 10**9  # Gradio lets them through...
+    assert every.preprocess(0) == 0 and every.preprocess(1000) == 1000
+    assert np.isnan(budget.preprocess(float("nan")))
+    assert "2 to 200000" in budget.info
+    for bad in (0, None, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="The preview interval must be 1 or more iterations"):
+            sincut_tab.preview_interval(bad)
+    assert sincut_tab.preview_interval(1000) == 1000  # no cap (a long GPU run may preview rarely)
+    gen = _fn(demo, "run").fn(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 1, 25, _Request())
+    assert "⚠️ The iteration budget must be between 2 and" in next(gen)[blocks["sincut-status"]]  # ...to the app
+    with pytest.raises(gr.Error, match="between 2 and"):
+        next(gen)
+    outs = list(_fn(demo, "run").fn(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 2, 25, _Request()))
+    plot = blocks["sincut-plot"]
+    plotted = [out[plot] for out in outs if plot in out]  # sent when its rows change only
+    assert set(plotted[-1]["iteration"]) == {1, 2} and plot.x_axis_format == "d"
+    live = outs[-1][blocks["sincut-live-model"]]
+    (folder,) = [p for p in app_env["live"].iterdir() if p.is_dir()]
+    assert live["value"] == str(folder)
+    assert (models.scan().get(str(folder)).label, str(folder)) in live["choices"]  # its name, not the path
+
+
+def _sincut_folder(folder: Path, scores: str) -> Path:
+    """A model folder as the SinCUT tab writes it: kind "sincut" in config.json, its card with the yardsticks."""
+    card = sincut_tab.model_card(folder.name, sincut_tab.make_config("sincut-cpu", 30), "photo.png", "art.png",
+                                 sincut_tab.PHOTO_TO_ART, 30, 30, scores)
+    make_model(folder, "cut", card=card)
+    doc = json.loads((folder / "config.json").read_text())
+    doc["model"]["kind"] = "sincut"
+    (folder / "config.json").write_text(json.dumps(doc))
+    return folder
+
+
+def test_model_card_says_how_to_score_a_model_without_metrics(app_env, two_images, tmp_path):
+    """The hint `python -m cutcore evaluate --out` did not run; a SinCUT model was sent to satellite maps."""
+    import shlex
+
+    from helpers import domain_a_image, domain_b_image
+
+    from cutcore.cli import main
+
+    plain = make_model(app_env["weights"] / "cut tiny", "cut")  # a space: the command quotes the folder
+    text = models.scan().get(str(plain)).describe()
+    command = re.search(r"`(python -m cutcore evaluate [^`]+)`", text).group(1)
+    assert command == f"python -m cutcore evaluate --model '{plain}' --data DATA --out '{plain}'"
+    data = tmp_path / "paired"
+    for half, make in (("testA", domain_a_image), ("testB", domain_b_image)):
+        (data / half).mkdir(parents=True)
+        make(0, (40, 40)).save(data / half / "p0.png")
+    assert main([str(data) if arg == "DATA" else arg for arg in shlex.split(command)[3:]]) == 0  # it runs
+    assert models.scan().get(str(plain)).metrics  # and the card shows its metrics from then on
+
+    photo, art = (Image.open(p).convert("RGB") for p in two_images)
+    scored = _sincut_folder(app_env["live"] / "sincut-photo2art-1", sincut_tab.yardsticks(photo, art, photo))
+    unscored = _sincut_folder(app_env["live"] / "sincut-photo2art-2", "")
+    text = models.scan().get(str(scored)).describe()
+    assert "Style yardsticks: colour **1.00**" in text and "evaluate" not in text
+    text = models.scan().get(str(unscored)).describe()
+    assert "sincut-photo2art-2" in text and "evaluate" not in text and "metrics" not in text
+
+
+def test_translate_info_says_what_is_true(app_env, cut_model, tmp_path, monkeypatch):
+    """"the scale the model was trained at" (it is the scale it translates at), "in 0.0 s", and "press
+    Translate" while a tiled translation ran."""
+    from types import SimpleNamespace
+
+    from demo import build_demo
+
+    doc = json.loads((cut_model / "config.json").read_text())
+    doc["inference"] = {"scale": 0.25}
+    (cut_model / "config.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(translate_tab, "time", SimpleNamespace(perf_counter=lambda: 0.0))
+    info = translate_tab.translate_upload(str(cut_model), str(_png(tmp_path / "in.png", (96, 64)))).info
+    assert "in one pass at ×0.25 (the scale this model translates at) in under 0.1 s" in info, info
+    assert "trained" not in info
+    monkeypatch.setenv("CUTCORE_DEMO_TILE", "16")
+    big = str(_png(tmp_path / "big.png", (200, 150)))
+    demo = build_demo()
+    gen = _fn(demo, "do_translate").fn(str(cut_model), big, _Request(), progress=lambda *a, **k: None)
+    assert next(gen)[3] == "Translating **big.png**…"
+    assert "tiles" in list(gen)[-1][3]
+    gen = _fn(demo, "do_translate").fn(None, big, _Request(), progress=lambda *a, **k: None)
+    assert next(gen)[3] == "Translating **big.png**…"
+    assert next(gen)[3].startswith("⚠️ No model selected")  # not "translating" beside the error
+    with pytest.raises(gr.Error, match="No model selected"):
+        next(gen)
+
+
+def test_results_empty_state_names_the_folders_in_use(app_env, monkeypatch):
+    make_model(app_env["weights"] / "cut", "cut")
+    text = results_tab.build_results().markdown
+    weights = app_env["weights"]
+    assert f"--model {weights}/MODEL --data DATA --out {weights}/MODEL" in text
+    assert f"no benchmark file `{weights}/bench.json`" in text and f"`{weights}/bench_gpu.json`" in text
+    assert "weights/cut" not in text.replace(str(weights), "")
+    monkeypatch.setenv("CUTCORE_BENCH", str(app_env["official"] / "bench.json"))
+    assert f"`{app_env['official']}/bench.json`" in results_tab.build_results().markdown
+
+
+def test_correspondence_without_models_points_to_the_sincut_tab(app_env, tmp_path):
+    image = str(_png(tmp_path / "x.png"))
+    with pytest.raises(UserError, match="SinCUT live tab"):
+        correspondence_tab.analyse(None, image)
+    make_model(app_env["weights"] / "cyc", "cyclegan")  # a model, but none with heads
+    with pytest.raises(UserError, match="SinCUT live tab"):
+        correspondence_tab.analyse(None, image)
+    make_model(app_env["weights"] / "cut", "cut")
+    with pytest.raises(UserError, match="Choose a model with PatchNCE heads first"):
+        correspondence_tab.analyse(None, image)

@@ -119,14 +119,20 @@ def test_models_made_after_start_up_are_accepted_by_every_endpoint(app):
     assert "Traceback" not in log and "is not in the list of choices" not in log, log[-3000:]
 
 
-def test_an_emptied_iteration_budget_gets_the_range_message(app):
+# Emptied, or below or above the range the label gives: the app's own message, not Gradio's.
+@pytest.mark.parametrize(("budget", "every", "message"), [
+    (None, 2, "The iteration budget must be between 2 and"), (1, 2, "The iteration budget must be between 2 and"),
+    (10**9, 2, "The iteration budget must be between 2 and"), (6, 0, "The preview interval must be 1 or more"),
+    (6, None, "The preview interval must be 1 or more")])
+def test_an_emptied_or_out_of_range_number_gets_the_apps_message(app, budget, every, message):
     root = app["root"]
     handle = gradio_client.handle_file
     with pytest.raises(Exception) as e:
         _client(app["url"]).predict(handle(str(root / "photo.png")), handle(str(root / "art.png")),
-                                    "photo → art style", "tiny", None, 2, api_name="/run")
-    assert "The iteration budget must be between 2 and" in str(e.value), e.value
-    assert "Something went wrong" not in str(e.value) and "TypeError" not in _log(app)
+                                    "photo → art style", "tiny", budget, every, api_name="/run")
+    assert message in str(e.value), e.value
+    assert "Something went wrong" not in str(e.value) and "value" not in str(e.value)
+    assert "TypeError" not in _log(app) and "Traceback" not in _log(app)
 
 
 def test_delete_live_model_through_the_api_refuses_other_models(app):

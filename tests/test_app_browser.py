@@ -272,6 +272,7 @@ def test_cancel_stops_a_long_translation(page, data):
     expect(page.locator("#translate-info")).to_contain_text("3000×3000")
     page.click("#translate-run")
     expect(page.get_by_text(re.compile(r"Translating tiles")).first).to_be_visible()
+    expect(page.locator("#translate-info")).to_have_text("Translating huge.png…")  # not "press Translate"
     shot(page, "06a_translate_running")
     page.click("#translate-cancel")
     expect(page.locator("#translate-info")).to_contain_text("cancelled")
@@ -366,7 +367,8 @@ def test_first_screen_without_models_then_a_live_model_made_and_deleted(browser,
     expect(page.locator("#sincut-photo-view img")).to_be_visible()
     page.click("#sincut-start")
     expect(page.locator("#sincut-status")).to_contain_text("finished at iteration", timeout=TIMEOUT_MS)
-    expect(page.locator("#sincut-live-model input")).to_have_value(re.compile("sincut-photo2art"))
+    # The new model's name, as the other lists show it (not its folder's path).
+    expect(page.locator("#sincut-live-model input")).to_have_value(re.compile(r"^sincut-photo2art-\S+ \[live, "))
     expect(page.locator("#header")).to_contain_text("1 live")
     expect(page.locator("#models-status")).to_be_hidden()  # the missing-models box stepped aside
     page.get_by_role("tab", name="Translate").click()
