@@ -71,7 +71,7 @@ def default_iterations(preset: str) -> int:
 
 def make_config(preset: str, iterations: float | None):
     """The preset with its LR schedule stretched to exactly `iterations` steps (constant, then linear decay)."""
-    from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, with_total_iters
+    from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, trained_for, with_total_iters
 
     # An emptied number box arrives as None (and the API may send NaN): the same message as 0.
     if not isinstance(iterations, int | float) or not 2 <= iterations <= MAX_ITERS:
@@ -90,8 +90,8 @@ def make_config(preset: str, iterations: float | None):
             cfg = sincut_preset(preset)
         except ValueError as e:
             raise UserError(str(e)) from None
-    if iterations != cfg.train.total_iters:  # a count the user chose: trained in full, whatever it takes
-        cfg.train.time_budget_s = None
+    if iterations != cfg.train.total_iters:  # a count the user chose: trained in full, as `sincut --iters`
+        return trained_for(cfg, iterations)
     return with_total_iters(cfg, iterations)
 
 
