@@ -56,6 +56,13 @@ def examples_dir() -> Path | None:
     return default if default.is_dir() else None
 
 
+def examples_label() -> str:
+    """The default examples are satellite tiles: say so, since a photo → art model is offered beside them."""
+    if os.environ.get("CUTCORE_EXAMPLES") is None:
+        return "Satellite tiles to try with the satellite → map models (click one to use it)"
+    return "Examples (click one to use it)"
+
+
 def example_images(n: int = N_EXAMPLES) -> list[Path]:
     folder = examples_dir()
     if folder is None or not folder.is_dir():
@@ -262,7 +269,7 @@ def build(ctx) -> None:
 
     examples = example_images()
     if examples:
-        gallery = gr.Gallery([(str(p), p.name) for p in examples], label="Examples (click one to use it)",
+        gallery = gr.Gallery([(str(p), p.name) for p in examples], label=examples_label(),
                              columns=len(examples), height=160, allow_preview=False, buttons=[],
                              elem_id="translate-examples")
 

@@ -1261,3 +1261,11 @@ def test_correspondence_without_models_points_to_the_sincut_tab(app_env, tmp_pat
     make_model(app_env["weights"] / "cut", "cut")
     with pytest.raises(UserError, match="Choose a model with PatchNCE heads first"):
         correspondence_tab.analyse(None, image)
+
+
+def test_the_default_examples_say_they_are_satellite_tiles(monkeypatch, tmp_path):
+    """A photo → art model is offered beside them: the gallery must not look like inputs for every model."""
+    monkeypatch.delenv("CUTCORE_EXAMPLES", raising=False)
+    assert "Satellite tiles" in translate_tab.examples_label()
+    monkeypatch.setenv("CUTCORE_EXAMPLES", str(tmp_path))
+    assert translate_tab.examples_label() == "Examples (click one to use it)"
