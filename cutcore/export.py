@@ -107,6 +107,8 @@ def inference_scale(config: dict) -> float | None:
 def check_replaceable(out: Path, run: Path) -> None:
     """Export replaces `out` whole: refuse anything but a new or empty folder or an exported model, and
     never the run itself, a folder holding it or one inside it."""
+    if out.is_symlink():  # rmtree refuses links, and the link's target is not what it names
+        raise ValueError(f"{out} is a symbolic link; give the folder itself")
     o, r = out.resolve(), run.resolve()
     if o == r or o in r.parents or r in o.parents:
         raise ValueError(f"{out}: export would replace the run {run} or a folder with it; choose a folder outside it")
@@ -264,8 +266,7 @@ def export_run(
               "the model card gives no inference scale (inputs are translated as they are)")
     elif scale != 1:
         config["inference"] = {"scale": scale, "size": inference_size(config)}
-    if text and (text.about or text.attribution):
-        config["card"] = asdict(text)  # so that refresh_card can write the card again
+    config["card"] = asdict(text or CardText())  # so that refresh_card can write the card again
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o777 & ~UMASK)  # mkdtemp's 0700 would keep the model from a web server or another user

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -281,6 +282,7 @@ class Trainer:
             batch_size=t.batch_size,
             sampler=StepSampler(start_step, t.batch_size, self.dist.rank, self.dist.world),
             num_workers=r.num_workers,
+            worker_init_fn=_ignore_ctrl_c,
             persistent_workers=False,
             pin_memory=self.device.type == "cuda",  # lets the loop's non_blocking copy overlap
         ))
@@ -300,11 +302,11 @@ class Trainer:
 
     def fit(self) -> Path:
         """Train to the end, or until the time budget or a Ctrl-C stops it: either way the newest
-        checkpoint holds every step taken. A training image that cannot be read also leaves one."""
+        checkpoint holds every step taken (after a Ctrl-C, KeyboardInterrupt is raised once it is saved).
+        A training image that cannot be read also leaves one."""
         t, out = self.cfg.train, self.out
-        if self.step == 0 and (old := checkpoint_dirs(out)):
-            raise ValueError(f"{out} already holds a run (checkpoints up to {old[-1].name}): continue it with "
-                             "--resume, or train into another --out")
+        if self.step == 0:
+            refuse_existing_run(out)
         if self.dist.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
             write_json(out / "config.json", self.saved_config())
@@ -327,8 +329,10 @@ class Trainer:
                 loop.run(reporter, should_stop=should_stop)
             if self.step < self.total_steps and self.dist.main:  # out of time or stopped: keep what was learnt
                 reporter.checkpoint = self._save_once(reporter.checkpoint)
-                if ctrl_c.is_set():
-                    tqdm.write(f"stopped by Ctrl-C at step {self.step}; continue with --resume", file=sys.stderr)
+            if ctrl_c.is_set():  # saved; still an interruption, so `train ... && export ...` goes no further
+                tqdm.write(f"stopped by Ctrl-C at step {self.step}, checkpoint saved; continue with --resume",
+                           file=sys.stderr)
+                raise KeyboardInterrupt
         except Exception:
             if loop.fetching and alone and self.step:  # between two steps: the state is whole, keep it
                 ckpt = self._save_once(reporter.checkpoint)
@@ -367,9 +371,23 @@ def trim_log(path: Path, step: int) -> None:
 def _record_step(line: str) -> float:
     """A log line's step; a line torn by a kill mid-write, or blank, counts as past every checkpoint."""
     try:
-        return json.loads(line).get("step", 0)
+        step = json.loads(line).get("step", 0)
     except (ValueError, AttributeError):
         return math.inf
+    return step if isinstance(step, int | float) else math.inf
+
+
+def _ignore_ctrl_c(_worker: int) -> None:
+    """A terminal's Ctrl-C reaches the loader workers too: they must live on while the main process
+    finishes its step and saves (it shuts them down itself)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def refuse_existing_run(out: Path) -> None:
+    """A new run in a folder that holds one would overwrite and prune its checkpoints."""
+    if old := checkpoint_dirs(out):
+        raise ValueError(f"{out} already holds a run (checkpoints up to {old[-1].name}): continue it with "
+                         "--resume, or train into another --out")
 
 
 class TimeBudget:
@@ -499,5 +517,6 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
                 raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
                                  f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
     else:
+        refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
         trainer = Trainer(cfg, out, make_evaluator)
     return trainer.fit()

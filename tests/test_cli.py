@@ -76,8 +76,9 @@ def _error_lines(stderr: str) -> list[str]:
 def work(tmp_path_factory):
     work = tmp_path_factory.mktemp("cli")
     make_unpaired(work / "data")
-    bad = make_unpaired(work / "bad_img", n_a=2, n_b=2)
-    (bad / "trainA" / "a01.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    # Past the first 8, which the Trainer decodes up front (the inference scale): read when drawn, mid-run.
+    bad = make_unpaired(work / "bad_img", n_a=9, n_b=2)
+    (bad / "trainA" / "a08.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     domain_a_image(7, (37, 53)).save(work / "photo.png")
     (work / "broken.png").write_bytes(b"not really a png")
     (work / "notes.txt").write_text("hello")
@@ -197,7 +198,7 @@ def test_resume_via_cli(trained, capsys, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (("train", "--data", "{work}/no_such_dir", "--out", "{tmp}/o", *TINY), "no_such_dir"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "32", "--crop-size", "40"), "crop_size"),
-    (("train", "--data", "{work}/bad_img", "--out", "{tmp}/o", *TINY), "a01.png"),
+    (("train", "--data", "{work}/bad_img", "--out", "{tmp}/o", *TINY, "--max-steps", "12"), "a08.png"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", "--resume", *TINY), "no checkpoint"),
     (("translate", "--model", "{tmp}/nope", "--input", "{work}/photo.png", "--output", "{tmp}/o"), "nope"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/broken.png", "--output", "{tmp}/o"), "broken.png"),
@@ -310,23 +311,36 @@ def test_broken_model_folders_are_one_line(trained, capsys, tmp_path):
 
 def test_bad_image_with_loader_workers_is_one_clean_line(trained, capsys, tmp_path):
     work, _ = trained
-    r = _main(capsys, "train", "--data", work / "bad_img", "--out", tmp_path / "o", *TINY[:-2], "--num-workers", "1")
+    r = _main(capsys, "train", "--data", work / "bad_img", "--out", tmp_path / "o", *TINY[:-2], "--num-workers", "1",
+              "--max-steps", "12")
     assert r.code == 2, r
     lines = _error_lines(r.stderr)
-    assert len(lines) == 1 and "a01.png" in lines[0] and "Traceback" not in r.stderr, r
+    assert len(lines) == 1 and "a08.png" in lines[0] and "Traceback" not in r.stderr, r
 
 
 def test_error_during_training_starts_its_own_line(trained, capsys, tmp_path):
     work, _ = trained
-    r = _main(capsys, "train", "--data", work / "bad_img", "--out", tmp_path / "o", *TINY)
+    r = _main(capsys, "train", "--data", work / "bad_img", "--out", tmp_path / "o", *TINY, "--max-steps", "12")
     assert r.code == 2, r
-    assert re.search(r"(^|\n)error: .*a01\.png", r.stderr), r
+    assert re.search(r"(^|\n)error: .*a08\.png", r.stderr), r
 
 
 @pytest.mark.parametrize("flag,value", [("--direction", "btoa"), ("--precision", "fp16")])
 def test_train_rejects_invalid_choices(work, capsys, tmp_path, flag, value):
     r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, flag, value)
     assert r.code == 2, r
+
+
+def test_ctrl_c_exits_130_without_a_traceback(work, capsys, tmp_path, monkeypatch):
+    """train saves its checkpoint before it lets the interruption through; the command says so and exits 130."""
+    import cutcore.train
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cutcore.train, "train", interrupted)
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY)
+    assert r.code == 130 and r.stderr.strip() == "interrupted", r
 
 
 def test_max_steps_zero_is_a_clear_error(work, capsys, tmp_path):

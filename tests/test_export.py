@@ -210,7 +210,9 @@ def test_export_never_replaces_the_run_or_a_folder_that_is_not_a_model(run, expo
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    for out in (run, run.parent, run / "checkpoints", run / "new", other, other / "keep.txt"):
+    link = tmp_path / "link"
+    link.symlink_to(exported, target_is_directory=True)
+    for out in (run, run.parent, run / "checkpoints", run / "new", other, other / "keep.txt", link):
         with pytest.raises(ValueError):
             export_run(run, out, precision="fp32")
     assert sorted(p.relative_to(run.parent) for p in run.parent.rglob("*")) == before
@@ -280,3 +282,12 @@ def test_evaluate_into_an_exported_folder_rewrites_its_card(exported, paired, tm
     assert f"| this model | {rmse:.2f} |" in card
     assert "Stripes to blobs." in card and "Synthetic test images." in card
     assert "Training time: " in card and " 0.00 h" not in card  # a seconds-long run in seconds
+    # An export from before the card texts were kept: its card is left as it is, not rewritten without them.
+    older = tmp_path / "older"
+    shutil.copytree(exported, older)
+    config.pop("card")
+    (older / "config.json").write_text(json.dumps(config))
+    before = (older / "README.md").read_text()
+    assert main(["evaluate", "--model", str(older), "--data", str(paired), "--phase", "train",
+                 "--split", str(paired / "val.txt"), "--metrics", "rmse", "--out", str(older)]) == 0
+    assert "left as it is" in capsys.readouterr().err and (older / "README.md").read_text() == before

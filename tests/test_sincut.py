@@ -724,6 +724,13 @@ def test_a_chosen_iteration_count_is_trained_in_full_on_the_presets_schedule():
         assert t.lr_at(0) == preset.train.lr and t.lr_at(n - 1) < t.lr_at(n // 2) <= preset.train.lr
 
 
+def test_sincut_command_refuses_a_count_below_one(tmp_path, capsys):
+    from cutcore.cli import main
+
+    assert main(["sincut", "--content", "p.png", "--style", "a.png", "--out", str(tmp_path), "--iters", "0"]) == 2
+    assert "--iters must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_sincut_command_picks_the_preset_for_the_device(monkeypatch, tmp_path):
     import cutcore.sincut.headless as headless
     from cutcore.cli import main

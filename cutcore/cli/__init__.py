@@ -30,6 +30,9 @@ def run(func, args) -> int:
         return func(args)
     except (FileNotFoundError, ValueError) as e:
         return _fail(_one_line(e))
+    except KeyboardInterrupt:  # Ctrl-C: what could be kept is kept (train saves first) and says so
+        print("interrupted", file=sys.stderr)
+        return 130
     except (FileExistsError, NotADirectoryError) as e:  # e.g. --out names an existing file
         file = _file_in_the_way(e.filename)
         if file is None:

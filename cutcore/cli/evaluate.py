@@ -55,17 +55,21 @@ def _evaluate(args) -> int:
         from ..export import refresh_card
 
         print(f"model card updated: {refresh_card(args.out)}", file=sys.stderr)
+    elif args.out and (args.out / "README.md").is_file():
+        print(f"note: {args.out / 'README.md'} left as it is (export it again to have its card show these metrics)",
+              file=sys.stderr)
     print(json.dumps(values) if args.json else markdown)
     return 0
 
 
 def _exported_here(folder: Path) -> bool:
-    """A folder `export` wrote (its card describes the metrics beside it), not a run or an official model."""
+    """A folder `export` wrote since it keeps its card texts (so the card can be written again without
+    losing them), not a run, an official model or an older export."""
     try:
-        return json.loads((folder / "config.json").read_text()).get("source") == "ours" \
-            and (folder / "README.md").is_file()
+        config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return False
+    return config.get("source") == "ours" and "card" in config and (folder / "README.md").is_file()
 
 
 def add_export(sub) -> None:

@@ -34,6 +34,8 @@ def _sincut(args: argparse.Namespace) -> int:
     from ..hardware import resolve_device
     from ..sincut.headless import single_images, train_to_folder
 
+    if args.iters is not None and args.iters < 1:
+        raise ValueError(f"--iters must be at least 1, got {args.iters}")
     if args.data and (args.content or args.style):
         raise ValueError("--data and --content/--style are alternatives: give --data, or --content and --style")
     if args.data:

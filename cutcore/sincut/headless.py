@@ -44,7 +44,7 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
                     precision: str = "fp32") -> int:
     """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code.
     `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget)."""
-    config = trained_for(sincut_preset(preset), iters) if iters else preset
+    config = trained_for(sincut_preset(preset), iters) if iters is not None else preset
     trainer = LiveTrainer(content, style, config, event_every=preview_every, preview_size=preview_size,
                           device=device, precision=precision)
     (out / "previews").mkdir(parents=True, exist_ok=True)
