@@ -246,16 +246,20 @@ def evaluate_generator(
     {metric: value} in METRICS order; accuracy is a fraction in [0, 1].
     """
     metrics = parse_metrics(metrics)  # before translating: a typo should not cost a pass over the data
-    return _score(*_translations(generator, pairs, size, tile, multiple, progress), metrics, fid_extractor)
+    fakes, reals, _ = _translations(generator, pairs, size, tile, multiple, progress)
+    return _score(fakes, reals, metrics, fid_extractor)
 
 
 def _translations(generator: nn.Module, pairs: Sequence[Pair], size: int | None, tile: int | None,
-                  multiple: int | None, progress: bool) -> tuple[list[Scored], list[Scored]]:
-    fakes, reals = [], []
-    for _, fake, real in translate_pairs(generator, pairs, size, tile, multiple, progress):
-        fakes.append(fake)
-        reals.append(real)
-    return fakes, reals
+                  multiple: int | None, progress: bool) -> tuple[list[Scored], list[Scored], list[tuple]]:
+    """Translations and targets of every pair, and the first GRID_PAIRS (input, translation, target) rows."""
+    fakes, reals, samples = [], [], []
+    for row in translate_pairs(generator, pairs, size, tile, multiple, progress):
+        fakes.append(row[1])
+        reals.append(row[2])
+        if len(samples) < GRID_PAIRS:
+            samples.append(row)
+    return fakes, reals, samples
 
 
 @dataclass(frozen=True)
@@ -293,13 +297,8 @@ def evaluate_model(
     from .metrics import colour_breakdown, most_common_colour_baseline
 
     metrics = parse_metrics(metrics)
-    fakes, reals, samples = [], [], []
-    for row in translate_pairs(model.generator, model_pairs(model, pairs, direction), size, tile,
-                               model.size_multiple, progress):
-        fakes.append(row[1])
-        reals.append(row[2])
-        if len(samples) < GRID_PAIRS:
-            samples.append(row)
+    fakes, reals, samples = _translations(model.generator, model_pairs(model, pairs, direction), size, tile,
+                                          model.size_multiple, progress)
     by_colour = colour_breakdown([f.paired for f in fakes], [r.paired for r in reals], PAIRED_SIZE) \
         if "accuracy" in metrics else []
     baseline = most_common_colour_baseline([r.paired for r in reals], PAIRED_SIZE)
