@@ -449,15 +449,15 @@ def _int_list(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
-# The smallest sides the networks take: the discriminator's last two 4×4 convolutions need 3 pixels
-# after its three halvings (and the generator's two halvings need a multiple of 4 to come back to
-# size); the generator alone needs 2 pixels for its reflection pad after its two halvings.
-MIN_TRAIN_SIZE, MIN_INFER_SIZE = 24, 5
+# The generator alone (inference rows) needs 2 pixels for its reflection pad after its two halvings;
+# training sizes follow the training configs' own rule (config.smallest_crop, GENERATOR_MULTIPLE).
+MIN_INFER_SIZE = 5
 
 
 def argument_error(args: argparse.Namespace) -> str | None:
     """What is wrong with the command line, found before anything is measured; None if nothing."""
-    from .config import PRESETS
+    from .config import GENERATOR_MULTIPLE, PRESETS, smallest_crop
+    from .nets.patchgan import PatchGANConfig
     from .sincut.config import SINCUT_PRESETS
 
     known = [*PRESETS, *SINCUT_PRESETS]
@@ -470,10 +470,11 @@ def argument_error(args: argparse.Namespace) -> str | None:
         except ValueError:
             return f"{flag} {text}: expected whole numbers separated by commas, e.g. 256,512"
         train = flag == "--size"
-        least = MIN_TRAIN_SIZE if train else MIN_INFER_SIZE
+        least = smallest_crop(PatchGANConfig().n_layers) if train else MIN_INFER_SIZE  # every preset's PatchGAN
         for size in sizes:
-            if size < least or (train and size % 4):
-                return f"{flag} {size}: must be at least {least}" + (" and a multiple of 4" if train else "")
+            if size < least or (train and size % GENERATOR_MULTIPLE):
+                return f"{flag} {size}: must be at least {least}" + (
+                    f" and a multiple of {GENERATOR_MULTIPLE}" if train else "")
     for flag, value in (("--iters", args.iters), ("--batch-size", args.batch_size), ("--tiled", args.tiled)):
         if value is not None and value < 1:
             return f"{flag} {value}: must be at least 1"

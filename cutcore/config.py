@@ -184,13 +184,17 @@ class RunConfig:
         _check_crop(d.crop_size, m.discriminator.n_layers)
 
 
+def smallest_crop(d_layers: int) -> int:
+    """The PatchGAN halves the crop `d_layers` times; its last two 4x4 convs then need 3 px (2 for
+    InstanceNorm's statistics, 1 for the patch map)."""
+    return 3 * 2**d_layers
+
+
 def _check_crop(crop: int, d_layers: int) -> None:
     if crop % GENERATOR_MULTIPLE:
         raise ValueError(f"--crop-size must be a multiple of {GENERATOR_MULTIPLE} (the generator halves it twice "
                          f"and doubles it back), got {crop}")
-    # The PatchGAN halves the crop `d_layers` times; its last two 4x4 convs then need 3 px (2 for
-    # InstanceNorm's statistics, 1 for the patch map).
-    smallest = 3 * 2**d_layers
+    smallest = smallest_crop(d_layers)
     if crop < smallest:
         raise ValueError(f"--crop-size must be at least {smallest} (the discriminator halves it {d_layers} times), "
                          f"got {crop}")
