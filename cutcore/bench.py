@@ -25,7 +25,6 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -306,20 +305,11 @@ _BUILDERS = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def device_info(device) -> dict:
     """Keys naming the hardware and software of a row (measured in the worker)."""
     import torch
+
+    from .hardware import cpu_name
 
     info = {"torch_version": torch.__version__, "date": datetime.now(UTC).date().isoformat()}
     if device.type == "cuda":

@@ -27,7 +27,7 @@ from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
 from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
 from .saved_config import CardText, SavedModelConfig, translation_size
-from .train import read_log, training_seconds
+from .train import read_log, training_hardware, training_seconds
 
 LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
 
@@ -234,11 +234,12 @@ def refresh_card(folder: str | os.PathLike) -> Path:
 
 def export_run(
     run: str | os.PathLike, out: str | os.PathLike, *, step: int | None = None, name: str | None = None,
-    precision: str = "fp16", hardware: str = "2 CPU cores", evaluation: Evaluation | None = None,
+    precision: str = "fp16", hardware: str | None = None, evaluation: Evaluation | None = None,
     text: CardText | None = None, source_side: int | None = None,
 ) -> Path:
     """Write `out` (replacing it) from the run's checkpoint `step` (default: the newest). `source_side`:
-    the side of the images the model is for, when its training data was resized copies of them."""
+    the side of the images the model is for, when its training data was resized copies of them. `hardware`:
+    what the card says it trained on (default: what the run's log recorded)."""
     from .results import plot_curves
 
     if precision not in ("fp16", "fp32"):
@@ -253,7 +254,8 @@ def export_run(
     done, records = state["step"], read_log(run / "log.jsonl")
     config.update(name=name or out.name, source="ours", training={
         "steps": done, "images": done * config["train"]["batch_size"],
-        "seconds": round(training_seconds(records, done), 1), "hardware": hardware, "precision": precision,
+        "seconds": round(training_seconds(records, done), 1), "precision": precision,
+        "hardware": hardware or training_hardware(records, done) or "hardware not recorded",
     })
     recorded = config.pop("inference", None)  # measured by training; runs before it did are measured here
     # Data resized before training (a pack of 256 px copies of 512 px tiles) hides the inputs' real side.

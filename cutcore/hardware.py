@@ -9,6 +9,7 @@ bf16 2048² GEMM ran at 0.2 GFLOP/s against 153 fp32 — so "auto" picks fp32 th
 """
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import torch
@@ -102,6 +103,31 @@ def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str |
     if native:
         return "bf16", f"bf16 (auto): {why}"
     return "fp32", f"fp32 (auto): {why}"
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name from /proc/cpuinfo (`cpuinfo` overrides its text), else what Python knows."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = _CPUINFO.read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def device_name(device: str | torch.device) -> str:
+    """What a run computes on, for logs and model cards: the GPU's name, or the CPU's with its threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device.index if device.index is not None else torch.cuda.current_device())
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"{cpu_name()} ({threads} thread{'s' if threads != 1 else ''})"
+    return device.type
 
 
 class DeviceError(ValueError):

@@ -46,7 +46,7 @@ from .checkpoint import (
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
 from .data import DeviceImages, StepSampler, UnpairedDataset, decoded_bytes, resolve_data_on_device
-from .hardware import resolve_device, resolve_precision
+from .hardware import device_name, resolve_device, resolve_precision
 from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls
 from .loop import StepResult, TrainingLoop
@@ -121,6 +121,13 @@ def training_seconds(records: Sequence[dict], until: int) -> float:
     return total
 
 
+def training_hardware(records: Sequence[dict], until: int) -> str | None:
+    """What the records up to step `until` trained on (each machine of a resumed run once, in order);
+    None when the log predates the "hardware" key."""
+    names = dict.fromkeys(r["hardware"] for r in records if r["step"] <= until and isinstance(r.get("hardware"), str))
+    return " then ".join(names) or None
+
+
 def resolve_channels_last(setting: str | bool, device: str | torch.device) -> bool:
     """`runtime.channels_last`: "auto" is on for CUDA (cuDNN's tensor cores work in NHWC) and off
     elsewhere (the CPU keeps the layout it was measured with); True/"on" and False/"off" as said."""
@@ -153,6 +160,8 @@ class Trainer:
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.dist = _Dist(self.device)
+        name = device_name(self.device)  # logged with every record: export's model card names it
+        self.hardware = name if self.dist.world == 1 else f"{self.dist.world} × {name}"
         # The run records the precision it trains in ("auto" resolved), so a resume elsewhere keeps it.
         t.precision, self.precision_note = resolve_precision(t.precision, self.device)
         # Layout and data path are how the run executes, not what it learns: saved as asked ("auto"),
@@ -466,7 +475,7 @@ class _Reporter:
                 now = time.perf_counter()
                 rec = {"step": step, "epoch": step / tr.steps_per_epoch, "lr": result.lr, **losses,
                        "sec_per_iter": (now - self.last_time) / (step - self.last_step), "precision": tr.precision_note,
-                       "data": "device" if tr.device_images is not None else "loader"}
+                       "hardware": tr.hardware, "data": "device" if tr.device_images is not None else "loader"}
                 self.last_time, self.last_step = now, step
                 self.log.write(json.dumps(rec) + "\n")
                 self.log.flush()

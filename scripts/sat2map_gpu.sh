@@ -47,7 +47,7 @@ CAL_EPOCHS=${CAL_EPOCHS:-1}
 EVALS=${EVALS:-10}                         # held-out evaluations during phase 2 (the pack's heldout/), 0: none
 EVAL_S=${EVAL_S:-2}                        # seconds one takes (138 tiles: ~1 s of CPU metrics + the GPU's translations)
 EPOCHS=${EPOCHS:-$([ "$SMOKE" = 1 ] && echo 2 || echo "")}   # force the total epochs (a rerun of one preset)
-HARDWARE=${HARDWARE:-$([ "$DEVICE" = cpu ] && echo "CPU (smoke test)" || echo "one NVIDIA H200 shared by six concurrent runs")}
+HARDWARE=${HARDWARE:-}                     # the model cards' "trained on" (default: from env.json, below)
 PY=${PYTHON:-$(command -v python3 || command -v python)}
 LOG="$OUT/session.log"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg TQDM_MININTERVAL=${TQDM_MININTERVAL:-5}
@@ -89,6 +89,10 @@ if dev.type == "cuda":
 print(json.dumps(info))
 EOF
 say "env: $(cat "$RUNS/env.json")"
+# The device tool may lend an H100 or an H200: the cards name the GPU this call ran on.
+[ -n "$HARDWARE" ] || HARDWARE=$("$PY" -c "import json, sys; e = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+print(f\"one {e['gpu']} shared by {n} concurrent runs\" if 'gpu' in e else 'CPU (smoke test)')" "$RUNS/env.json" "${#P_ALL[@]}")
+say "model cards: trained on $HARDWARE"
 
 declare -A PID RC
 # wait_for DEADLINE presets...: wait for the runs; stop (TERM, then KILL) any still going at DEADLINE.

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MiB = 2**20
 FILE_CAP = 10 * MiB  # issue 13: every file in weights/
 ABOUT = ("It turns 512 px satellite tiles of central Moscow (zoom 17) into OpenStreetMap-style maps. Trained on "
-         "one H200 beside the five other sat2map models, with the same image budget, from a copy of the 1,226 "
+         "one GPU beside the five other sat2map models, with the same image budget, from a copy of the 1,226 "
          "training tiles resized to 256 px (satellite JPEG q85, maps JPEG q90 4:4:4; scripts/sat2map_pack.py); "
          "the 138 tiles of weights/sat2map_val.txt were held out.")
 ATTRIBUTION = ("Map data © OpenStreetMap contributors (ODbL); aerial imagery © its provider. No sample grid ships "

@@ -16,7 +16,7 @@ from cutcore.cli import main
 from cutcore.export import CardText, Evaluation, export_run
 from cutcore.metrics import most_common_colour_baseline
 from cutcore.nets import ResnetGenerator
-from cutcore.train import Trainer, checkpoint_dirs, read_log, training_seconds
+from cutcore.train import Trainer, checkpoint_dirs, read_log, training_hardware, training_seconds
 from cutcore.model_folder import load_model
 
 from helpers import domain_a_image, domain_b_image, make_unpaired, tiny_run_config
@@ -72,15 +72,26 @@ def test_exported_model_translates_like_the_checkpoint(run, exported):
     assert load_model(exported, "cpu").heads is not None
 
 
-def test_config_records_training_and_evaluation_runs_at_the_training_scale(exported):
+def test_config_records_training_and_evaluation_runs_at_the_training_scale(run, exported):
     config = json.loads((exported / "config.json").read_text())
     assert config["name"] == "tiny-cut" and config["source"] == "ours"
     assert config["training"]["steps"] == 4 and config["training"]["images"] == 4
     assert config["training"]["seconds"] > 0
+    # what the run's log recorded (this CPU, one thread: the fixture's), not a default
+    assert config["training"]["hardware"] == read_log(run / "log.jsonl")[-1]["hardware"]
+    assert config["training"]["hardware"].endswith("(1 thread)")
+    assert f"wall-clock on {config['training']['hardware']}" in (exported / "README.md").read_text()
     evaluation = json.loads((exported / "metrics.json").read_text())
     assert evaluation["size"] == 40 and evaluation["n_images"] == 2
     assert set(evaluation["metrics"]) == {"accuracy", "rmse"}
     assert 0 <= evaluation["baseline"]["accuracy"] <= 1
+
+
+def test_a_run_resumed_elsewhere_names_each_machine_once_and_an_old_log_none():
+    log = [{"step": 10, "hardware": "CPU A"}, {"step": 20, "hardware": "NVIDIA H200"}, {"step": 30, "hardware": "CPU A"},
+           {"step": 40, "hardware": "Other GPU"}]
+    assert training_hardware(log, 30) == "CPU A then NVIDIA H200"
+    assert training_hardware([{"step": 10, "sec_per_iter": 1.0}], 10) is None
 
 
 def test_model_card_quotes_the_evaluation(exported):

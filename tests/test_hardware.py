@@ -128,3 +128,15 @@ def test_resolve_device(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)  # explicit names pass through
     with pytest.raises(DeviceError, match="cuda:0 to cuda:1"):
         resolve_device("cuda:2")
+
+
+def test_device_names_for_logs_and_model_cards(tmp_path, monkeypatch):
+    assert hardware.cpu_name(AVX2_ONLY) == "AMD EPYC 7B12"
+    assert hardware.cpu_name(ZEN4)  # no model name line: what Python knows, never empty
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(AVX2_ONLY)
+    monkeypatch.setattr(hardware, "_CPUINFO", fake)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert hardware.device_name("cpu") == "AMD EPYC 7B12 (2 threads)"
+    _fake_cuda(monkeypatch, "NVIDIA H100 80GB HBM3", (9, 0), bf16=True)
+    assert hardware.device_name("cuda") == hardware.device_name(torch.device("cuda", 0)) == "NVIDIA H100 80GB HBM3"

@@ -80,7 +80,8 @@ def add_export(sub) -> None:
     p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     p.add_argument("--name", help="model name (default: the folder name)")
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
-    p.add_argument("--hardware", default="2 CPU cores", help="what it was trained on, for the model card")
+    p.add_argument("--hardware", help="what it was trained on, for the model card (default: the GPU or CPU the "
+                                      "run's log recorded)")
     p.add_argument("--source-side", type=int,
                    help="side of the images the model is for, when it trained on resized copies (e.g. 512 for "
                         "512 px tiles packed at 256), or when its training images cannot be read from here: sets the "
