@@ -3,7 +3,7 @@
     from demo import build_demo
     build_demo().queue().launch()      # what app.py does
 
-Environment (all optional):
+Environment (all optional; a value the app cannot use stops its start with one line naming it):
   CUTCORE_WEIGHTS        our model folders (default: <repo>/weights)
   CUTCORE_MODELS         converted official models (default: ~/.cache/cutcore/models)
   CUTCORE_HUB_REPO       Hub model repo used when weights/ is empty (default: cutcore/sat2map)
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import models
+from . import models, settings
 
 __all__ = ["AppContext", "accept_current_models", "build_demo", "launch_kwargs", "model_dropdown"]
 
@@ -161,6 +161,7 @@ def build_demo():
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("cutcore.demo").setLevel(logging.INFO)
+    settings.check()  # a bad CUTCORE_* value stops the start with one line (app.py), not every request
     ctx = AppContext()
     reg = ctx.registry()
     with gr.Blocks(title="cutcore demo", analytics_enabled=False) as demo:

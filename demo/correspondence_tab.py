@@ -3,8 +3,6 @@
 The analysis and its pictures are `cutcore.correspondence`'s; this module lays them out and wires the clicks."""
 from __future__ import annotations
 
-import os
-
 import gradio as gr
 
 from cutcore.correspondence import (
@@ -21,6 +19,7 @@ from cutcore.correspondence import (
 
 from . import models
 from .errors import UserError, open_upload, user_errors
+from .settings import env_int
 from .torch_thread import on_own_thread
 
 K_NEGATIVES = 5
@@ -44,7 +43,7 @@ SINCUT_READING = (
 
 
 def max_side() -> int:
-    return int(os.environ.get("CUTCORE_DEMO_CORR_SIDE", DEFAULT_MAX_SIDE))
+    return env_int("CUTCORE_DEMO_CORR_SIDE", DEFAULT_MAX_SIDE, minimum=16)
 
 
 def analysis_side(model, image) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import warnings
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from PIL import Image, UnidentifiedImageError
 
 from cutcore.imageio import MAX_PIXELS, to_rgb
 
+from .settings import env_int
+
 log = logging.getLogger("cutcore.demo")
 
 # Defaults for the demo (a shared CPU server), overridable by environment variables.
@@ -30,11 +31,11 @@ DEFAULT_MIN_SIDE = 16
 
 
 def max_pixels() -> int:
-    return min(int(os.environ.get("CUTCORE_DEMO_MAX_PIXELS", DEFAULT_MAX_PIXELS)), MAX_PIXELS)
+    return min(env_int("CUTCORE_DEMO_MAX_PIXELS", DEFAULT_MAX_PIXELS), MAX_PIXELS)
 
 
 def min_side() -> int:
-    return int(os.environ.get("CUTCORE_DEMO_MIN_SIDE", DEFAULT_MIN_SIDE))
+    return env_int("CUTCORE_DEMO_MIN_SIDE", DEFAULT_MIN_SIDE)
 
 
 class UserError(Exception):

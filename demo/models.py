@@ -42,19 +42,14 @@ from cutcore.official_urls import official_models_dir, offline
 from cutcore.report import METHODS
 from cutcore.results import LABELS, METRICS, format_metric
 
+from .settings import device  # where the app translates and trains ($CUTCORE_DEVICE)
+
 log = logging.getLogger("cutcore.demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HUB_REPO = "cutcore/sat2map"
 STYLE_YARDSTICKS = "Style yardsticks:"  # how the SinCUT tab's model cards start their yardsticks line
 
-
-
-def device():
-    """Where the app translates and trains: $CUTCORE_DEVICE, else the GPU when CUDA is present, else the CPU."""
-    from cutcore.hardware import resolve_device
-
-    return resolve_device(os.environ.get("CUTCORE_DEVICE", "auto"))
 
 def weights_dir() -> Path:
     return Path(os.environ.get("CUTCORE_WEIGHTS") or REPO_ROOT / "weights").expanduser()

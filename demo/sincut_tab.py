@@ -27,6 +27,7 @@ from cutcore.official_urls import offline
 
 from . import models
 from .errors import UserError, error_text, open_upload, to_gr_error, user_errors
+from .settings import env_int
 from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
@@ -35,14 +36,19 @@ PHOTO_TO_ART = "photo → art style"
 ART_TO_PHOTO = "art → photo"
 PHOTO, ART = "photo", "artwork"  # the domains a live model records (the upload label says them)
 PREVIEW_SIDE = 384
-MAX_ITERS = int(os.environ.get("CUTCORE_DEMO_MAX_ITERS", "200000"))
 PLOTTED = ("G", "D", "NCE", "G_GAN", "idt")  # loss keys shown when present (others only if none of these are)
 DEFAULT_MIN_EXPORT_ITERS = 25
+DEFAULT_MAX_ITERS = 200_000
+
+
+def max_iters() -> int:
+    """The largest iteration budget the app accepts (env CUTCORE_DEMO_MAX_ITERS)."""
+    return env_int("CUTCORE_DEMO_MAX_ITERS", DEFAULT_MAX_ITERS, minimum=2)
 
 
 def min_export_iters() -> int:
     """A run stopped earlier than this (and short of its budget) is not exported (env CUTCORE_DEMO_MIN_EXPORT_ITERS)."""
-    return max(1, int(os.environ.get("CUTCORE_DEMO_MIN_EXPORT_ITERS", DEFAULT_MIN_EXPORT_ITERS)))
+    return env_int("CUTCORE_DEMO_MIN_EXPORT_ITERS", DEFAULT_MIN_EXPORT_ITERS)
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -74,8 +80,9 @@ def make_config(preset: str, iterations: float | None):
     from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, trained_for, with_total_iters
 
     # An emptied number box arrives as None (and the API may send NaN): the same message as 0.
-    if not isinstance(iterations, int | float) or not 2 <= iterations <= MAX_ITERS:
-        raise UserError(f"The iteration budget must be between 2 and {MAX_ITERS}.")
+    most = max_iters()
+    if not isinstance(iterations, int | float) or not 2 <= iterations <= most:
+        raise UserError(f"The iteration budget must be between 2 and {most}.")
     iterations = int(iterations)
     if preset == "tiny":
         cfg = sincut_preset("sincut-cpu")
@@ -437,7 +444,7 @@ def build(ctx) -> None:
             preset = gr.Dropdown(choices, value=first, label="Preset", elem_id="sincut-preset")
             # No minimum/maximum/precision (nor a slider, which has them): Gradio would answer a value outside
             # them (or NaN) with its own error and a traceback; make_config and preview_interval say what is allowed.
-            iterations = gr.Number(default_iterations(first), label="Iteration budget", info=f"2 to {MAX_ITERS}",
+            iterations = gr.Number(default_iterations(first), label="Iteration budget", info=f"2 to {max_iters()}",
                                    elem_id="sincut-iterations")
             every = gr.Number(25, label="Preview every N iterations", info="1 or more", elem_id="sincut-every")
             with gr.Row():

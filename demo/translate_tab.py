@@ -26,6 +26,7 @@ from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
 from .errors import Upload, UserError, error_text, event_alive, open_upload, to_gr_error, upload_name
+from .settings import env_int
 from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
@@ -39,7 +40,7 @@ FORMATS = "(PNG, JPEG, TIFF, WebP, BMP — any size)"
 
 
 def tile_size() -> int:
-    return int(os.environ.get("CUTCORE_DEMO_TILE", DEFAULT_TILE))
+    return env_int("CUTCORE_DEMO_TILE", DEFAULT_TILE, minimum=16)
 
 
 def output_dir() -> Path:

@@ -1269,3 +1269,51 @@ def test_the_default_examples_say_they_are_satellite_tiles(monkeypatch, tmp_path
     assert "Satellite tiles" in translate_tab.examples_label()
     monkeypatch.setenv("CUTCORE_EXAMPLES", str(tmp_path))
     assert translate_tab.examples_label() == "Examples (click one to use it)"
+
+
+# --- settings: a bad CUTCORE_* value stops the start with one line --------------------------------------------
+
+
+def test_a_bad_setting_stops_the_start_naming_the_variable(app_env, monkeypatch):
+    """CUTCORE_DEMO_TILE=big failed every translation with "invalid literal for int()", and CUTCORE_DEVICE=cuda on a
+    machine without CUDA failed every request with advice about a --device flag the app does not have."""
+    import torch
+
+    from demo import build_demo
+    from demo.settings import SettingError
+
+    monkeypatch.setenv("CUTCORE_DEMO_TILE", "")  # empty: the default
+    assert translate_tab.tile_size() == translate_tab.DEFAULT_TILE
+    for name, value, message in [
+        ("CUTCORE_DEMO_TILE", "big", "CUTCORE_DEMO_TILE='big' is not a whole number (default: 512)"),
+        ("CUTCORE_DEMO_TILE", "8", "CUTCORE_DEMO_TILE=8 is too small: at least 16 (default: 512)"),
+        ("CUTCORE_DEMO_MAX_ITERS", "1", "CUTCORE_DEMO_MAX_ITERS=1 is too small: at least 2 (default: 200000)"),
+        ("CUTCORE_DEMO_MIN_SIDE", "0", "CUTCORE_DEMO_MIN_SIDE=0 is too small"),
+        ("CUTCORE_DEVICE", "gpu", "CUTCORE_DEVICE='gpu': unknown device 'gpu'; set it to auto, cpu or cuda[:N], or unset it"),
+    ]:
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            with pytest.raises(SettingError) as e:
+                build_demo()
+            assert str(e.value).startswith(message), str(e.value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUTCORE_DEVICE", "cuda")
+    with pytest.raises(SettingError, match=r"^CUTCORE_DEVICE='cuda': CUDA is not available \(.*\); set it to auto"):
+        build_demo()
+    monkeypatch.setenv("CUTCORE_DEMO_MAX_ITERS", "500")  # read where it is used: the app's limit follows it
+    monkeypatch.setenv("CUTCORE_DEVICE", "cpu")
+    with pytest.raises(UserError, match="between 2 and 500"):
+        sincut_tab.make_config("sincut-cpu", 501)
+
+
+def test_app_py_with_a_bad_setting_exits_with_one_line(app_env, tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT, subprocess_env
+
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                          env=subprocess_env(CUTCORE_DEMO_CORR_SIDE="wide"), timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == ("cutcore demo: CUTCORE_DEMO_CORR_SIDE='wide' is not a whole number "
+                                                    "(default: 256)")

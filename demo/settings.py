@@ -1,0 +1,49 @@
+"""The app's numeric and device settings from the environment (the list is in demo/__init__.py).
+
+Each is read where it is used, so a test or an operator can change it without a restart; `check()`
+reads them all once when the app is built, so a bad value stops the server with one line naming the
+variable instead of failing every request that reads it.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+
+class SettingError(ValueError):
+    """An environment setting the app cannot use; the message names the variable and its value."""
+
+
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    """$name as a whole number ≥ `minimum`; `default` when it is unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not a whole number (default: {default})") from None
+    if value < minimum:
+        raise SettingError(f"{name}={value} is too small: at least {minimum} (default: {default})")
+    return value
+
+
+def device():
+    """$CUTCORE_DEVICE ("auto" when unset: the GPU when CUDA is present, else the CPU) as a torch device."""
+    from cutcore.hardware import DeviceError, resolve_device
+
+    name = os.environ.get("CUTCORE_DEVICE", "").strip() or "auto"
+    try:
+        return resolve_device(name)
+    except DeviceError as e:  # its advice names the CLI's --device flag; here the setting is the variable
+        reason = re.split(r"[;:] use ", str(e))[0]
+        raise SettingError(f"CUTCORE_DEVICE={name!r}: {reason}; set it to auto, cpu or cuda[:N], or unset it") from None
+
+
+def check() -> None:
+    """Read every setting once (SettingError on the first bad one)."""
+    from . import correspondence_tab, errors, sincut_tab, translate_tab
+
+    for read in (device, translate_tab.tile_size, errors.max_pixels, errors.min_side, correspondence_tab.max_side,
+                 sincut_tab.max_iters, sincut_tab.min_export_iters):
+        read()
