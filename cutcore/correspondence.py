@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -264,9 +265,19 @@ def mark_point(image: Image.Image, point: tuple[float, float], display_side: int
 
 
 def caption(m: LayerMap) -> str:
-    negs = ", ".join(f"{v:.2f}" for v in m.negative_sims)
-    return (f"layer {m.layer} ({m.grid[0]}×{m.grid[1]} patches): positive {m.positive_sim:.2f}, above "
-            f"{percent_above(m)} of the other patches (median {m.median_sim:.2f}); hardest negatives {negs or '—'}")
+    d = similarity_decimals([m], 2)
+    negs = ", ".join(f"{v:.{d}f}" for v in m.negative_sims)
+    return (f"layer {m.layer} ({m.grid[0]}×{m.grid[1]} patches): positive {m.positive_sim:.{d}f}, above "
+            f"{percent_above(m)} of the other patches (median {m.median_sim:.{d}f}); hardest negatives {negs or '—'}")
+
+
+def similarity_decimals(maps: Sequence[LayerMap], least: int, most: int = 5) -> int:
+    """Decimals (from `least` to `most`) at which every positive prints unlike its negatives that differ from it:
+    near 1.0 a trained model's positive and hardest negatives all read "1.000" at three."""
+    for d in range(least, most):
+        if all(f"{m.positive_sim:.{d}f}" != f"{v:.{d}f}" for m in maps for v in m.negative_sims if v != m.positive_sim):
+            return d
+    return most
 
 
 def percent_above(m: LayerMap) -> str:

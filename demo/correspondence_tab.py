@@ -15,6 +15,7 @@ from cutcore.correspondence import (
     percent_above,
     prepare_image,
     render_overlay,
+    similarity_decimals,
 )
 
 from . import models
@@ -95,8 +96,9 @@ def _kind(model) -> str | None:
 def details(maps, point: tuple[int, int], size: tuple[int, int], kind: str | None = None) -> str:
     """The click's table of cosine similarities, and how to read hardest negatives above the positive."""
     rows = ["| layer | patches | positive | above | median | 5 hardest negatives |", "|---:|---:|---:|---:|---:|---|"]
-    rows += [f"| {m.layer} | {m.grid[0]}×{m.grid[1]} | {m.positive_sim:.3f} | {percent_above(m)} | "
-             f"{m.median_sim:.3f} | " + ", ".join(f"{v:.3f}" for v in m.negative_sims) + " |" for m in maps]
+    d = similarity_decimals(maps, 3)
+    rows += [f"| {m.layer} | {m.grid[0]}×{m.grid[1]} | {m.positive_sim:.{d}f} | {percent_above(m)} | "
+             f"{m.median_sim:.{d}f} | " + ", ".join(f"{v:.{d}f}" for v in m.negative_sims) + " |" for m in maps]
     note = READING + (SINCUT_READING if kind == "sincut" else "")
     return (f"Query at ({point[0]}, {point[1]}) of the {size[0]}×{size[1]} analysis image. Cosine similarities "
             "(*above*: share of the other patches of the image less similar than the positive; *median*: "

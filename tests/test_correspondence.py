@@ -126,3 +126,11 @@ def test_details_explain_negatives_above_the_positive():
     assert "every place of the image competes" in cut and "SinCUT shows this most" not in cut
     almost = LayerMap(0, m.heatmap, (1, 1), [], 0.9, [], (4, 4), 0.9996, 0.5)
     assert "above 99.9%" in caption(almost)  # a miss never rounds up to 100%
+    # A trained model's positive and hardest negatives near 1.0 printed alike ("1.000, above 100%" beside 1.000):
+    # as many decimals as it takes to tell the positive from each negative, for the whole table.
+    near = LayerMap(4, m.heatmap, (1, 1), [(2, 2)] * 3, 0.99996, [0.99991, 0.99996, 0.9990], (32, 24), 0.9, 0.7)
+    assert caption(near) == ("layer 4 (32×24 patches): positive 1.0000, above 90.0% of the other patches "
+                             "(median 0.7000); hardest negatives 0.9999, 1.0000, 0.9990")
+    table = details([m, near], (60, 40), (256, 192))
+    assert "| 4 | 32×24 | 1.0000 | 90.0% | 0.7000 | 0.9999, 1.0000, 0.9990 |" in table
+    assert "| 2 | 128×96 | 0.8400 | 75.9% | 0.5600 | 1.0000, 0.9990 |" in table  # one precision per table
