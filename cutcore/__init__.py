@@ -4,13 +4,13 @@ from .config import (
     CycleGANModelConfig,
     DataConfig,
     ModelConfig,
+    NCEConfig,
     RunConfig,
     RuntimeConfig,
     TrainConfig,
     preset,
 )
-from .losses import NCEConfig, gan_loss, patch_nce_loss
 
 __all__ = ["CUTModelConfig", "CycleGANModelConfig", "DataConfig", "ModelConfig", "NCEConfig", "RunConfig",
-           "RuntimeConfig", "TrainConfig", "gan_loss", "patch_nce_loss", "preset"]
+           "RuntimeConfig", "TrainConfig", "preset"]
 __version__ = "0.1.0"

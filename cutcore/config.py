@@ -7,9 +7,24 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .losses import GANMode, NCEConfig
 from .nets.patchgan import PatchGANConfig
 from .nets.resnet import ResnetGeneratorConfig
+
+GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
+
+
+@dataclass
+class NCEConfig:
+    """How PatchNCE scores a query against its positive and negatives."""
+
+    temperature: float = 0.07
+    loss: Literal["ce", "focal"] = field(default="ce", metadata={"help": "PatchNCE loss", "flag": "--nce-loss"})
+    focal_gamma: float = field(default=2.0, metadata={"help": "focal PatchNCE's gamma"})
+    focal_alpha: float = field(default=0.25, metadata={"help": "focal PatchNCE's alpha"})
+    # PUT (Lin et al. 2022): keep only the k most similar negatives of each query. None = all.
+    prune_k: int | None = field(default=None, metadata={"help": "PUT: keep each query's k hardest negatives"})
+    # Draw negatives from every patch of the minibatch (SinCUT) instead of the same image.
+    negatives_from_minibatch: bool = False
 
 
 def config_field(cfg: Any, path: str) -> tuple[Any, str]:

@@ -28,6 +28,7 @@ from .checkpoint import write_bytes, write_json
 from .data import ImageSource, paired_sources
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
+from .runlog import read_log
 from .saved_config import SavedModelConfig, translation_size
 from .translate import translate_with
 
@@ -358,8 +359,7 @@ class PeriodicEvaluator:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as f:
             f.write(json.dumps({"step": step, "epoch": epoch, **values}) + "\n")
-        records = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
-        plot_curves({"": records}, self.out_dir / "metrics.png")
+        plot_curves({"": read_log(self.log_path)}, self.out_dir / "metrics.png")
         return values
 
 

@@ -26,8 +26,8 @@ from . import __version__
 from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .data import domain_sources
 from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
+from .runlog import read_log, training_hardware, training_seconds
 from .saved_config import CardText, SavedModelConfig, translation_size
-from .train import read_log, training_hardware, training_seconds
 
 LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
 

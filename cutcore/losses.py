@@ -2,29 +2,15 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from .config import GANMode, NCEConfig
+
 # Logit given to a query's own location in the negative set, as the reference
 # implementation does: after division by the temperature it is ~-143, i.e. zero weight.
 _MASKED_LOGIT = -10.0
-
-
-@dataclass
-class NCEConfig:
-    """How PatchNCE scores a query against its positive and negatives."""
-
-    temperature: float = 0.07
-    loss: Literal["ce", "focal"] = field(default="ce", metadata={"help": "PatchNCE loss", "flag": "--nce-loss"})
-    focal_gamma: float = field(default=2.0, metadata={"help": "focal PatchNCE's gamma"})
-    focal_alpha: float = field(default=0.25, metadata={"help": "focal PatchNCE's alpha"})
-    # PUT (Lin et al. 2022): keep only the k most similar negatives of each query. None = all.
-    prune_k: int | None = field(default=None, metadata={"help": "PUT: keep each query's k hardest negatives"})
-    # Draw negatives from every patch of the minibatch (SinCUT) instead of the same image.
-    negatives_from_minibatch: bool = False
 
 
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
@@ -89,9 +75,6 @@ def layered_patch_nce(
     """CUT's L_PatchNCE: the mean over encoder layers of the mean per-query loss, times `weight`."""
     losses = [patch_nce_loss(q, k, batch_size, cfg).mean() for q, k in zip(queries, keys)]
     return torch.stack(losses).mean() * weight
-
-
-GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
 
 
 def gan_loss(pred: torch.Tensor, target_is_real: bool, mode: GANMode, for_discriminator: bool = True) -> torch.Tensor:

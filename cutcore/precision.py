@@ -20,7 +20,8 @@ import numpy as np
 
 from .checkpoint import write_bytes, write_json
 from .config import preset
-from .train import Trainer, read_log, read_run_config
+from .runlog import read_log
+from .train import Trainer, read_run_config
 
 LOSSES = ("D", "G_GAN", "NCE", "NCE_Y")
 

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -41,7 +41,6 @@ from .checkpoint import (
     read_json,
     save_tensors,
     split_state,
-    write_bytes,
     write_json,
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
@@ -51,6 +50,7 @@ from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls
 from .loop import StepResult, TrainingLoop
 from .models import build_model
+from .runlog import trim_log
 from .saved_config import SavedModelConfig, measured_inference
 
 # Called as evaluator(generator, step, epoch) every `runtime.eval_every` steps (see cutcore.evaluate).
@@ -91,41 +91,6 @@ class _Dist:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
-
-
-def read_log(path: Path) -> list[dict]:
-    """log.jsonl records by step; a resumed run logs some steps twice and the later record wins."""
-    if not path.is_file():
-        return []
-    by_step: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a kill
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
-            by_step[rec["step"]] = rec
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def training_seconds(records: Sequence[dict], until: int) -> float:
-    """Wall time of the training loop up to step `until`: each record's sec_per_iter covers the
-    steps since the previous record (evaluations and checkpoints in between included)."""
-    total, prev = 0.0, 0
-    for r in records:
-        if r["step"] > until:
-            break
-        if isinstance(r.get("sec_per_iter"), (int, float)):
-            total += r["sec_per_iter"] * (r["step"] - prev)
-        prev = r["step"]
-    return total
-
-
-def training_hardware(records: Sequence[dict], until: int) -> str | None:
-    """What the records up to step `until` trained on (each machine of a resumed run once, in order);
-    None when the log predates the "hardware" key."""
-    names = dict.fromkeys(r["hardware"] for r in records if r["step"] <= until and isinstance(r.get("hardware"), str))
-    return " then ".join(names) or None
 
 
 def resolve_channels_last(setting: str | bool, device: str | torch.device) -> bool:
@@ -364,26 +329,6 @@ class Trainer:
 def read_run_config(path: Path) -> RunConfig:
     """The run's config from a run's or checkpoint's config.json."""
     return SavedModelConfig.from_json(read_json(path)).run
-
-
-def trim_log(path: Path, step: int) -> None:
-    """Keep the records of a JSON-lines log up to `step`: a run resumed from an older checkpoint (or
-    started afresh, step 0) redoes the steps after it, and its log must not hold them twice."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if _record_step(ln) <= step]
-    if len(kept) != len(lines):
-        write_bytes(path, "".join(ln if ln.endswith("\n") else ln + "\n" for ln in kept).encode())
-
-
-def _record_step(line: str) -> float:
-    """A log line's step; a line torn by a kill mid-write, or blank, counts as past every checkpoint."""
-    try:
-        step = json.loads(line).get("step", 0)
-    except (ValueError, AttributeError):
-        return math.inf
-    return step if isinstance(step, int | float) else math.inf
 
 
 def _ignore_ctrl_c(_worker: int) -> None:

@@ -50,7 +50,8 @@ def patchnce_fp32_under_autocast(device: str) -> dict:
     """New code: logits equal fp32; the old bf16 similarities (reproduced inline) are measurably off."""
     import torch
 
-    from cutcore.losses import NCEConfig, nce_logits, patch_nce_loss
+    from cutcore.config import NCEConfig
+    from cutcore.losses import nce_logits, patch_nce_loss
 
     dev = torch.device(device)
     g = torch.Generator().manual_seed(0)

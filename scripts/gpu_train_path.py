@@ -32,7 +32,8 @@ from helpers import make_unpaired, tiny_run_config  # noqa: E402
 from cutcore.config import DataConfig, preset  # noqa: E402
 from cutcore.data import DeviceImages, StepSampler, UnpairedDataset  # noqa: E402
 from cutcore.loop import TrainingLoop  # noqa: E402
-from cutcore.train import Trainer, read_log  # noqa: E402
+from cutcore.runlog import read_log  # noqa: E402
+from cutcore.train import Trainer  # noqa: E402
 
 
 def equal_batches(device, work, smoke):

@@ -38,7 +38,7 @@ def run_rate(run: Path, skip: int) -> dict:
     """Median seconds per step of a run's log records after step `skip` (the first records hold start-up and
     cuDNN autotuning), its steps so far and its steps per epoch."""
     from cutcore.checkpoint import checkpoint_dirs, read_json
-    from cutcore.train import read_log
+    from cutcore.runlog import read_log
 
     records = [r for r in read_log(run / "log.jsonl") if isinstance(r.get("sec_per_iter"), (int, float))]
     late = [r["sec_per_iter"] for r in records if r["step"] > skip] or [r["sec_per_iter"] for r in records[1:]] \
@@ -144,7 +144,7 @@ def card(args) -> int:
 
 def summary(args) -> int:
     from cutcore.checkpoint import checkpoint_dirs, read_json
-    from cutcore.train import read_log
+    from cutcore.runlog import read_log
 
     out = {}
     for run in sorted(p for p in args.runs.iterdir() if (p / "log.jsonl").is_file()):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import domain_a_image, domain_b_image, make_unpaired, tiny_run_config
 from PIL import Image
 from safetensors import safe_open
 
@@ -15,11 +16,10 @@ from cutcore.checkpoint import load_tensors, split_state
 from cutcore.cli import main
 from cutcore.export import CardText, Evaluation, export_run
 from cutcore.metrics import most_common_colour_baseline
-from cutcore.nets import ResnetGenerator
-from cutcore.train import Trainer, checkpoint_dirs, read_log, training_hardware, training_seconds
 from cutcore.model_folder import load_model
-
-from helpers import domain_a_image, domain_b_image, make_unpaired, tiny_run_config
+from cutcore.nets import ResnetGenerator
+from cutcore.runlog import read_log, training_hardware, training_seconds
+from cutcore.train import Trainer, checkpoint_dirs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

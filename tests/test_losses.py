@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cutcore.losses import NCEConfig, gan_loss, nce_logits, patch_nce_loss
+from cutcore.config import NCEConfig
+from cutcore.losses import gan_loss, nce_logits, patch_nce_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

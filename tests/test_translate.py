@@ -380,3 +380,20 @@ def test_translate_path_folder_without_images_is_an_error(cut_dir, tmp_path):
         with pytest.raises(ValueError, match=f"^{folder}: no images here \\(accepted: .*\\.jpg, .*\\.png"):
             translate_path(load_model(cut_dir[0], "cpu"), folder, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_inference_and_export_never_import_the_training_stack():
+    """Dependencies point one way: loading and translating a model (the app, `translate`), drawing correspondences
+    and exporting a run import no losses, training models, loops or trainer."""
+    import subprocess
+    import sys
+
+    from helpers import subprocess_env
+
+    code = ("import sys, cutcore.translate, cutcore.model_folder, cutcore.correspondence, cutcore.export; "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['cutcore', 'train'], ['cutcore', 'loop'], "
+            "['cutcore', 'losses'], ['cutcore', 'models'], ['cutcore', 'interrupt'])))")
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from ..config import lr_factor
-from ..losses import GANMode, NCEConfig
+from ..config import GANMode, NCEConfig, lr_factor
 from ..nets.stylegan2 import StyleGAN2DiscriminatorConfig, StyleGAN2GeneratorConfig
 
 
