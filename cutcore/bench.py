@@ -99,38 +99,18 @@ def _autocast(device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _train_step(model, train_cfg, a, b, precision: str, device, autocast_outside: bool = False):
-    """A no-argument training step for whichever model API the tree has.
-
-    Models with `configure_training` (TrainableModel) take the precision there and step with
-    `train_step(a, b, rng)`; older ones build optimisers with `make_optimizers` and take
-    `train_step(a, b, opts, rng[, precision])`. `autocast_outside` wraps the whole step in bf16
-    autocast, for models whose step has no precision switch of its own (SinCUT).
-    """
+def _train_step(model, train_cfg, a, b, precision: str):
+    """A no-argument training step: the model takes the precision (and its own autocast) in
+    `configure_training` and steps with `train_step(a, b, rng)`, a new seed each call."""
     import torch
 
     counter = iter(range(10**9))
-    t = train_cfg
-    if hasattr(model, "configure_training"):
-        model.configure_training(t.lr, t.beta1, t.beta2, precision)
+    model.configure_training(train_cfg.lr, train_cfg.beta1, train_cfg.beta2, precision)
 
-        def step():
-            return model.train_step(a, b, torch.Generator().manual_seed(next(counter)))
-    else:
-        opts = model.make_optimizers(t)
-        extra = (precision,) if "precision" in inspect.signature(model.train_step).parameters else ()
+    def step():
+        return model.train_step(a, b, torch.Generator().manual_seed(next(counter)))
 
-        def step():
-            return model.train_step(a, b, opts, torch.Generator().manual_seed(next(counter)), *extra)
-
-    if not autocast_outside:
-        return step
-
-    def wrapped():
-        with _autocast(device, precision):
-            return step()
-
-    return wrapped
+    return step
 
 
 def _ours_sincut(spec: dict):
@@ -148,7 +128,7 @@ def _ours_sincut(spec: dict):
     shape = (spec["batch_size"], 3, cfg.data.crop_size, cfg.data.crop_size)
     a, b = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
     spec["size"] = cfg.data.crop_size
-    return _train_step(model, cfg.train, a, b, spec["precision"], device, autocast_outside=True), device
+    return _train_step(model, cfg.train, a, b, spec["precision"]), device
 
 
 def _ours_train(spec: dict):
@@ -168,7 +148,7 @@ def _ours_train(spec: dict):
     if spec.get("channels_last"):
         model.to(memory_format=torch.channels_last)
         a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
-    return _train_step(model, cfg.train, a, b, spec["precision"], device), device
+    return _train_step(model, cfg.train, a, b, spec["precision"]), device
 
 
 def _ours_inference(spec: dict):

@@ -97,17 +97,16 @@ def _steps(preset_name: str, device: str, precision: str, size: int, batch: int,
 
         cfg = sincut_preset(preset_name)
         model = SinCUTModel(cfg.model).to(dev)
-        size, outside = cfg.data.crop_size, True
+        size = cfg.data.crop_size
     else:
         from cutcore.config import preset
         from cutcore.models import build_model
 
         cfg = preset(preset_name)
         model = build_model(cfg.model).to(dev)
-        outside = False
     a, b = (torch.randn(batch, 3, size, size, device=dev) for _ in range(2))
     assert steps >= 2, "the first step is not timed"
-    step = _train_step(model, cfg.train, a, b, precision, dev, autocast_outside=outside)
+    step = _train_step(model, cfg.train, a, b, precision)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     logs = step()  # the first step allocates and picks kernels: not timed
     sync()
