@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .checkpoint import write_bytes, write_json
+from .config import RunConfig
 from .data import ImageSource, paired_sources
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
@@ -365,8 +366,13 @@ class PeriodicEvaluator:
 
 def evaluation_size(config: SavedModelConfig) -> int:
     """Square size inputs are resized to before translating: the model's own when it records one
-    (`export` writes its training size as inference.size), else CUT's test protocol, 256."""
-    return int(config.inference.size or 256)
+    (`export` writes its training size as inference.size), else the size its training translated at
+    (what the held-out curve during training used), else CUT's test protocol, 256."""
+    if config.inference.size:
+        return int(config.inference.size)
+    if isinstance(config.run, RunConfig):
+        return translation_size(config.run.data.load_size, config.run.data.crop_size)
+    return 256
 
 
 def write_evaluation(out: str | os.PathLike, model: LoadedModel, scores: ModelScores, info: dict,

@@ -29,7 +29,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
     p.add_argument("--size", type=int,
                    help="resize inputs to size² before translating (default: the size the model's config.json "
-                        "records under inference.size, else 256 as CUT's test protocol); 0 keeps their size. "
+                        "records under inference.size, else the size its training translated at, else 256 as CUT's "
+                        "test protocol); 0 keeps their size. "
                         "Translations and targets are always compared at 256² (GcGAN)")
     p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
