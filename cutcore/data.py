@@ -85,7 +85,8 @@ class Crop(NamedTuple):
 
 
 def draw_crop(rng: random.Random, load_size: int, crop_size: int, flip: bool) -> Crop:
-    """The random part of `augment`: a crop_size² window of a load_size² image and a coin for the flip."""
+    """The random part of the CUT paper's augmentation: a crop_size² window of a load_size² image and a coin
+    for a horizontal flip (`apply_crop` applies it to the image `resize_square` made)."""
     x, y = rng.randint(0, load_size - crop_size), rng.randint(0, load_size - crop_size)
     return Crop(x, y, bool(flip and rng.random() < 0.5))
 
@@ -102,11 +103,6 @@ def apply_crop(img: Image.Image, crop: Crop, crop_size: int) -> torch.Tensor:
     if crop.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return to_tensor(img)
-
-
-def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, rng: random.Random) -> torch.Tensor:
-    """Resize to load_size², random crop_size² crop, random horizontal flip (as the CUT paper)."""
-    return apply_crop(resize_square(img, load_size), draw_crop(rng, load_size, crop_size, flip), crop_size)
 
 
 class ItemPlan(NamedTuple):
@@ -246,7 +242,7 @@ def resolve_data_on_device(setting: str | bool, device: str | torch.device, nbyt
 
 
 def _decode(sources: Sequence[ImageSource], load_size: int, workers: int) -> torch.Tensor:
-    """The images as one (N, 3, load_size, load_size) uint8 tensor, resized exactly as `augment` resizes."""
+    """The images as one (N, 3, load_size, load_size) uint8 tensor, resized exactly as `resize_square` resizes."""
     out = torch.empty((len(sources), 3, load_size, load_size), dtype=torch.uint8)
 
     def decode(i: int) -> None:  # PIL decodes and resizes without the GIL: threads overlap

@@ -197,19 +197,6 @@ def translate_pairs(
             yield img, Scored.of(fake), tgt if isinstance(tgt, Scored) else Scored.of(tgt.load())
 
 
-def score(
-    fakes: Sequence[np.ndarray],
-    reals: Sequence[np.ndarray],
-    metrics: Sequence[str],
-    fid_extractor: FeatureExtractor | None = None,
-) -> dict[str, float]:
-    """Metrics of translations against their targets (uint8 HxWx3 arrays or PIL images of any size,
-    aligned; each metric resizes them to PAIRED_SIZE² its reference's way, see `Scored`)."""
-    to_scored = [Scored.of(Image.fromarray(np.asarray(x)) if not isinstance(x, Image.Image) else x)
-                 for x in (*fakes, *reals)]
-    return _score(to_scored[: len(fakes)], to_scored[len(fakes):], metrics, fid_extractor)
-
-
 def _score(
     fakes: Sequence[Scored], reals: Sequence[Scored], metrics: Sequence[str], fid_extractor: FeatureExtractor | None
 ) -> dict[str, float]:

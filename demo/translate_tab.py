@@ -72,8 +72,8 @@ def example_images(n: int = N_EXAMPLES) -> list[Path]:
     return files[:n]
 
 
-def view(img: Image.Image, side: int | None = None) -> Image.Image:
-    return fit_within(img, side or VIEW_SIDE, Image.BILINEAR)
+def view(img: Image.Image) -> Image.Image:
+    return fit_within(img, VIEW_SIDE, Image.BILINEAR)
 
 
 class Cancelled(TranslationCancelled):

@@ -20,10 +20,12 @@ from cutcore.data import (
     ImageSource,
     StepSampler,
     UnpairedDataset,
-    augment,
+    apply_crop,
     decoded_bytes,
     domain_sources,
+    draw_crop,
     paired_sources,
+    resize_square,
     resolve_data_on_device,
 )
 from cutcore.imageio import ImageLoadError, list_images, load_rgb, to_pil, to_tensor
@@ -311,6 +313,11 @@ def test_ab_dataset_items(ab_dir):
 
 
 # --- augmentation --------------------------------------------------------------------------------
+
+
+def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, rng: random.Random) -> torch.Tensor:
+    """The CUT paper's augmentation from the loader's three pieces: resize, random crop, random flip."""
+    return apply_crop(resize_square(img, load_size), draw_crop(rng, load_size, crop_size, flip), crop_size)
 
 
 def test_augment_resize_crop_flip():

@@ -25,7 +25,7 @@ directly). Identical sample sets score exactly 0.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -55,9 +55,6 @@ class StyleScores:
     colour_swd_photo: float
     texture_swd: float
     texture_swd_photo: float
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 # --- preparation ------------------------------------------------------------------------------
