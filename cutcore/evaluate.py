@@ -2,9 +2,9 @@
 
 `evaluate_generator` scores any generator (PeriodicEvaluator uses it during training),
 `evaluate_model` a loaded model folder (with the accuracy per map colour), and
-`python -m cutcore evaluate` wraps them with a table or JSON and result files. Every CLI start
-imports this module to build its parser, so the slow imports (pytorch-fid, matplotlib) happen inside
-the functions that need them.
+`python -m cutcore evaluate` wraps them with a table or JSON and result files. pytorch-fid and
+matplotlib are imported inside the functions that need them: only FID and plots pay for them, and the
+GPU machine, which has no pytorch-fid, evaluates without it.
 """
 from __future__ import annotations
 
@@ -351,6 +351,19 @@ class PeriodicEvaluator:
         return values
 
 
+def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluator:
+    """The held-out evaluation a training run's config asks for (`runtime.eval_*`), handed to the trainer."""
+    r = cfg.runtime
+    return PeriodicEvaluator(
+        r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
+        read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
+        size=translation_size(cfg.data.load_size, cfg.data.crop_size), direction=cfg.data.direction, device=device,
+    )
+
+
+# --- a model folder's evaluation (what the evaluate command runs) -----------------------------
+
+
 def evaluation_size(config: SavedModelConfig) -> int:
     """Square size inputs are resized to before translating: the model's own when it records one
     (`export` writes its training size as inference.size), else the size its training translated at
@@ -376,19 +389,6 @@ def write_evaluation(out: str | os.PathLike, model: LoadedModel, scores: ModelSc
     preview_grid([[img if isinstance(img, Image.Image) else img.load() for img in row] for row in scores.samples]
                  ).save(buf, format="png")
     write_bytes(out / "samples.png", buf.getvalue())
-
-
-# --- CLI ---------------------------------------------------------------------------------------
-
-
-def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluator:
-    """The held-out evaluation a training run's config asks for (`runtime.eval_*`), handed to the trainer."""
-    r = cfg.runtime
-    return PeriodicEvaluator(
-        r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
-        read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
-        size=translation_size(cfg.data.load_size, cfg.data.crop_size), direction=cfg.data.direction, device=device,
-    )
 
 
 def evaluate_saved_model(

@@ -355,11 +355,12 @@ def delete_live(key: str | None) -> ModelEntry:
     return entry
 
 
-def load(key: str):
-    """The LoadedModel for a registry key (a folder), cached; UserError if it is unknown or cannot be loaded."""
+def load(key: str | ModelEntry):
+    """The LoadedModel for a registry key (a folder) or an entry `require` gave, cached; UserError if it is
+    unknown or cannot be loaded."""
     from .errors import UserError
 
-    folder = require(key).path
+    folder = (key if isinstance(key, ModelEntry) else require(key)).path
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"The model folder `{folder.name}` is gone; press ↻ to refresh the model list.")

@@ -178,10 +178,10 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     if not model_key:
         raise UserError("No model selected. " + ("Choose one in the list." if models.scan().entries
                                                   else "No models are installed yet (see the note above)."))
-    models.require(model_key)
+    entry = models.require(model_key)  # an unknown model is said before a bad upload
     upload: Upload = open_upload(file, "an image")
     entry_name = Path(model_key).name
-    model = models.load(model_key)
+    model = models.load(entry)  # one registry scan a click, not two
     img = upload.image
     tile = tile_size()
     tiled = will_tile(model, img, tile)  # translate_image decides; a large one waits for the large-image lane
