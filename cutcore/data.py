@@ -84,6 +84,12 @@ class Crop(NamedTuple):
     flip: bool
 
 
+def input_sides(sources: Sequence[ImageSource], n: int = 8) -> set[int]:
+    """The longer sides of the first `n` input images: what a model's inference scale is measured on
+    (one side: new inputs are resized as training resized these; several: translated as they are)."""
+    return {max(src.load().size) for src in sources[:n]}
+
+
 def draw_crop(rng: random.Random, load_size: int, crop_size: int, flip: bool) -> Crop:
     """The random part of the CUT paper's augmentation: a crop_size² window of a load_size² image and a coin
     for a horizontal flip (`apply_crop` applies it to the image `resize_square` made)."""

@@ -24,10 +24,11 @@ import torch
 
 from . import __version__
 from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
-from .data import domain_sources
+from .config import DataConfig
+from .data import domain_sources, input_sides
 from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
 from .runlog import read_log, training_hardware, training_seconds
-from .saved_config import CardText, SavedModelConfig, translation_size
+from .saved_config import CardText, InferenceSettings, SavedModelConfig, measured_inference
 
 LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
 
@@ -72,36 +73,22 @@ def plot_losses(records: Sequence[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def inference_size(config: dict) -> int | None:
-    """The size the model translates at, the reference's way (`saved_config.translation_size`): the crop
-    size when the crops were the whole resized image up to scale jitter (a 256² dataset at 286/256:
-    256), else the load size (512 px tiles at 128 in 64² crops: 128)."""
-    d = config.get("data", {})
-    if not d.get("load_size"):
-        return None
-    return translation_size(d["load_size"], d.get("crop_size") or d["load_size"])
-
-
-def inference_scale(config: dict) -> float | None:
-    """For a run whose checkpoints do not record it: inference_size / side of the training inputs (when
-    they share one), the resize new inputs need so the model sees them as the reference's test protocol
-    would. None when the inputs differ in side; ValueError when they cannot be read (a model without
-    its scale would translate differently)."""
-    d = config.get("data", {})
-    root = d.get("root")
+def measure_inference(data: DataConfig) -> InferenceSettings:
+    """For a run whose checkpoints do not record it (older runs): measured on its training images as
+    training now does; ValueError when they cannot be read (a model without its scale would translate
+    differently)."""
     try:
-        a, b = domain_sources(root, d.get("phase", "train"))
-        inputs = b if d.get("direction") == "BtoA" else a
-        sides = {max(src.load().size) for src in inputs[:8]}
+        a, b = domain_sources(data.root, data.phase)
+        sides = input_sides(b if data.direction == "BtoA" else a)
     except (TypeError, OSError, ValueError) as e:  # data moved, unreadable, or a path relative to another folder
         raise ValueError(
-            f"cannot read the training images at {root!r} ({e}), which set the model's inference scale: "
+            f"cannot read the training images at {data.root!r} ({e}), which set the model's inference scale: "
             "run export from the folder the run was trained in, or pass --source-side N (the side in pixels "
             "of the images the model is for)") from None
-    size = inference_size(config)
-    if len(sides) != 1 or not size:
-        return None
-    return size / sides.pop()
+    if len(sides) != 1:
+        print(f"note: {data.root}: training images not of one size; the model card gives no inference scale "
+              "(inputs are translated as they are)")
+    return measured_inference(data, sides)
 
 
 def check_replaceable(out: Path, run: Path) -> None:
@@ -258,16 +245,14 @@ def export_run(
         "hardware": hardware or training_hardware(records, done) or "hardware not recorded",
     })
     recorded = config.pop("inference", None)  # measured by training; runs before it did are measured here
+    data = SavedModelConfig.from_json(config).run.data
     # Data resized before training (a pack of 256 px copies of 512 px tiles) hides the inputs' real side.
     if source_side:
-        scale = inference_size(config) / source_side
+        inference = measured_inference(data, {source_side})
     else:
-        scale = recorded["scale"] if recorded else inference_scale(config)
-    if scale is None:
-        print(f"note: {config['data'].get('root')}: training images not of one size; "
-              "the model card gives no inference scale (inputs are translated as they are)")
-    elif scale != 1:
-        config["inference"] = {"scale": scale, "size": inference_size(config)}
+        inference = InferenceSettings(**recorded) if recorded else measure_inference(data)
+    if inference != InferenceSettings():
+        config["inference"] = asdict(inference)
     config["card"] = asdict(text or CardText())  # so that refresh_card can write the card again
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

@@ -44,7 +44,14 @@ from .checkpoint import (
     write_json,
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
-from .data import DeviceImages, StepSampler, UnpairedDataset, decoded_bytes, resolve_data_on_device
+from .data import (
+    DeviceImages,
+    StepSampler,
+    UnpairedDataset,
+    decoded_bytes,
+    input_sides,
+    resolve_data_on_device,
+)
 from .hardware import device_name, resolve_device, resolve_precision
 from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls
@@ -137,7 +144,7 @@ class Trainer:
         self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
         # Measured once here and saved with every checkpoint, so a run folder translates as its export does
         # and export needs neither the data nor the folder the run was started in.
-        self.inference = measured_inference(cfg.data, {max(s.load().size) for s in self.dataset.a[:8]})
+        self.inference = measured_inference(cfg.data, input_sides(self.dataset.a))
         self.model = build_model(cfg.model).to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -250,8 +250,8 @@ def test_metrics_name_the_exported_folder_not_the_staging_one(exported):
     assert json.loads((exported / "metrics.json").read_text())["model"] == str(exported)
 
 
-def test_the_scale_is_measured_in_training_so_a_run_translates_as_its_export_from_any_folder(tmp_path,
-                                                                                          monkeypatch):
+def test_the_scale_is_measured_in_training_so_a_run_translates_as_its_export_from_any_folder(tmp_path, monkeypatch,
+                                                                                          capsys):
     """data.root is recorded as typed, relative to where the run was trained. The training records the
     scale in every checkpoint: the run folder and its export made elsewhere translate alike. A run from
     before that (no record) needs its data: unreadable from here, export says so rather than write a
@@ -274,6 +274,13 @@ def test_the_scale_is_measured_in_training_so_a_run_translates_as_its_export_fro
     assert not Path("m2").exists()
     assert json.loads((export_run("here/run", "m2", precision="fp32", source_side=48) / "config.json").read_text()
                       )["inference"] == {"scale": pytest.approx(40 / 48), "size": 40}
+    monkeypatch.chdir(tmp_path / "here")  # where its data can be read: measured there, as training does
+    assert json.loads((export_run("run", "m3", precision="fp32") / "config.json").read_text()
+                      )["inference"] == {"scale": pytest.approx(40 / 48), "size": 40}
+    first = sorted(Path("data/trainA").iterdir())[0]
+    Image.open(first).resize((64, 64)).save(first)  # inputs of two sides: nothing to measure a scale on
+    assert "inference" not in json.loads((export_run("run", "m3", precision="fp32") / "config.json").read_text())
+    assert "training images not of one size" in capsys.readouterr().out
 
 
 def test_evaluate_into_an_exported_folder_rewrites_its_card(exported, paired, tmp_path, capsys):
