@@ -141,7 +141,8 @@ def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
     if scale:
         recipe.append(f"- New inputs are resized by {scale:g} (to the ground resolution the model learnt) and the "
                       "result back to the input's size; `translate` and the app do this themselves")
-    recipe.append(f"- Training time: {_duration(t.get('seconds', 0))} wall-clock on {t.get('hardware', 'hardware not recorded')} (the "
+    hardware = t.get("hardware", "hardware not recorded")
+    recipe.append(f"- Training time: {_duration(t.get('seconds', 0))} wall-clock on {hardware} (the "
                   "training loop, periodic evaluation and checkpoints included)")
     card.sections.append(("Recipe", recipe))
     values = evaluation.get("metrics", {})

@@ -88,8 +88,8 @@ def test_config_records_training_and_evaluation_runs_at_the_training_scale(run, 
 
 
 def test_a_run_resumed_elsewhere_names_each_machine_once_and_an_old_log_none():
-    log = [{"step": 10, "hardware": "CPU A"}, {"step": 20, "hardware": "NVIDIA H200"}, {"step": 30, "hardware": "CPU A"},
-           {"step": 40, "hardware": "Other GPU"}]
+    log = [{"step": 10, "hardware": "CPU A"}, {"step": 20, "hardware": "NVIDIA H200"},
+           {"step": 30, "hardware": "CPU A"}, {"step": 40, "hardware": "Other GPU"}]
     assert training_hardware(log, 30) == "CPU A then NVIDIA H200"
     assert training_hardware([{"step": 10, "sec_per_iter": 1.0}], 10) is None
 
