@@ -179,7 +179,6 @@ def translate_pairs(
     pairs: Sequence[Pair],
     size: int | None = 256,
     tile: int | None = None,
-    multiple: int | None = None,
     progress: bool = True,
 ) -> Iterator[tuple[Image.Image, Scored, Scored]]:
     """(input, translation, target) per pair: the input resized to size² (None: as it is) and
@@ -189,11 +188,10 @@ def translate_pairs(
     The target is resized from its own resolution, never via `size`: a model that translates at
     128² must not be compared against targets blurred to 128² (every model faces the same maps).
     """
-    multiple = multiple or getattr(generator, "size_multiple", 4)
     with _eval_mode(generator):
         for src, tgt in tqdm(pairs, desc="translate", unit="img", disable=not progress, leave=False):
             img = _resize(src.load(), size)
-            fake = translate_with(generator, img, tile, multiple=multiple)
+            fake = translate_with(generator, img, tile)
             yield img, Scored.of(fake), tgt if isinstance(tgt, Scored) else Scored.of(tgt.load())
 
 
@@ -225,7 +223,6 @@ def evaluate_generator(
     *,
     size: int | None = 256,
     tile: int | None = None,
-    multiple: int | None = None,
     fid_extractor: FeatureExtractor | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
@@ -235,15 +232,15 @@ def evaluate_generator(
     {metric: value} in METRICS order; accuracy is a fraction in [0, 1].
     """
     metrics = parse_metrics(metrics)  # before translating: a typo should not cost a pass over the data
-    fakes, reals, _ = _translations(generator, pairs, size, tile, multiple, progress)
+    fakes, reals, _ = _translations(generator, pairs, size, tile, progress)
     return _score(fakes, reals, metrics, fid_extractor)
 
 
 def _translations(generator: nn.Module, pairs: Sequence[Pair], size: int | None, tile: int | None,
-                  multiple: int | None, progress: bool) -> tuple[list[Scored], list[Scored], list[tuple]]:
+                  progress: bool) -> tuple[list[Scored], list[Scored], list[tuple]]:
     """Translations and targets of every pair, and the first GRID_PAIRS (input, translation, target) rows."""
     fakes, reals, samples = [], [], []
-    for row in translate_pairs(generator, pairs, size, tile, multiple, progress):
+    for row in translate_pairs(generator, pairs, size, tile, progress):
         fakes.append(row[1])
         reals.append(row[2])
         if len(samples) < GRID_PAIRS:
@@ -287,7 +284,7 @@ def evaluate_model(
 
     metrics = parse_metrics(metrics)
     fakes, reals, samples = _translations(model.generator, model_pairs(model, pairs, direction), size, tile,
-                                          model.size_multiple, progress)
+                                          progress)
     by_colour = colour_breakdown([f.paired for f in fakes], [r.paired for r in reals], PAIRED_SIZE) \
         if "accuracy" in metrics else []
     baseline = most_common_colour_baseline([r.paired for r in reals], PAIRED_SIZE)

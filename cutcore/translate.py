@@ -78,9 +78,10 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 
 
 @torch.no_grad()
-def run_generator(generator: nn.Module, x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
-    """G(x) for an (1, 3, H, W) tensor of any H, W."""
-    padded, h, w = _pad_to_multiple(x, multiple)
+def run_generator(generator: nn.Module, x: torch.Tensor, multiple: int | None = None) -> torch.Tensor:
+    """G(x) for an (1, 3, H, W) tensor of any H, W, padded to `multiple` (default: the generator's own
+    `size_multiple`, 4 for generators that do not say)."""
+    padded, h, w = _pad_to_multiple(x, multiple or getattr(generator, "size_multiple", 4))
     return generator(padded)[..., :h, :w]
 
 
@@ -102,7 +103,7 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def translate_tiled(
-    generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int = 64, multiple: int = 4,
+    generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int = 64, multiple: int | None = None,
     progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
     """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases.
@@ -144,7 +145,7 @@ def translate_tiled(
 
 
 def translate_with(
-    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64, multiple: int = 4,
+    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64, multiple: int | None = None,
     progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
     """Translate a PIL image (any mode: made RGB as `load_rgb` makes it) with a bare generator; tiled when
@@ -183,9 +184,9 @@ def translate_image(
     check_scale(img.size, scale)
     img = img if img.mode == "RGB" else to_rgb(img)  # Image.open's RGBA, L, P, CMYK...: before resizing
     if scale == 1:
-        return translate_with(model.generator, img, tile, overlap, model.size_multiple, progress, should_stop)
-    out = translate_with(model.generator, rescale(img, scale), tile, overlap, model.size_multiple, progress,
-                         should_stop)
+        return translate_with(model.generator, img, tile, overlap, progress=progress, should_stop=should_stop)
+    out = translate_with(model.generator, rescale(img, scale), tile, overlap, progress=progress,
+                         should_stop=should_stop)
     return out.resize(img.size, Image.BICUBIC)
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from cutcore.imageio import ImageLoadError
+from cutcore.model_folder import load_model
 from cutcore.nets.stylegan2 import (
     StyleGAN2Discriminator,
     StyleGAN2DiscriminatorConfig,
@@ -29,11 +30,10 @@ from cutcore.nets.stylegan2 import (
 )
 from cutcore.sincut import sincut_preset
 from cutcore.sincut.data import ZoomPatchSampler
-from cutcore.sincut.model import SinCUTModel
-from cutcore.model_folder import load_model
-from cutcore.sincut.live import LiveTrainer, TrainEvent, translate
+from cutcore.sincut.live import LiveTrainer, TrainEvent
+from cutcore.sincut.model import SinCUTModel, identity_loss, r1_penalty
 from cutcore.translate import translate_image
-from cutcore.sincut.model import identity_loss, r1_penalty
+from cutcore.translate import translate_with as translate
 
 MONET_ETRETAT = SHARED / "data" / "single_image" / "monet_etretat"
 

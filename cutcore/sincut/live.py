@@ -31,7 +31,6 @@ from ..imageio import rescale, to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
 from ..model_folder import write_model_folder
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
-from ..nets.stylegan2 import StyleGAN2Generator
 from ..translate import translate_with
 from .config import SinCUTConfig, sincut_preset, with_total_iters
 from .data import ZoomPatchSampler, open_image, working_image, working_scale
@@ -55,11 +54,6 @@ class TrainEvent:
 
 # ---------------------------------------------------------------------------------------------
 # Inference and export
-
-
-def translate(generator: StyleGAN2Generator, image: Image.Image, tile: int = 1024, overlap: int = 64) -> Image.Image:
-    """G(image) at the image's own resolution; images larger than `tile` run in blended tiles."""
-    return translate_with(generator, image, tile, overlap, generator.size_multiple)
 
 
 def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.PathLike, iteration: int,
@@ -252,7 +246,7 @@ class LiveTrainer:
         if image is not None and self.input_scale != 1:
             img = rescale(img, self.input_scale)
         with self._lock:
-            return translate(self.model.G, img, tile)
+            return translate_with(self.model.G, img, tile)
 
     def export(self, out_dir: str | os.PathLike, card: str | None = None, domains: Domains | None = None) -> Path:
         """Save the generator (+ heads) as a model folder (with `card` as README.md and what it translates);
