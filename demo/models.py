@@ -37,7 +37,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cutcore.model_folder import load_model
+from cutcore.checkpoint import checkpoint_dirs
+from cutcore.model_folder import CONFIG, WEIGHTS, load_model
 from cutcore.official_urls import official_models_dir, offline
 from cutcore.report import METHODS
 from cutcore.results import LABELS, METRICS, format_metric
@@ -156,11 +157,9 @@ def model_dirs(root: Path, depth: int = 2) -> list[Path]:
     and for a training run folder (checkpoints/step_*/) its newest checkpoint."""
     if not root.is_dir():
         return []
-    if (root / "model.safetensors").is_file() and (root / "config.json").is_file():
+    if (root / WEIGHTS).is_file() and (root / CONFIG).is_file():
         return [root]
-    ckpts = sorted((p for p in (root / "checkpoints").glob("step_*") if (p / "model.safetensors").is_file()),
-                   key=lambda p: p.name) if (root / "checkpoints").is_dir() else []
-    if ckpts:
+    if ckpts := [p for p in checkpoint_dirs(root) if (p / WEIGHTS).is_file()]:
         return [ckpts[-1]]
     found: list[Path] = []
     if depth > 0:
@@ -198,7 +197,7 @@ def input_domain(config: dict, name: str = "") -> str | None:
 
 
 def read_entry(folder: Path, default_source: str) -> ModelEntry:
-    config = _read_json(folder / "config.json")
+    config = _read_json(folder / CONFIG)
     source = default_source
     if str(config.get("source") or "").lower().startswith("official"):
         source = "official"
@@ -207,7 +206,7 @@ def read_entry(folder: Path, default_source: str) -> ModelEntry:
     name = str(config.get("name") or folder.name)
     if name.startswith("step_"):  # a run's checkpoint folder: name it after the run
         name = f"{folder.parent.parent.name}/{folder.name}"  # run/step_N
-    return ModelEntry(name, folder, source, preset, read_metrics(folder), has_heads(folder / "model.safetensors"),
+    return ModelEntry(name, folder, source, preset, read_metrics(folder), has_heads(folder / WEIGHTS),
                       read_card(folder), input_domain(config, str(config.get("name") or folder.name)),
                       str(model.get("kind") or ""))
 
@@ -361,7 +360,7 @@ def load(key: str | ModelEntry):
     from .errors import UserError
 
     folder = (key if isinstance(key, ModelEntry) else require(key)).path
-    weights = folder / "model.safetensors"
+    weights = folder / WEIGHTS
     if not weights.is_file():
         raise UserError(f"The model folder `{folder.name}` is gone; press ↻ to refresh the model list.")
     stamp = (str(folder), weights.stat().st_mtime)
