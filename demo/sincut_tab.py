@@ -203,28 +203,22 @@ def yardsticks(content, style, output) -> str:
 
 def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: int, total: int,
                scores: str = "") -> str:
+    from cutcore.model_folder import ModelCard
+
     side = cfg.data.max_side
-    scored = f"\n{scores} (`python -m cutcore style` scores any result.)\n" if scores else ""
+    content, style = (photo, art) if direction == PHOTO_TO_ART else (art, photo)
     shrunk = (f"; both images shrunk to {side} px on their longer side, so `translate` meets an image at the "
               "content image's scale (config.json `inference.scale`)") if side else ""
-    return f"""---
-library_name: cutcore
-pipeline_tag: image-to-image
-tags: [sincut, contrastive-unpaired-translation, single-image]
----
-# {name}
-
-SinCUT (Park et al. 2020, single-image contrastive unpaired translation) trained live in the cutcore
-demo: **{direction}**, content image `{photo if direction == PHOTO_TO_ART else art}`, style image
-`{art if direction == PHOTO_TO_ART else photo}`.
-
-- Preset: `{cfg.preset}`; {iteration} of {total} iterations{' (stopped early)' if iteration < total else ''}{shrunk}
-- Files: `model.safetensors` (generator `G.*`, PatchNCE heads `F.*`) and `config.json`
-
-```bash
-python -m cutcore translate --model . --input IMAGE --output OUT_DIR
-```
-{scored}"""
+    training = [f"- Preset: `{cfg.preset}`; {iteration} of {total} iterations"
+                f"{' (stopped early)' if iteration < total else ''}{shrunk}",
+                "- Files: `model.safetensors` (generator `G.*`, PatchNCE heads `F.*`) and `config.json`"]
+    sections = [("Training", training)]
+    if scores:  # models.ModelEntry finds this line by its first words (STYLE_YARDSTICKS)
+        sections.append(("Style", [f"{scores} (`python -m cutcore style` scores any result.)"]))
+    summary = ("SinCUT (Park et al. 2020, single-image contrastive unpaired translation) trained live in the cutcore "
+               f"demo: **{direction}**, content image `{content}`, style image `{style}`.")
+    return ModelCard(name, summary, sections, tags=("sincut", "contrastive-unpaired-translation", "single-image")
+                     ).render(".")
 
 
 def mark_pending(session: str | None) -> None:
