@@ -21,7 +21,10 @@ from PIL import Image
 from ..imageio import ImageLoadError, fit_within, load_rgb, scaled_size
 
 
-def open_image(source: str | os.PathLike | Image.Image, name: str | None = None) -> tuple[Image.Image, str]:
+ImageInput = str | os.PathLike | Image.Image  # a path, or an image already in memory (the app's uploads)
+
+
+def open_image(source: ImageInput, name: str | None = None) -> tuple[Image.Image, str]:
     """An RGB image and a name for error messages, from a path or an in-memory PIL image."""
     if isinstance(source, Image.Image):
         return source.convert("RGB"), name or "<in-memory image>"

@@ -33,10 +33,9 @@ from ..model_folder import write_model_folder
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
 from ..translate import translate_with
 from .config import SinCUTConfig, sincut_preset, with_total_iters
-from .data import ZoomPatchSampler, open_image, working_image, working_scale
+from .data import ImageInput, ZoomPatchSampler, open_image, working_image, working_scale
 from .model import SinCUTModel
 
-ImageSource = str | os.PathLike | Image.Image
 EventKind = Literal["started", "progress", "stopped", "finished", "error"]
 
 
@@ -86,8 +85,8 @@ class LiveTrainer:
 
     def __init__(
         self,
-        content: ImageSource,
-        style: ImageSource,
+        content: ImageInput,
+        style: ImageInput,
         config: SinCUTConfig | str = "sincut-cpu",
         *,
         event_every: int = 25,
@@ -239,7 +238,7 @@ class LiveTrainer:
         with self._lock:
             return self._preview()
 
-    def translate(self, image: ImageSource | None = None, tile: int = 1024) -> Image.Image:
+    def translate(self, image: ImageInput | None = None, tile: int = 1024) -> Image.Image:
         """Translate `image` (default: the content image) at the working scale (full resolution unless the
         preset sets `max_side`); the result has the size G worked at."""
         img = self.content if image is None else open_image(image)[0]
