@@ -26,7 +26,7 @@ from . import __version__
 from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .config import DataConfig
 from .data import domain_sources, input_sides
-from .model_folder import CONFIG, WEIGHTS, ModelCard, write_card, write_model_folder
+from .model_folder import CONFIG, WEIGHTS, ModelCard, read_config, write_card, write_model_folder
 from .runlog import read_log, training_hardware, training_seconds
 from .saved_config import CardText, InferenceSettings, SavedModelConfig, measured_inference
 
@@ -114,36 +114,35 @@ def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_tensors(ckpt / "model.safetensors").items()}
 
 
-def model_card(folder: Path, config: dict, text: CardText) -> ModelCard:
+def model_card(folder: Path, config: SavedModelConfig) -> ModelCard:
     """The card for the files in `folder`: data, recipe, training, metrics, samples, curves, licence."""
     from .evaluate import read_split
     from .results import LABELS, colour_table, format_metric
 
-    name, t, d, m = config["name"], config.get("training", {}), config.get("data", {}), config.get("model", {})
-    train_cfg, g = config.get("train", {}), m.get("generator", {})
+    d, m, train, t = config.run.data, config.run.model, config.run.train, config.training
+    text = config.card or CardText()
     evaluation = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-    held_out = set(d.get("exclude") or [])
-    card = ModelCard(name, f"A `{config.get('preset')}` model trained with cutcore {__version__}."
+    held_out = set(d.exclude or [])
+    card = ModelCard(config.name, f"A `{config.preset}` model trained with cutcore {__version__}."
                      + (f" {text.about}" if text.about else ""))
-    data = [f"- Training data: `{d.get('root')}`, phase `{d.get('phase')}`, direction {d.get('direction', 'AtoB')}, "
+    data = [f"- Training data: `{d.root}`, phase `{d.phase}`, direction {d.direction}, "
             "trained **unpaired** (the two domains drawn independently)."]
     if held_out:
         data.append(f"- Held out from training: {len(held_out)} file names (`data.exclude` in config.json).")
     card.sections.append(("Data", data))
-    recipe = [f"- Images resized to {d.get('load_size')}², random {d.get('crop_size')}² crops"
-              + (", horizontal flips" if d.get("flip") else ""),
-              f"- Generator: ResNet, ngf {g.get('ngf')}, {g.get('n_blocks')} residual blocks; "
-              f"discriminator ndf {m.get('discriminator', {}).get('ndf')}",
-              f"- {t.get('steps')} iterations × batch {train_cfg.get('batch_size')} = {t.get('images')} images; "
-              f"LR {train_cfg.get('lr')}, constant for {train_cfg.get('epochs')} epochs, then linear decay over "
-              f"{train_cfg.get('epochs_decay')}"]
-    scale = config.get("inference", {}).get("scale")
-    if scale:
-        recipe.append(f"- New inputs are resized by {scale:g} (to the ground resolution the model learnt) and the "
-                      "result back to the input's size; `translate` and the app do this themselves")
-    hardware = t.get("hardware", "hardware not recorded")
-    recipe.append(f"- Training time: {_duration(t.get('seconds', 0))} wall-clock on {hardware} (the "
-                  "training loop, periodic evaluation and checkpoints included)")
+    recipe = [f"- Images resized to {d.load_size}², random {d.crop_size}² crops"
+              + (", horizontal flips" if d.flip else ""),
+              f"- Generator: ResNet, ngf {m.generator.ngf}, {m.generator.n_blocks} residual blocks; "
+              f"discriminator ndf {m.discriminator.ndf}"]
+    if t is not None:
+        recipe.append(f"- {t.steps} iterations × batch {train.batch_size} = {t.images} images; LR {train.lr}, "
+                      f"constant for {train.epochs} epochs, then linear decay over {train.epochs_decay}")
+    if config.inference.scale != 1:
+        recipe.append(f"- New inputs are resized by {config.inference.scale:g} (to the ground resolution the model "
+                      "learnt) and the result back to the input's size; `translate` and the app do this themselves")
+    if t is not None:
+        recipe.append(f"- Training time: {_duration(t.seconds)} wall-clock on {t.hardware} (the training loop, "
+                      "periodic evaluation and checkpoints included)")
     card.sections.append(("Recipe", recipe))
     values = evaluation.get("metrics", {})
     if values:
@@ -183,7 +182,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def _evaluate_into(folder: Path, final: Path, config: dict, ev: Evaluation) -> None:
+def _evaluate_into(folder: Path, final: Path, name: str, ev: Evaluation) -> None:
     """Evaluate the model staged in `folder` into it; its results name `final`, where it will live."""
     from .evaluate import (
         evaluate_model,
@@ -208,15 +207,14 @@ def _evaluate_into(folder: Path, final: Path, config: dict, ev: Evaluation) -> N
     scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
             "direction": "AtoB", "size": size, "model": str(final)}
-    write_evaluation(folder, model, scores, info, f"{config['name']}\n\n{scores.markdown()}")
+    write_evaluation(folder, model, scores, info, f"{name}\n\n{scores.markdown()}")
 
 
 def refresh_card(folder: str | os.PathLike) -> Path:
     """Write an exported model's card again from its files, e.g. after `evaluate --out` into its folder
     changed metrics.json: the card always says what the folder holds."""
     folder = Path(folder)
-    config = read_json(folder / "config.json")
-    write_card(folder, model_card(folder, config, CardText(**config.get("card", {}))).render(folder))
+    write_card(folder, model_card(folder, read_config(folder)).render(folder))
     return folder / "README.md"
 
 
@@ -255,12 +253,12 @@ def export_run(
     if inference != InferenceSettings():
         config["inference"] = asdict(inference)
     config["card"] = asdict(text or CardText())  # so that refresh_card can write the card again
+    saved = SavedModelConfig.from_json(config)  # typed on the way out: a config that would not load fails here
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o777 & ~UMASK)  # mkdtemp's 0700 would keep the model from a web server or another user
     try:
-        # Typed on the way out: a config that would not load again fails here, not in the app.
-        write_model_folder(staging, exported_tensors(ckpt, precision), SavedModelConfig.from_json(config),
+        write_model_folder(staging, exported_tensors(ckpt, precision), saved,
                            metadata={"format": "cutcore", "exported_from": str(ckpt)})
         if records:
             plot_losses(records, staging / "losses.png")
@@ -269,8 +267,8 @@ def export_run(
             shutil.copyfile(curve, staging / "metrics.jsonl")
             plot_curves({"": read_log(curve)}, staging / "metrics.png")
         if evaluation is not None:
-            _evaluate_into(staging, out, config, evaluation)
-        write_card(staging, model_card(staging, config, text or CardText()).render(out))
+            _evaluate_into(staging, out, saved.name, evaluation)
+        write_card(staging, model_card(staging, saved).render(out))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
