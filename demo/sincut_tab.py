@@ -26,7 +26,7 @@ import gradio as gr
 from cutcore.official_urls import offline
 
 from . import models
-from .errors import UserError, error_text, open_upload, to_gr_error, user_errors
+from .errors import Upload, UserError, error_text, open_upload, to_gr_error, user_errors
 from .settings import env_int
 from .torch_thread import on_own_thread
 
@@ -256,6 +256,48 @@ def _take_stop_request(session: str | None) -> bool:
         return False
 
 
+def check_crops(cfg, content: Upload, style: Upload) -> None:
+    """UserError when an image, at the preset's working size, is smaller than its training crops."""
+    from cutcore.sincut.data import working_size
+
+    crop = cfg.data.crop_size
+    for up in (content, style):
+        w, h = working_size(up.image.size, cfg.data.max_side)
+        if min(w, h) < crop:
+            shrunk = "" if (w, h) == up.image.size else f" (this preset shrinks it to {w}×{h})"
+            raise UserError(f"“{up.name}” is {up.image.width}×{up.image.height} px{shrunk}; this preset trains on "
+                            f"{crop}×{crop} crops, so each side needs at least {crop} px.")
+
+
+def save_live_model(trainer, cfg, photo: Upload, art: Upload, direction: str, iteration: int, total: int) -> tuple:
+    """Export the run into the live models' folder with its card and yardsticks, and zip it for download:
+    (name, folder, zip, final preview, yardsticks line)."""
+    from cutcore.saved_config import Domains
+
+    content, style = (photo, art) if direction != ART_TO_PHOTO else (art, photo)
+    tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
+    name = f"sincut-{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = models.live_dir() / name
+    domains = Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO)))
+
+    def finish() -> tuple:  # torch work, on a thread of its own as in the other tabs (demo/torch_thread.py)
+        final_preview = None
+        try:
+            final_preview = trainer.preview()
+        except Exception:  # noqa: BLE001 - the preview is a nicety
+            log.debug("no final preview", exc_info=True)
+        scores = yardsticks(content.image, style.image, final_preview)
+        card = model_card(name, cfg, photo.name, art.name, direction, iteration, total, scores)
+        trainer.export(out, card=card, domains=domains)
+        return final_preview, scores
+
+    final_preview, scores = on_own_thread(finish)
+    zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
+    zip_dir.mkdir(parents=True, exist_ok=True)
+    archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))
+    return name, out, archive, final_preview, scores
+
+
 def train_updates(photo_file, art_file, direction: str, preset: str, iterations, every, session: str | None,
                   factory: Callable[..., Any] | None = None) -> Iterator[Update]:
     """The whole SinCUT action without the UI: validate, train, stream updates, export at the end."""
@@ -272,15 +314,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
     cfg = make_config(preset, iterations)
     # At least two loss records: the plot draws no line through a single point.
     every = min(preview_interval(every), max(1, cfg.train.total_iters // 2))
-    crop = cfg.data.crop_size
-    from cutcore.sincut.data import working_size
-
-    for up in (content, style):
-        w, h = working_size(up.image.size, cfg.data.max_side)
-        if min(w, h) < crop:
-            shrunk = "" if (w, h) == up.image.size else f" (this preset shrinks it to {w}×{h})"
-            raise UserError(f"“{up.name}” is {up.image.width}×{up.image.height} px{shrunk}; this preset trains on "
-                            f"{crop}×{crop} crops, so each side needs at least {crop} px.")
+    check_crops(cfg, content, style)
     if not _train_lock.acquire(blocking=False):
         raise UserError("Another SinCUT training is running on this server; please try again when it has finished.")
     trainer = None
@@ -331,29 +365,8 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
                          "saved.",
                          None, list(history), iteration, total, done=True)
             return
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
-        name = f"sincut-{tag}-{stamp}"
-        out = models.live_dir() / name
-        from cutcore.saved_config import Domains
-
-        domains = Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO)))
-
-        def finish() -> tuple:  # torch work, on a thread of its own as in the other tabs (demo/torch_thread.py)
-            final_preview = None
-            try:
-                final_preview = trainer.preview()
-            except Exception:  # noqa: BLE001 - the preview is a nicety
-                log.debug("no final preview", exc_info=True)
-            scores = yardsticks(content.image, style.image, final_preview)
-            card = model_card(name, cfg, photo.name, art.name, direction, iteration, total, scores)
-            trainer.export(out, card=card, domains=domains)
-            return final_preview, scores
-
-        final_preview, scores = on_own_thread(finish)
-        zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
-        zip_dir.mkdir(parents=True, exist_ok=True)
-        archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))
+        name, out, archive, final_preview, scores = save_live_model(trainer, cfg, photo, art, direction, iteration,
+                                                                    total)
         how = "finished" if iteration >= total else "stopped"
         status = (f"Training {how} at iteration **{iteration}/{total}**. The model `{name}` is in the model lists "
                   "of the other tabs; download it below." + (f"\n\n{scores}" if scores else ""))
