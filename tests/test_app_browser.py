@@ -30,6 +30,9 @@ SHOTS = REPO_ROOT / "screenshots"
 TIMEOUT_MS = 90_000  # generous: CI machines are shared and slow
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+# Assertions wait as long as actions do (Playwright's expect() defaults to 5 s, which a loaded 2-core machine
+# overran once: an upload's status line arrived after it).
+sync_api.expect.set_options(timeout=TIMEOUT_MS)
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CUTCORE_CHROMIUM)",
                 allow_module_level=True)
