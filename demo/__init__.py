@@ -1,7 +1,7 @@
 """The cutcore Gradio demo: Translate, SinCUT live, Correspondence and Results tabs.
 
     from demo import build_demo
-    build_demo().queue().launch()      # what app.py does
+    build_demo().launch(**launch_kwargs())      # what app.py does (build_demo sets up the queue)
 
 Environment (all optional; a value the app cannot use stops its start with one line naming it):
   CUTCORE_WEIGHTS        our model folders (default: <repo>/weights)

@@ -1,6 +1,8 @@
 """Results tab: the evaluation report (cutcore.report) over our models and a benchmark JSON."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
 import tempfile
@@ -63,6 +65,17 @@ class Results:
     empty: bool = True
 
 
+def _drawn(path: Path, draw) -> bool:
+    """Whether `path` holds its picture, drawing it first if not (to a temporary name, then renamed: a
+    page loading at the same moment never serves half a PNG)."""
+    if not path.is_file():
+        tmp = path.with_name(f".{uuid.uuid4().hex}{path.suffix}")
+        draw(tmp)
+        if tmp.is_file():
+            os.replace(tmp, path)
+    return path.is_file()
+
+
 def build_results() -> Results:
     reg = models.scan()
     runs = [e.path for e in reg.entries if e.source in ("ours", "hub")]
@@ -75,18 +88,18 @@ def build_results() -> Results:
     scored = any(r.values.keys() & set(METRICS) for r in report.rows)
     if not scored and (bench in tables or not any(r.values for r in report.rows)):
         return Results(speed, notes=report.notes, empty=False) if speed else Results(no_results(), notes=report.notes)
-    out = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
+    curves = {r.method: r.curve for r in report.rows if r.curve}
+    # Named by what they show: every page load builds this tab, and the same results draw into the same folder
+    # instead of a new one each time.
+    key = hashlib.sha1(json.dumps([report.markdown, report.baseline, curves], default=str).encode()).hexdigest()
+    out = Path(tempfile.gettempdir()) / "cutcore-demo" / f"results-{key[:16]}"
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     bars = out / "metrics.png"
-    plot_bars(report.rows, bars, report.baseline)
-    if bars.is_file():
+    if _drawn(bars, lambda path: plot_bars(report.rows, path, report.baseline)):
         plots.append((str(bars), "metrics per method"))
-    curves = {r.method: r.curve for r in report.rows if r.curve}
-    if curves:
-        plot_curves(curves, curves_path(bars))
-        if curves_path(bars).is_file():
-            plots.append((str(curves_path(bars)), "metrics during training"))
+    if curves and _drawn(curves_path(bars), lambda path: plot_curves(curves, path)):
+        plots.append((str(curves_path(bars)), "metrics during training"))
     sources = f"{len(runs)} model folder(s) under `{models.weights_dir()}`" + (
         f" and `{bench.name}`" if bench.is_file() else "")
     markdown = f"{report.markdown}\n\n_From {sources}._" + (f"\n\n{speed}" if speed else "")

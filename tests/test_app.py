@@ -736,6 +736,10 @@ def test_results_table_and_plots(app_env, cut_model):
     assert not res.empty
     assert "| cut |" in res.markdown and "42.0%" in res.markdown and "0.500" in res.markdown
     assert res.plots and all(Path(p).is_file() for p, _ in res.plots)
+    # Every page load builds this tab: the same results reuse their pictures instead of a new folder each time.
+    assert results_tab.build_results().plots == res.plots
+    make_model(app_env["weights"] / "fastcut", "fastcut", metrics={"accuracy": 0.30, "rmse": 30.0})
+    assert Path(results_tab.build_results().plots[0][0]).parent != Path(res.plots[0][0]).parent
 
 
 def test_results_show_the_cpu_and_the_gpu_speed_tables(app_env, cut_model):
