@@ -190,6 +190,8 @@ class RunConfig:
                                  ("--eval-every", r.eval_every, 0)):
             if value < low:
                 raise ValueError(f"{flag} must be at least {low}, got {value}")
+        if d.max_items is not None and d.max_items < 1:
+            raise ValueError(f"--max-items must be at least 1 (leave it out for every image), got {d.max_items}")
         if t.epochs + t.epochs_decay < 1:
             raise ValueError(f"--epochs plus --epochs-decay must be at least 1 epoch, got {t.epochs} + "
                              f"{t.epochs_decay}")

@@ -27,6 +27,7 @@ def test_every_preset_is_valid(name):
     ("train.epochs", -1, "--epochs must be at least 0"),
     ("runtime.save_every", 0, "--save-every must be at least 1"),
     ("runtime.log_every", 0, "--log-every must be at least 1"),
+    ("data.max_items", 0, r"--max-items must be at least 1 \(leave it out for every image\), got 0"),  # was: no limit
 ])
 def test_values_that_cannot_train_name_their_flag(path, value, message):
     cfg = preset("cut")

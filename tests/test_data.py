@@ -342,6 +342,18 @@ def test_augment_resize_crop_flip():
         assert torch.equal(augment(square, 32, 32, False, random.Random(seed)), plain)
 
 
+def test_a_domain_emptied_by_exclude_is_refused_naming_it(tmp_path):
+    """It trained on until a loader worker divided by zero, naming no flag."""
+    root = tmp_path / "d"
+    for d in "AB":
+        (root / f"train{d}").mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 40)).save(root / f"train{d}" / f"{d}{i}.png")
+    with pytest.raises(ValueError, match=r"no training images left in domain A after --exclude \(2 names\)"):
+        UnpairedDataset(_cfg(root, exclude=["A0.png", "A1.png"]))
+    assert len(UnpairedDataset(_cfg(root, exclude=["A0.png"], max_items=1)).a) == 1
+
+
 def test_list_images_sorted_and_filtered(tmp_path):
     for name in ("b.PNG", "a.jpg", "c.txt", "d.webp"):
         (tmp_path / name).write_bytes(b"")
