@@ -24,6 +24,9 @@ from cutcore.imageio import MAX_PIXELS, to_rgb
 from .settings import env_int
 
 log = logging.getLogger("cutcore.demo")
+# Set once for the process, not per upload: warnings.catch_warnings() is not thread-safe, and uploads are
+# decoded concurrently. Any image large enough to warn is refused by open_upload's size check anyway.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Defaults for the demo (a shared CPU server), overridable by environment variables.
 DEFAULT_MAX_PIXELS = 40_000_000  # ~6300 x 6300: a few minutes tiled on two cores
@@ -103,21 +106,19 @@ def open_upload(file: Any, what: str = "an image", *, max_px: int | None = None,
     if path.stat().st_size == 0:
         raise UserError(f"“{name}” is empty (0 bytes).")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_px:
-                    raise UserError(
-                        f"“{name}” is {w}×{h} px ({w * h / 1e6:.0f} megapixels); this demo accepts up to "
-                        f"{max_px / 1e6:.0f} megapixels. Downscale it, or translate it with the command line "
-                        "(`python -m cutcore translate --tile 512 ...`)."
-                    )
-                if min(w, h) < min_px:
-                    raise UserError(f"“{name}” is only {w}×{h} px; images need at least {min_px} px on each side.")
-                mode, frames = img.mode, getattr(img, "n_frames", 1)
-                img.load()
-                rgb = to_rgb(img)
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > max_px:
+                raise UserError(
+                    f"“{name}” is {w}×{h} px ({w * h / 1e6:.0f} megapixels); this demo accepts up to "
+                    f"{max_px / 1e6:.0f} megapixels. Downscale it, or translate it with the command line "
+                    "(`python -m cutcore translate --tile 512 ...`)."
+                )
+            if min(w, h) < min_px:
+                raise UserError(f"“{name}” is only {w}×{h} px; images need at least {min_px} px on each side.")
+            mode, frames = img.mode, getattr(img, "n_frames", 1)
+            img.load()
+            rgb = to_rgb(img)
     except UserError:
         raise
     except Image.DecompressionBombError as e:
