@@ -166,9 +166,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto", dir
     f_state = split_state(tensors, "F")
     heads = None
     if f_state and direction == "AtoB":
-        n_layers = len({k.split(".")[0] for k in f_state})
-        channels = [f_state[f"mlp_{i}.0.weight"].shape[1] for i in range(n_layers)]
-        heads = PatchProjector(channels, f_state["mlp_0.0.weight"].shape[0])
+        try:
+            heads = PatchProjector.for_state(f_state)
+        except ValueError as e:
+            raise ValueError(f"{folder / WEIGHTS}: its F.* tensors are {e}") from None
         _load_state(heads, f_state, folder / WEIGHTS, "F")
         heads.eval().to(dev)
     return LoadedModel(generator.eval().to(dev), heads, config, folder)

@@ -22,7 +22,6 @@ _METHOD_LAYOUT = {"cut": (True, True), "fastcut": (True, True), "cyclegan": (Fal
 _NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 _BLOCK_KEY = re.compile(r"model\.(\d+)\.conv_block\.(\d+)\.weight$")
 _CONV_KEY = re.compile(r"model\.(\d+)\.weight$")
-_MLP_KEY = re.compile(r"mlp_(\d+)\.0\.weight$")
 
 
 class OfficialCheckpointError(ValueError):
@@ -170,12 +169,11 @@ def load_official_heads(path: str | os.PathLike) -> PatchProjector:
     if not state:
         raise OfficialCheckpointError(f"{path}: an empty state dict: heads trained without MLPs (--netF sample) "
                                       "have no weights to convert")
-    n = len([k for k in state if _MLP_KEY.match(k)])
-    if "mlp_0.0.weight" not in state or any(f"mlp_{i}.0.weight" not in state for i in range(n)):
-        raise OfficialCheckpointError(f"{path}: not PatchSampleF heads (expected mlp_<i>.0/.2 keys; "
-                                      f"keys start {sorted(state)[:4]})")
-    heads = PatchProjector([state[f"mlp_{i}.0.weight"].shape[1] for i in range(n)], state["mlp_0.0.weight"].shape[0])
-    _check_exact(state, heads, path, f"PatchNCE heads ({n} layers, {heads.dim}-d)", [])
+    try:
+        heads = PatchProjector.for_state(state)
+    except ValueError as e:
+        raise OfficialCheckpointError(f"{path}: {e}; PatchSampleF's heads have mlp_<i>.0/.2 keys") from None
+    _check_exact(state, heads, path, f"PatchNCE heads ({len(heads.channels)} layers, {heads.dim}-d)", [])
     heads.load_state_dict({k: v.float() for k, v in state.items()})
     return heads.eval()
 

@@ -210,7 +210,7 @@ def test_heads_load_and_embed_identically(tmp_path):
 def test_heads_refusals(tmp_path):
     with pytest.raises(OfficialCheckpointError, match="empty state dict"):
         load_official_heads(_save({}, tmp_path / "empty.pth"))
-    with pytest.raises(OfficialCheckpointError, match="not PatchSampleF heads"):
+    with pytest.raises(OfficialCheckpointError, match="g_as_f.pth: not PatchNCE heads .*PatchSampleF's heads"):
         load_official_heads(_save(_generator(CUT).state_dict(), tmp_path / "g_as_f.pth"))
 
 

@@ -105,6 +105,18 @@ def test_weights_that_do_not_fit_the_config_name_the_first_difference(tmp_path, 
     assert "\n" not in message and message.count("G.model") == 1  # not torch's dump of every tensor
 
 
+def test_heads_with_a_gap_in_their_layers_are_one_line(tmp_path, cut_dir):
+    """It was a bare KeyError traceback (mlp_1 missing while mlp_2 is there)."""
+    from safetensors.torch import load_file, save_file
+
+    weights = cut_dir[0] / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["F.mlp_9.0.weight"] = tensors.pop("F.mlp_1.0.weight")
+    save_file(tensors, weights)
+    with pytest.raises(ValueError, match=r"model.safetensors: its F.\* tensors are not PatchNCE heads"):
+        load_model(cut_dir[0], "cpu")
+
+
 @pytest.mark.parametrize("text, needle", [("{'model': 1}", "not valid JSON"), ('{"preset": "cut", "colour": 1}',
                                                                                "not a cutcore model config")])
 def test_broken_config_json_names_the_file(tmp_path, cut_dir, text, needle):

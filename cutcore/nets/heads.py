@@ -20,7 +20,18 @@ class PatchProjector(nn.Module):
             self.add_module(f"mlp_{i}", nn.Sequential(nn.Linear(ch, dim), nn.ReLU(), nn.Linear(dim, dim)))
 
     @classmethod
-    def for_features(cls, feats: list[torch.Tensor], dim: int = 256) -> "PatchProjector":
+    def for_state(cls, state: dict[str, torch.Tensor]) -> PatchProjector:
+        """Heads shaped like a saved state dict's `mlp_<i>.0.weight` tensors (layers 0..n-1, each
+        (dim, channels)); ValueError when the keys are not such a series."""
+        n = sum(1 for k in state if k.startswith("mlp_") and k.endswith(".0.weight"))
+        firsts = [state.get(f"mlp_{i}.0.weight") for i in range(n)]
+        if not n or any(w is None or w.ndim != 2 for w in firsts):
+            raise ValueError(f"not PatchNCE heads (expected mlp_<i>.0.weight for i = 0..n-1; keys start "
+                             f"{sorted(state)[:4]})")
+        return cls([w.shape[1] for w in firsts], firsts[0].shape[0])
+
+    @classmethod
+    def for_features(cls, feats: list[torch.Tensor], dim: int = 256) -> PatchProjector:
         """Heads sized from example features (the lazy creation of the reference, made explicit)."""
         return cls([f.shape[1] for f in feats], dim)
 
