@@ -157,5 +157,3 @@ def download_official(
         return convert_official(files["G"], out, heads_path=files.get("F"), name=model.name, source=model.source,
                                 kind=model.method, precision=precision, card_notes=notes)
 
-
-# --- command line -------------------------------------------------------------------------------

@@ -85,12 +85,7 @@ def on_click(state: dict | None, x: float, y: float) -> tuple:
     maps = correspondence_maps(model, image, (px, py), k=K_NEGATIVES)
     output = embeddings(model, image).output
     gallery = [(render_overlay(image, m), caption(m)) for m in maps]
-    return mark_point(output, (px, py)), gallery, details(maps, (px, py), image.size, _kind(model))
-
-
-def _kind(model) -> str | None:
-    config = model.config
-    return config.get("model", {}).get("kind") if isinstance(config, dict) else getattr(config, "kind", None)
+    return mark_point(output, (px, py)), gallery, details(maps, (px, py), image.size, model.config.kind)
 
 
 def details(maps, point: tuple[int, int], size: tuple[int, int], kind: str | None = None) -> str:

@@ -147,15 +147,11 @@ def _report(args) -> int:
 def add_style(sub) -> None:
     p = sub.add_parser("style", help="style yardsticks of a photo / artwork / output triple",
                        description="Style yardsticks for one photo / artwork / output triple (SinCUT, issue 14).")
-    _arguments(p)
-    p.set_defaults(func=_style)
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--photo", required=True, help="the content photo")
     p.add_argument("--artwork", required=True, help="the style image")
     p.add_argument("--output", required=True, help="the translation of the photo")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=_style)
 
 
 def _style(args) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import PRESETS, config_field, config_options, preset
 
 
-def _flag(path: str, f) -> str:
+def _flag(f) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
@@ -45,7 +45,7 @@ def add_train(sub) -> None:
     # Every other flag is a config field that declares one (cutcore.config.option): the preset's
     # value unless given.
     for path, f, hint in config_options():
-        p.add_argument(_flag(path, f), dest=path, help=f.metadata["help"], **_argument(hint))
+        p.add_argument(_flag(f), dest=path, help=f.metadata["help"], **_argument(hint))
     p.set_defaults(func=_train)
 
 
@@ -68,7 +68,7 @@ def _train(args) -> int:
             target, name = config_field(cfg, path)
             getattr(target, name)
         except AttributeError:  # e.g. --lambda-nce with the cyclegan preset
-            flag = next(_flag(p, f) for p, f, _ in options if p == path)
+            flag = next(_flag(f) for p, f, _ in options if p == path)
             raise ValueError(f"{flag} does not apply to the {cfg.preset} preset") from None
         setattr(target, name, value)
     if args.resume and args.preset:

@@ -14,6 +14,13 @@ from cutcore.metrics.paired import (
     rmse,
     to_rgb_uint8,
 )
+from cutcore.metrics.style import (
+    StyleScores,
+    foreign_colour_fraction,
+    foreign_colour_mask,
+    style_report,
+    style_scores,
+)
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
 _FID_NAMES = {
@@ -22,19 +29,11 @@ _FID_NAMES = {
 }
 
 
-# The style names load on first use too, so `python -m cutcore.metrics.style` runs cleanly.
-_STYLE_NAMES = {"StyleScores", "foreign_colour_fraction", "foreign_colour_mask", "style_report", "style_scores"}
-
-
 def __getattr__(name: str):
     if name in _FID_NAMES:
         from cutcore.metrics import fid
 
         return getattr(fid, name)
-    if name in _STYLE_NAMES:
-        from cutcore.metrics import style
-
-        return getattr(style, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
