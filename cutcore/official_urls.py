@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .checkpoint import UMASK
+
 CUT_REPO = "taesungp/contrastive-unpaired-translation"
 CYCLEGAN_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 CUT_ARCHIVE_URL = "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
@@ -141,6 +143,7 @@ def download(url: str, dest: Path, timeout: float = DEFAULT_TIMEOUT, progress: P
                     progress(done, total)
         if total is not None and done != total:
             raise DownloadError(f"{url}: truncated download ({done} of {total} bytes)")
+        os.chmod(tmp, 0o666 & ~UMASK)  # not mkstemp's 0600: a kept download is an ordinary file (atomic_write's rule)
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, timeout, HTTP errors
         reason = getattr(e, "reason", None) or e

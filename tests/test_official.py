@@ -324,6 +324,12 @@ def test_download_checks_length_and_sha256(monkeypatch, tmp_path):
     with pytest.raises(DownloadError, match="truncated"):
         official_urls.download("http://x/y.pth", tmp_path / "y.pth")
     assert list(tmp_path.iterdir()) == []  # no partial file left
+    from cutcore.checkpoint import UMASK
+
+    monkeypatch.setattr(official_urls.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(b"abc", 3))
+    official_urls.download("http://x/y.pth", tmp_path / "y.pth")  # kept (--file): readable as open() makes files
+    assert (tmp_path / "y.pth").read_bytes() == b"abc" and (tmp_path / "y.pth").stat().st_mode & 0o777 == 0o666 & ~UMASK
+    (tmp_path / "y.pth").unlink()
     path = _save(_generator(CYCLEGAN).state_dict(), tmp_path / "sat2map.pth")
     with pytest.raises(DownloadError, match="does not match"):
         download_official("sat2map", tmp_path / "m", file=path, sha256="0" * 64)
