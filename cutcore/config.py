@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .nets.patchgan import PatchGANConfig
+from .nets.resnet import SIZE_MULTIPLE as RESNET_SIZE_MULTIPLE
 from .nets.resnet import ResnetGeneratorConfig
 
 GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
@@ -163,9 +164,7 @@ class RuntimeConfig:
     eval_max_images: int | None = option(None, help="evaluate on at most this many pairs")
 
 
-# ResnetGenerator.size_multiple: its two stride-2 downsamplings are undone by two upsamplings, so
-# any other side comes back a different size (7 -> 4 -> 2 -> 4 -> 8).
-GENERATOR_MULTIPLE = 4
+GENERATOR_MULTIPLE = RESNET_SIZE_MULTIPLE  # crops must be multiples of it (ResnetGenerator.size_multiple)
 # Each image is resized to load_size² in memory before it is cropped (30000 px: 2.5 GiB an image).
 MAX_LOAD_SIZE = 8192
 

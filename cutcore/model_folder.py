@@ -113,7 +113,7 @@ class LoadedModel:
 
     @property
     def size_multiple(self) -> int:
-        return getattr(self.generator, "size_multiple", 4)
+        return self.generator.size_multiple  # every generator a model folder builds says it
 
     @property
     def input_scale(self) -> float:

@@ -14,6 +14,10 @@ import torch.nn as nn
 
 from .blur import BlurDownsample, BlurUpsample
 
+# Two stride-2 downsamplings undone by two upsamplings: any other side comes back a different size
+# (7 -> 4 -> 2 -> 4 -> 8).
+SIZE_MULTIPLE = 4
+
 
 @dataclass
 class ResnetGeneratorConfig:
@@ -68,7 +72,7 @@ class ResnetGenerator(nn.Module):
     @property
     def size_multiple(self) -> int:
         """Input sides must be multiples of this for the output to match the input size."""
-        return 4
+        return SIZE_MULTIPLE
 
     def forward(self, x: torch.Tensor, layers: list[int] | None = None):
         """The translated image; with `layers`, also the features after those layer indices."""
