@@ -94,3 +94,9 @@ def gan_loss(pred: torch.Tensor, target_is_real: bool, mode: GANMode, for_discri
             return -pred.mean()
         return F.relu(1.0 - pred).mean() if target_is_real else F.relu(1.0 + pred).mean()
     raise ValueError(f"unknown GAN mode {mode!r}")
+
+
+def discriminator_loss(pred: torch.Tensor, n_fake: int, mode: GANMode) -> torch.Tensor:
+    """D's loss on one pass over fakes then reals (the first `n_fake` rows fake): half of each half's GAN
+    loss, as the reference weighs D's two terms."""
+    return 0.5 * (gan_loss(pred[:n_fake], False, mode) + gan_loss(pred[n_fake:], True, mode))

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..config import CUTModelConfig
-from ..losses import gan_loss, layered_patch_nce
+from ..losses import discriminator_loss, gan_loss, layered_patch_nce
 from ..nets import PatchGANDiscriminator, PatchProjector, ResnetGenerator
 from .common import TrainableModel, frozen, init_weights
 
@@ -59,7 +59,7 @@ class CUTModel(TrainableModel):
 
             # Discriminator: fake and real in one pass.
             pred = self.D(torch.cat([fake_b.detach(), real_b]))
-            loss_d = 0.5 * (gan_loss(pred[:n], False, c.gan_mode) + gan_loss(pred[n:], True, c.gan_mode))
+            loss_d = discriminator_loss(pred, n, c.gan_mode)
         self.update("D", loss_d)
 
         with self.autocast(real_a.device):

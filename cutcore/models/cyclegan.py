@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import CycleGANModelConfig
-from ..losses import gan_loss
+from ..losses import discriminator_loss, gan_loss
 from ..nets import PatchGANDiscriminator, ResnetGenerator
 from .common import TrainableModel, frozen, init_weights
 
@@ -90,8 +90,7 @@ class CycleGANModel(TrainableModel):
         with self.autocast(real_a.device):
             pa = self.D_A(torch.cat([self.pools["B"].query(fake_b, pool_rng), real_b]))
             pb = self.D_B(torch.cat([self.pools["A"].query(fake_a, pool_rng), real_a]))
-            loss_d_a = 0.5 * (gan_loss(pa[:n], False, c.gan_mode) + gan_loss(pa[n:], True, c.gan_mode))
-            loss_d_b = 0.5 * (gan_loss(pb[:n], False, c.gan_mode) + gan_loss(pb[n:], True, c.gan_mode))
+            loss_d_a, loss_d_b = discriminator_loss(pa, n, c.gan_mode), discriminator_loss(pb, n, c.gan_mode)
         self.update("D", loss_d_a + loss_d_b)
         return {
             "G": loss_g.detach(), "G_GAN": (loss_gan_a + loss_gan_b).detach(), "cycle": loss_cycle.detach(),
