@@ -292,10 +292,6 @@ class DeviceImages:
                                        for s in (self.dataset.a, self.dataset.b))
         return self.decoded[side]
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() for pair in self.decoded.values() for t in pair)
-
     def _cut(self, images: torch.Tensor, index: int, crop: Crop) -> torch.Tensor:
         size = self.dataset.cfg.crop_size
         view = images[index, :, crop.y : crop.y + size, crop.x : crop.x + size]

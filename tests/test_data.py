@@ -417,7 +417,7 @@ def test_device_batches_are_the_dataloader_batches(unpaired_dir, ab_dir, layout,
     ds = UnpairedDataset(_cfg(unpaired_dir if layout == "unpaired" else ab_dir, **kw), seed=5)
     images = DeviceImages(ds, "cpu", workers=2)
     a, b = images.images(ds.cfg.load_size)
-    assert a.dtype == b.dtype == torch.uint8 and images.nbytes == (len(ds.a) + len(ds.b)) * 3 * ds.cfg.load_size**2
+    assert a.dtype == b.dtype == torch.uint8 and a.numel() + b.numel() == (len(ds.a) + len(ds.b)) * 3 * ds.cfg.load_size**2
     assert a.shape == (len(ds.a), 3, ds.cfg.load_size, ds.cfg.load_size)
     crop = ds.cfg.crop_size
     for (la, lb), (da, db) in zip(_loader_batches(ds, batch, 6), _device_batches(images, batch, 6), strict=True):
