@@ -98,14 +98,17 @@ class AppContext:
 
     def refresh_one(self, kind: Kind) -> Callable:
         def refresh(current):
-            import gradio as gr
-
-            choices = self.choices(kind, self.registry())
-            keys = [k for _, k in choices]
-            value = current if current in keys else (keys[0] if keys else None)
-            return gr.update(choices=choices, value=value)
+            return self._list_update(kind, self.registry(), current)
 
         return refresh
+
+    def _list_update(self, kind: Kind, reg: models.Registry, current: str | None):
+        """A model list's new choices, keeping `current` selected while it still exists (else the first)."""
+        import gradio as gr
+
+        choices = self.choices(kind, reg)
+        keys = [k for _, k in choices]
+        return gr.update(choices=choices, value=current if current in keys else (keys[0] if keys else None))
 
     def overview_updates(self, reg: models.Registry) -> list:
         """New values for the header, the missing-models accordion and its text (in `overview` order)."""
@@ -126,14 +129,10 @@ class AppContext:
     def refresh_lists(self, values) -> dict:
         """{component: update} for every model list (keeping each one's value `values[i]` if it still exists)
         and the overview."""
-        import gradio as gr
-
         reg = self.registry()
         out: dict = dict(zip(self.overview, self.overview_updates(reg), strict=True))
         for (dd, kind), value in zip(self.model_dropdowns, values, strict=True):
-            choices = self.choices(kind, reg)
-            keys = [k for _, k in choices]
-            out[dd] = gr.update(choices=choices, value=value if value in keys else (keys[0] if keys else None))
+            out[dd] = self._list_update(kind, reg, value)
         return out
 
     def model_outputs(self) -> list:

@@ -67,7 +67,7 @@ def analyse(model_key: str | None, file) -> tuple:
     emb = embeddings(model, image)
     s = display_scale(image)
     view = emb.output.resize((image.width * s, image.height * s)) if s > 1 else emb.output
-    state = {"key": model_key, "file": str(getattr(file, "path", None) or file), "scale": s}
+    state = {"key": model_key, "file": str(upload.path), "scale": s}
     resized = f"; analysed at {image.width}×{image.height} px" if image.size != upload.image.size else ""
     return view, state, upload.summary + resized
 

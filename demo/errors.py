@@ -49,6 +49,7 @@ class UserError(Exception):
 class Upload:
     image: Image.Image  # 8-bit RGB
     name: str  # the file's name as uploaded (no server path)
+    path: Path  # where the server keeps it
     notes: list[str] = field(default_factory=list)  # conversions made, e.g. "16-bit grayscale → 8-bit RGB"
 
     @property
@@ -142,7 +143,7 @@ def open_upload(file: Any, what: str = "an image", *, max_px: int | None = None,
         notes.append(_MODE_NOTES[mode])
     if frames > 1:
         notes.append(f"first of {frames} frames used")
-    return Upload(rgb, name, notes)
+    return Upload(rgb, name, path, notes)
 
 
 def to_gr_error(e: Exception, where: str = "handler") -> Exception:
