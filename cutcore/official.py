@@ -31,7 +31,7 @@ from .model_folder import ModelCard, write_model_folder
 from .nets import PatchProjector, ResnetGeneratorConfig
 from .official_files import (
     OfficialCheckpointError,
-    _check_heads_fit,
+    check_heads_fit,
     describe,
     load_official_generator,
     load_official_heads,
@@ -119,7 +119,7 @@ def convert_official(
     heads = None
     if heads_path is not None:
         heads = load_official_heads(heads_path)
-        _check_heads_fit(generator, heads, layers, Path(heads_path))
+        check_heads_fit(generator, heads, layers, Path(heads_path))
         modules["F"] = heads
         originals["PatchNCE heads"] = Path(heads_path)
 

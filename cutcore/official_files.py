@@ -179,7 +179,7 @@ def load_official_heads(path: str | os.PathLike) -> PatchProjector:
 
 
 @torch.no_grad()
-def _check_heads_fit(generator: ResnetGenerator, heads: PatchProjector, layers: list[int], path: Path) -> None:
+def check_heads_fit(generator: ResnetGenerator, heads: PatchProjector, layers: list[int], path: Path) -> None:
     """The heads must embed the features the generator produces at `layers` (channel counts match)."""
     if len(layers) != len(heads.channels) or max(layers) >= len(generator.model):
         raise OfficialCheckpointError(f"{path}: {len(heads.channels)} heads do not fit nce_layers {layers} of a "
@@ -240,7 +240,7 @@ def load_official_file(
     if heads_path is not None and heads_path.is_file():
         try:
             heads = load_official_heads(heads_path)
-            _check_heads_fit(generator, heads, layers, heads_path)
+            check_heads_fit(generator, heads, layers, heads_path)
         except OfficialCheckpointError:
             heads = None  # translating needs no heads; `official convert --nce-layers` takes odd layer choices
     method: Method = "cut" if cfg.antialias_down and not (match and match["side"]) else "cyclegan"
