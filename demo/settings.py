@@ -1,4 +1,5 @@
-"""The app's numeric and device settings from the environment (the list is in demo/__init__.py).
+"""The app's numeric and device settings from the environment (the list is in demo/__init__.py), and where
+it writes a request's files.
 
 Each is read where it is used, so a test or an operator can change it without a restart; `check()`
 reads them all once when the app is built, so a bad value stops the server with one line naming the
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+import uuid
+from pathlib import Path
 
 
 class SettingError(ValueError):
@@ -26,6 +30,13 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     if value < minimum:
         raise SettingError(f"{name}={value} is too small: at least {minimum} (default: {default})")
     return value
+
+
+def output_dir() -> Path:
+    """A new folder for one request's files (a translation, a model's zip) under the temporary folder."""
+    root = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def device():

@@ -12,10 +12,8 @@ import math
 import os
 import queue
 import shutil
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +25,7 @@ from cutcore.official_urls import offline
 
 from . import models
 from .errors import Upload, UserError, error_text, open_upload, to_gr_error, user_errors
-from .settings import env_int
+from .settings import env_int, output_dir
 from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
@@ -292,9 +290,7 @@ def save_live_model(trainer, cfg, photo: Upload, art: Upload, direction: str, it
         return final_preview, scores
 
     final_preview, scores = on_own_thread(finish)
-    zip_dir = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
-    zip_dir.mkdir(parents=True, exist_ok=True)
-    archive = Path(shutil.make_archive(str(zip_dir / name), "zip", root_dir=out.parent, base_dir=out.name))
+    archive = Path(shutil.make_archive(str(output_dir() / name), "zip", root_dir=out.parent, base_dir=out.name))
     return name, out, archive, final_preview, scores
 
 

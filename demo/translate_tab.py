@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
 from .errors import Upload, UserError, error_text, event_alive, open_upload, to_gr_error, upload_name
-from .settings import env_int
+from .settings import env_int, output_dir
 from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
@@ -41,12 +39,6 @@ FORMATS = "(PNG, JPEG, TIFF, WebP, BMP — any size)"
 
 def tile_size() -> int:
     return env_int("CUTCORE_DEMO_TILE", DEFAULT_TILE, minimum=16)
-
-
-def output_dir() -> Path:
-    root = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def examples_dir() -> Path | None:
