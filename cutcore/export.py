@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from .config import DataConfig
 from .data import domain_sources, input_sides
 from .model_folder import CONFIG, WEIGHTS, ModelCard, read_config, write_card, write_model_folder
 from .runlog import read_log, training_hardware, training_seconds
-from .saved_config import CardText, InferenceSettings, SavedModelConfig, measured_inference
+from .saved_config import CardText, InferenceSettings, SavedModelConfig, TrainingRecord, measured_inference
 
 LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models log them
 
@@ -238,22 +238,19 @@ def export_run(
     if not isinstance(state.get("step"), int) or not isinstance(config.get("train", {}).get("batch_size"), int):
         raise ValueError(f"{ckpt}: state.json or config.json lacks the step or batch size; not a cutcore checkpoint?")
     done, records = state["step"], read_log(run / "log.jsonl")
-    config.update(name=name or out.name, source="ours", training={
-        "steps": done, "images": done * config["train"]["batch_size"],
-        "seconds": round(training_seconds(records, done), 1), "precision": precision,
-        "hardware": hardware or training_hardware(records, done) or "hardware not recorded",
-    })
-    recorded = config.pop("inference", None)  # measured by training; runs before it did are measured here
-    data = SavedModelConfig.from_json(config).run.data
+    saved = SavedModelConfig.from_json(config)  # typed once: a config that would not load again fails here
+    data = saved.run.data
     # Data resized before training (a pack of 256 px copies of 512 px tiles) hides the inputs' real side.
     if source_side:
         inference = measured_inference(data, {source_side})
-    else:
-        inference = InferenceSettings(**recorded) if recorded else measure_inference(data)
-    if inference != InferenceSettings():
-        config["inference"] = asdict(inference)
-    config["card"] = asdict(text or CardText())  # so that refresh_card can write the card again
-    saved = SavedModelConfig.from_json(config)  # typed on the way out: a config that would not load fails here
+    elif "inference" in config:  # measured by training
+        inference = saved.inference
+    else:  # a run from before training measured it
+        inference = measure_inference(data)
+    training = TrainingRecord(done, done * saved.run.train.batch_size, round(training_seconds(records, done), 1),
+                              hardware or training_hardware(records, done) or "hardware not recorded", precision)
+    saved = replace(saved, name=name or out.name, source="ours", inference=inference, training=training,
+                    card=text or CardText())  # the card texts kept so that refresh_card can write the card again
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o777 & ~UMASK)  # mkdtemp's 0700 would keep the model from a web server or another user
