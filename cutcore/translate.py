@@ -78,10 +78,10 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 
 
 @torch.no_grad()
-def run_generator(generator: nn.Module, x: torch.Tensor, multiple: int | None = None) -> torch.Tensor:
-    """G(x) for an (1, 3, H, W) tensor of any H, W, padded to `multiple` (default: the generator's own
-    `size_multiple`, 4 for generators that do not say)."""
-    padded, h, w = _pad_to_multiple(x, multiple or getattr(generator, "size_multiple", 4))
+def run_generator(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """G(x) for an (1, 3, H, W) tensor of any H, W, padded to the generator's `size_multiple` (4 for
+    generators that do not say)."""
+    padded, h, w = _pad_to_multiple(x, getattr(generator, "size_multiple", 4))
     return generator(padded)[..., :h, :w]
 
 
@@ -103,8 +103,8 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def translate_tiled(
-    generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int = 64, multiple: int | None = None,
-    progress: Progress | None = None, should_stop: ShouldStop | None = None,
+    generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int = 64, progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Image.Image:
     """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases.
 
@@ -124,7 +124,7 @@ def translate_tiled(
             patch = src[y : y + tile, x : x + tile]
             th, tw = patch.shape[:2]
             t = torch.from_numpy(patch.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
-            out = run_generator(generator, t, multiple)[0].float().clamp(-1, 1).add(1).mul(127.5)
+            out = run_generator(generator, t)[0].float().clamp(-1, 1).add(1).mul(127.5)
             # Full weight at image borders: only seams between tiles are blended.
             wy, wx = _window(th, overlap if th < h else 0), _window(tw, overlap if tw < w else 0)
             if y == 0:
@@ -145,7 +145,7 @@ def translate_tiled(
 
 
 def translate_with(
-    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64, multiple: int | None = None,
+    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64,
     progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
     """Translate a PIL image (any mode: made RGB as `load_rgb` makes it) with a bare generator; tiled when
@@ -153,10 +153,10 @@ def translate_with(
     one pass (True: TranslationCancelled)."""
     img = img if img.mode == "RGB" else to_rgb(img)
     if is_tiled(img.size, tile):
-        return translate_tiled(generator, img, tile, overlap, multiple, progress, should_stop)
+        return translate_tiled(generator, img, tile, overlap, progress, should_stop)
     _check(should_stop, 0, 1)
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
-    out = run_generator(generator, to_tensor(img)[None].to(device), multiple)
+    out = run_generator(generator, to_tensor(img)[None].to(device))
     if progress:
         progress(1, 1)
     return to_pil(out[0])
