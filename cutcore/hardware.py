@@ -22,18 +22,21 @@ _ARM_BF16_FLAGS = ("bf16",)
 _CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
-    """The CPU feature flags from /proc/cpuinfo text (x86 'flags', aarch64 'Features'); None if unknown."""
+def _cpuinfo_fields(cpuinfo: str | None) -> list[tuple[str, str]]:
+    """(key in lower case, value) of each `key : value` line of /proc/cpuinfo (`cpuinfo` overrides its
+    text); none where it cannot be read."""
     if cpuinfo is None:
         try:
             cpuinfo = _CPUINFO.read_text(errors="replace")
         except OSError:
-            return None
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
+            return []
+    fields = (line.partition(":") for line in cpuinfo.splitlines())
+    return [(key.strip().lower(), value.strip()) for key, sep, value in fields if sep]
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU feature flags from /proc/cpuinfo text (x86 'flags', aarch64 'Features'); None if unknown."""
+    flags = {flag for key, value in _cpuinfo_fields(cpuinfo) if key in ("flags", "features") for flag in value.split()}
     return flags or None
 
 
@@ -107,16 +110,8 @@ def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str |
 
 def cpu_name(cpuinfo: str | None = None) -> str:
     """The CPU's model name from /proc/cpuinfo (`cpuinfo` overrides its text), else what Python knows."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = _CPUINFO.read_text(errors="replace")
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() == "model name" and value.strip():
-            return value.strip()
-    return platform.processor() or platform.machine() or "CPU"
+    names = [value for key, value in _cpuinfo_fields(cpuinfo) if key == "model name" and value]
+    return names[0] if names else platform.processor() or platform.machine() or "CPU"
 
 
 def device_name(device: str | torch.device) -> str:
