@@ -66,11 +66,13 @@ def _evaluate(args) -> int:
 def _exported_here(folder: Path) -> bool:
     """A folder `export` wrote since it keeps its card texts (so the card can be written again without
     losing them), not a run, an official model or an older export."""
+    from ..model_folder import read_config
+
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = read_config(folder)
     except (OSError, ValueError):
         return False
-    return config.get("source") == "ours" and "card" in config and (folder / "README.md").is_file()
+    return config.source == "ours" and config.card is not None and (folder / "README.md").is_file()
 
 
 def add_export(sub) -> None:
