@@ -58,6 +58,11 @@ def preset_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def content_and_style(direction: str, photo, art) -> tuple:
+    """(content, style) for `direction`: the photo takes the artwork's look, unless ART_TO_PHOTO."""
+    return (art, photo) if direction == ART_TO_PHOTO else (photo, art)
+
+
 def refuse_on_cpu(preset: str, device) -> None:
     """The paper's schedule on a CPU would run for days (its networks take ~8 s an iteration on two cores)."""
     if preset == "sincut" and device.type == "cpu":
@@ -204,7 +209,7 @@ def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: 
     from cutcore.model_folder import ModelCard
 
     side = cfg.data.max_side
-    content, style = (photo, art) if direction == PHOTO_TO_ART else (art, photo)
+    content, style = content_and_style(direction, photo, art)
     shrunk = (f"; both images shrunk to {side} px on their longer side, so `translate` meets an image at the "
               "content image's scale (config.json `inference.scale`)") if side else ""
     training = [f"- Preset: `{cfg.preset}`; {iteration} of {total} iterations"
@@ -272,11 +277,11 @@ def save_live_model(trainer, cfg, photo: Upload, art: Upload, direction: str, it
     (name, folder, zip, final preview, yardsticks line)."""
     from cutcore.saved_config import Domains
 
-    content, style = (photo, art) if direction != ART_TO_PHOTO else (art, photo)
-    tag = "photo2art" if direction != ART_TO_PHOTO else "art2photo"
+    content, style = content_and_style(direction, photo, art)
+    tag = "art2photo" if direction == ART_TO_PHOTO else "photo2art"
     name = f"sincut-{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = models.live_dir() / name
-    domains = Domains(*((PHOTO, ART) if direction != ART_TO_PHOTO else (ART, PHOTO)))
+    domains = Domains(*content_and_style(direction, PHOTO, ART))
 
     def finish() -> tuple:  # torch work, on a thread of its own as in the other tabs (demo/torch_thread.py)
         final_preview = None
@@ -306,7 +311,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
     refuse_on_cpu(preset, models.device())
     photo = open_upload(photo_file, "a photo")
     art = open_upload(art_file, "an artwork")
-    content, style = (photo, art) if direction != ART_TO_PHOTO else (art, photo)
+    content, style = content_and_style(direction, photo, art)
     cfg = make_config(preset, iterations)
     # At least two loss records: the plot draws no line through a single point.
     every = min(preview_interval(every), max(1, cfg.train.total_iters // 2))
