@@ -71,8 +71,17 @@ class _Dist:
     def __init__(self, device: torch.device):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
+        self.owned = self.world > 1 and not dist.is_initialized()
+        if self.owned:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def close(self) -> None:
+        """Destroys the process group this object started. Left to the interpreter's exit, gloo's worker
+        threads can be torn down while still joinable ("terminate called without an active exception",
+        the rank aborts after a finished run) and NCCL warns of leaked resources."""
+        if self.owned and dist.is_initialized():
+            dist.destroy_process_group()
+        self.owned = False
 
     @property
     def main(self) -> bool:
@@ -469,15 +478,18 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
         if not ckpts:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = read_run_config(ckpts[-1] / "config.json")
-        resumed = resume_config(saved, changes or {})
-        trainer = Trainer(resumed, out, make_evaluator)
-        trainer.load(ckpts[-1])
-        old, new = saved.train, resumed.train
-        for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
-            if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
-                raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
-                                 f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
+        trainer = Trainer(resume_config(saved, changes or {}), out, make_evaluator)
     else:
         refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
         trainer = Trainer(cfg, out, make_evaluator)
-    return trainer.fit()
+    try:
+        if resume:
+            trainer.load(ckpts[-1])
+            old, new = saved.train, trainer.cfg.train
+            for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
+                if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
+                    raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning "
+                                     f"rate of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
+        return trainer.fit()
+    finally:
+        trainer.dist.close()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_unpaired, subprocess_env
+from helpers import make_unpaired, subprocess_env, tiny_run_config
 
 from cutcore.checkpoint import load_tensors, read_json
 from cutcore.config import RunConfig
@@ -207,3 +207,44 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path, float6
             d.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
         torch.testing.assert_close(d_ddp(x), d_one(x), rtol=1e-4, atol=1e-5)
     assert read_json(ddp_ckpt / "state.json")["step"] == read_json(single_ckpt / "state.json")["step"] == STEPS
+
+
+
+@pytest.fixture
+def world_of_two(monkeypatch, tmp_path):
+    """torchrun's environment for rank 0 of 2, with an init that starts a real one-process gloo group (a
+    two-process one would wait for its second rank): what `_Dist` starts and ends is a real process group."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    init, started = dist.init_process_group, []
+
+    def init_one_process_group(backend):
+        started.append(backend)
+        init(backend, init_method=f"file://{tmp_path / f'rendezvous{len(started)}'}", rank=0, world_size=1)
+
+    monkeypatch.setattr(dist, "init_process_group", init_one_process_group)
+    yield dist, started
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_a_run_ends_the_process_group_it_started(world_of_two, tmp_path):
+    """Left to the interpreter's exit, a gloo group's threads can abort a rank after a finished run."""
+    dist, started = world_of_two
+    cfg = tiny_run_config("cut", make_unpaired(tmp_path / "data", n_a=2, n_b=2), max_steps=1)
+    train(cfg, tmp_path / "run")
+    assert started == ["gloo"] and not dist.is_initialized()
+
+
+def test_a_process_group_started_by_the_caller_is_left_open(world_of_two):
+    from cutcore.train import _Dist
+
+    dist, started = world_of_two
+    dist.init_process_group("gloo")  # the caller's own
+    d = _Dist(torch.device("cpu"))
+    d.close()
+    assert started == ["gloo"] and dist.is_initialized()
