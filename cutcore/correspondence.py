@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .imageio import fit_within, to_pil, to_tensor
+from .translate import pad_to_multiple
 
 DISPLAY_SIDE = 384  # the clickable translation and the heatmaps are shown about this large
 DEFAULT_MAX_SIDE = 256  # the analysis runs on the image resized to this (layer 0 has one location per pixel)
@@ -117,15 +118,6 @@ def prepare_image(image: Image.Image, max_side: int = DEFAULT_MAX_SIDE) -> Image
     return fit_within(image.convert("RGB"), max_side)
 
 
-def _pad(x: torch.Tensor, m: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x
-
-
 @dataclass
 class Embeddings:
     output: Image.Image  # G(image), same size as the image
@@ -151,7 +143,7 @@ def embeddings(model, image: Image.Image) -> Embeddings:
                 return emb
     g, heads = model.generator, model.heads
     device = next(g.parameters()).device
-    x = _pad(to_tensor(image)[None].to(device), model.size_multiple)
+    x, _, _ = pad_to_multiple(to_tensor(image)[None].to(device), model.size_multiple)
     h, w = image.height, image.width
     y = g(x).float()
     layers = list(model.nce_layers)

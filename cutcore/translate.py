@@ -67,7 +67,7 @@ def will_tile(model: LoadedModel, img: Image.Image, tile: int | None, scale: flo
     return is_tiled(img.size if scale == 1 else scaled_size(img.size, scale), tile)
 
 
-def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
+def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
     """Pad to multiples of m, and to at least 2m: the generator's innermost reflection pads need 2 px."""
     h, w = x.shape[-2:]
     ph, pw = max(2 * m, h + (-h) % m) - h, max(2 * m, w + (-w) % m) - w
@@ -81,7 +81,7 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 def run_generator(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """G(x) for an (1, 3, H, W) tensor of any H, W, padded to the generator's `size_multiple` (4 for
     generators that do not say)."""
-    padded, h, w = _pad_to_multiple(x, getattr(generator, "size_multiple", 4))
+    padded, h, w = pad_to_multiple(x, getattr(generator, "size_multiple", 4))
     return generator(padded)[..., :h, :w]
 
 

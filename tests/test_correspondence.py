@@ -115,6 +115,18 @@ def test_the_view_shows_the_training_loss_similarities(make, tmp_path):
             assert m.above == pytest.approx(float((others < sims[gy, gx]).float().mean()), abs=2 / others.numel())
 
 
+
+@pytest.mark.parametrize("size", [(3, 3), (2, 7)])
+def test_images_smaller_than_the_generator_needs_are_padded_as_translate_pads_them(size, tmp_path):
+    """Padded only to the size multiple, a 3 px side reached the innermost reflection pads at 1 px."""
+    _cut(tmp_path / "m")
+    model = load_model(tmp_path / "m", "cpu")
+    img = domain_a_image(1, size)
+    maps = correspondence_maps(model, img, (size[0] - 1, size[1] - 1), k=2)
+    assert [m.layer for m in maps] == model.nce_layers
+    for m in maps:
+        assert m.heatmap.shape == (size[1], size[0]) and np.isfinite(m.heatmap).all()
+
 def test_details_explain_negatives_above_the_positive():
     m = LayerMap(2, np.zeros((4, 4), np.float32), (1, 1), [(2, 2)], 0.84, [1.0, 0.999], (128, 96), 0.759, 0.56)
     assert caption(m) == ("layer 2 (128×96 patches): positive 0.84, above 75.9% of the other patches (median 0.56); "
