@@ -98,3 +98,24 @@ def tiny_run_config(preset_name: str, root: Path, *, ngf: int = 4, ndf: int = 4,
     r.max_steps, r.num_workers, r.device = max_steps, 0, "cpu"
     r.log_every, r.sample_every, r.save_every = 1, 10_000, 10_000
     return cfg
+
+
+class ComputedDtypes:
+    """The dtypes the layers of `modules` compute in, collected while inside `with` (forward hooks on
+    every submodule): bf16 autocast shows as torch.bfloat16 among them, fp32 arithmetic does not."""
+
+    def __init__(self, *modules):
+        self.modules, self.seen, self.hooks = modules, set(), []
+
+    def _record(self, module, inputs, output) -> None:
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if hasattr(t, "dtype"):
+                self.seen.add(t.dtype)
+
+    def __enter__(self) -> set:
+        self.hooks = [m.register_forward_hook(self._record) for top in self.modules for m in top.modules()]
+        return self.seen
+
+    def __exit__(self, *exc) -> None:
+        for h in self.hooks:
+            h.remove()

@@ -37,6 +37,13 @@ def test_end_to_end_reuses_finished_runs(tmp_path, capsys):
     assert (tmp_path / "out" / "precision.png").is_file()
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == [
         "bf16-seed0", "fp32-seed0", "fp32-seed1"]
+    step1 = {run: json.loads((tmp_path / "out" / run / "log.jsonl").read_text().splitlines()[0])
+             for run in ("fp32-seed0", "bf16-seed0")}
+    assert step1["bf16-seed0"]["precision"].startswith("bf16")
+    for k in LOSSES:  # the same seed and data: close...
+        assert step1["bf16-seed0"][k] == pytest.approx(step1["fp32-seed0"][k], rel=0.05)
+    # ...but bf16 features move PatchNCE by ~1e-3 (D's and G_GAN's first values sit at the LSGAN targets)
+    assert abs(step1["bf16-seed0"]["NCE"] / step1["fp32-seed0"]["NCE"] - 1) > 1e-4
     first = capsys.readouterr().out
     mtime = (tmp_path / "out" / "bf16-seed0" / "log.jsonl").stat().st_mtime
     assert main(args) == 0  # nothing retrained: same table

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helpers import SHARED, domain_a_image, domain_b_image
+from helpers import SHARED, ComputedDtypes, domain_a_image, domain_b_image
 from PIL import Image
 from torch import nn
 
@@ -775,8 +775,9 @@ def test_bf16_step_runs_and_keeps_fp32_weights():
     model.configure_training(cfg.train.lr, cfg.train.beta1, cfg.train.beta2, "bf16")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     a, b = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):  # the step turns autocast on itself
-        logs = model.train_step(a, b, torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False), ComputedDtypes(model.G, model.D) as computed:
+        logs = model.train_step(a, b, torch.Generator().manual_seed(0))  # the step turns autocast on itself
+    assert torch.bfloat16 in computed
     assert all(torch.isfinite(v) for v in logs.values()) and logs["D_R1"] >= 0
     assert all(v.dtype == torch.float32 for v in model.state_dict().values())
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())

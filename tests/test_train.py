@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_unpaired, tiny_run_config
+from helpers import ComputedDtypes, make_unpaired, tiny_run_config
 
 from cutcore.checkpoint import load_tensors, read_json
 from cutcore.config import RunConfig, from_dict, preset
@@ -129,7 +129,9 @@ def test_cyclegan_step_updates_all_four_networks():
 def test_bf16_step_runs_and_keeps_fp32_weights(preset_name):
     model = _model(preset_name, precision="bf16")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    logs = _step(model, *_batch(1))
+    with ComputedDtypes(model) as computed:
+        logs = _step(model, *_batch(1))
+    assert torch.bfloat16 in computed  # the step ran under bf16 autocast
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert all(v.dtype == torch.float32 for v in model.state_dict().values())
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -622,6 +624,9 @@ def test_auto_precision_resolves_per_device_and_is_saved(session_unpaired, tmp_p
     cfg.train.precision = "auto"
     trainer, ckpt = _fit(cfg, tmp_path / "run")
     assert trainer.model.precision == expected
+    with ComputedDtypes(trainer.model.G) as computed:  # what a further step computes in
+        _step(trainer.model, *_batch(1))
+    assert (torch.bfloat16 in computed) == (expected == "bf16")
     assert read_json(ckpt / "config.json")["train"]["precision"] == expected  # a resume keeps what it learnt with
     assert _log(tmp_path / "run")[0]["precision"] == f"{expected} (auto): test"  # and the log says why
 
