@@ -246,6 +246,12 @@ def test_evaluate_model_on_a_saved_model(model_dir, paired):
     values = scores.values
     assert 0 <= values["accuracy"] <= 1 and 0 < values["rmse"] < 443 and values["swd"] > 0
     assert not model.generator.training
+    # The model's own generator is what was scored: the same numbers as scoring it directly, not the input's.
+    direct = evaluate_generator(model.generator, select_pairs(paired), ["accuracy", "rmse", "swd"], size=64,
+                                progress=False)
+    assert values == pytest.approx(direct, rel=1e-9)
+    untranslated = evaluate_generator(torch.nn.Identity(), select_pairs(paired), ["rmse"], size=64, progress=False)
+    assert abs(values["rmse"] - untranslated["rmse"]) > 0.5
     # Per map colour: the top colours' pixels, so their hits add up to at most the whole accuracy.
     assert scores.by_colour and all(0 < r["share"] <= 1 for r in scores.by_colour)
     assert sum(r["share"] * r["accuracy"] for r in scores.by_colour) <= values["accuracy"] + 1e-9
