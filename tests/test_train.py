@@ -1,6 +1,7 @@
 """Training: gradients reach every network, PatchNCE semantics, learning, checkpoints, exact resume, LR."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -638,6 +639,17 @@ def _without(log: list[dict], *keys: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in keys} for r in log]
 
 
+@contextlib.contextmanager
+def _no_dataloader():
+    """Within it, building a DataLoader fails: a run that passes fed every batch from the device path."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a DataLoader was built on the device-data path")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("cutcore.train.DataLoader", refuse)
+        yield
+
+
 @pytest.mark.parametrize("preset_name", ["cut", "cyclegan"])
 def test_device_data_trains_exactly_as_the_dataloader(session_unpaired, tmp_path, preset_name):
     """The device path, forced on the CPU, feeds the same batches: same losses, same weights."""
@@ -646,7 +658,8 @@ def test_device_data_trains_exactly_as_the_dataloader(session_unpaired, tmp_path
         cfg = tiny_run_config(preset_name, session_unpaired, max_steps=3)
         cfg.train.batch_size = 2  # the third step straddles the epoch boundary (4 items per epoch)
         cfg.runtime.data_on_device = path
-        trainer, ckpt = _fit(cfg, tmp_path / path)
+        with _no_dataloader() if path == "on" else contextlib.nullcontext():
+            trainer, ckpt = _fit(cfg, tmp_path / path)
         assert (trainer.device_images is not None) == (path == "on")
         runs[path] = (ckpt, _log(tmp_path / path))
     assert [r["data"] for r in runs["on"][1]] == ["device"] * 3 and runs["off"][1][0]["data"] == "loader"
@@ -663,13 +676,15 @@ def test_resume_with_device_data_is_bit_identical_and_may_switch_data_paths(sess
         c.runtime.data_on_device = path
         return c
 
-    straight = train(cfg(4, "on"), tmp_path / "straight")
-    train(cfg(2, "on"), tmp_path / "split")
-    resumed = train(cfg(4, "on"), tmp_path / "split", resume=True, changes={"runtime.max_steps": 4})
+    with _no_dataloader():
+        straight = train(cfg(4, "on"), tmp_path / "straight")
+        train(cfg(2, "on"), tmp_path / "split")
+        resumed = train(cfg(4, "on"), tmp_path / "split", resume=True, changes={"runtime.max_steps": 4})
     # Started with the DataLoader, continued on the device (the data path is run-time, as on a new machine).
     train(cfg(2, "off"), tmp_path / "switch")
-    switched = train(cfg(4, "off"), tmp_path / "switch", resume=True,
-                     changes={"runtime.max_steps": 4, "runtime.data_on_device": "on"})
+    with _no_dataloader():
+        switched = train(cfg(4, "off"), tmp_path / "switch", resume=True,
+                         changes={"runtime.max_steps": 4, "runtime.data_on_device": "on"})
     want = _all_tensors(straight)
     for ckpt in (resumed, switched):
         got = _all_tensors(ckpt)
@@ -711,9 +726,13 @@ def test_channels_last_and_cudnn_autotuning_are_for_cuda_only(session_unpaired, 
         conv = next(m for m in trainer.model.G.modules() if isinstance(m, torch.nn.Conv2d))
         assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
         assert read_json(ckpt / "config.json")["runtime"]["channels_last"] == "auto"
-        # --channels-last (True) still turns it on for a CPU run.
+        # --channels-last (True) still turns it on for a CPU run: the networks are laid out NHWC.
         cfg.runtime.channels_last = True
-        assert Trainer(cfg, tmp_path / "nhwc").channels_last
+        nhwc = Trainer(cfg, tmp_path / "nhwc")
+        assert nhwc.channels_last
+        for net in (nhwc.model.G, nhwc.model.D):
+            conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
         # On CUDA the flag is set (it is only a flag: settable without a GPU).
         assert tune_backends(torch.device("cuda", 0)) == {"cudnn.benchmark": True} and torch.backends.cudnn.benchmark
     finally:
