@@ -520,32 +520,35 @@ def test_lr_factor_hand_values():
     assert [lr_factor(e, 2, 3) for e in range(5)] == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.25])
 
 
-def test_trainer_sets_lr_per_epoch(session_unpaired, tmp_path):
+def test_lr_follows_the_schedule_per_epoch(session_unpaired, tmp_path):
     cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
     cfg.train.epochs, cfg.train.epochs_decay, cfg.train.batch_size = 1, 2, 1
     trainer = Trainer(cfg, tmp_path / "run")
     assert trainer.steps_per_epoch == 4  # 4 A images, 3 B images: an epoch is max(|A|, |B|)
     assert trainer.total_steps == 12
     for step in range(12):
-        trainer.step = step
-        lr = trainer.lr_at(step)
-        trainer.model.set_lr(lr)
-        assert lr == pytest.approx(cfg.train.lr * lr_factor(step // 4, 1, 2))
-        assert all(g["lr"] == lr for o in trainer.model.optimizers.values() for g in o.param_groups)
-    lrs = []
-    for step in (0, 4, 8):
-        lrs.append(trainer.lr_at(step))
-    assert lrs == pytest.approx([cfg.train.lr, cfg.train.lr * 2 / 3, cfg.train.lr / 3])
+        assert trainer.lr_at(step) == pytest.approx(cfg.train.lr * lr_factor(step // 4, 1, 2))
+    assert [trainer.lr_at(step) for step in (0, 4, 8)] == pytest.approx([cfg.train.lr, cfg.train.lr * 2 / 3,
+                                                                          cfg.train.lr / 3])
 
 
-def test_logged_lr_and_epochs_in_a_run(session_unpaired, tmp_path):
+def test_the_optimisers_step_at_the_logged_lr(session_unpaired, tmp_path, monkeypatch):
     cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
     cfg.train.epochs, cfg.train.epochs_decay, cfg.train.batch_size = 1, 1, 2
+    stepped_at = []  # every optimiser group's LR when each step runs
+    train_step = CUTModel.train_step
+
+    def recording(self, *args, **kwargs):
+        stepped_at.append({g["lr"] for o in self.optimizers.values() for g in o.param_groups})
+        return train_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CUTModel, "train_step", recording)
     _fit(cfg, tmp_path / "run")
     log = _log(tmp_path / "run")
     assert [r["step"] for r in log] == [1, 2, 3, 4]  # 2 steps per epoch x (1 + 1) epochs
     assert [r["lr"] for r in log] == pytest.approx([2e-4, 2e-4, 1e-4, 1e-4])
     assert [r["epoch"] for r in log] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert stepped_at == [{r["lr"]} for r in log]
 
 
 def test_config_round_trip_and_unknown_keys():
