@@ -591,7 +591,9 @@ def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp
     interrupter.join(timeout=10)
     logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     stopped_at = logged[-1]["iteration"]
-    assert stopped_at < 450
+    # Within a few iterations of the first preview (its 285 s budget would also end it short of 450 on a slow
+    # machine, so "< 450" would not tell a Ctrl-C from the clock).
+    assert stopped_at <= 20
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "pt") as f:
