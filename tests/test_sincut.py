@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import os
 import queue
 import signal
@@ -578,7 +579,7 @@ def _interrupt_after_first_preview(out) -> threading.Thread:
     return thread
 
 
-def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp_path, sigint_handler):
+def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp_path, sigint_handler, capsys):
     from cutcore.sincut.headless import train_to_folder
 
     sigint_handler(signal.default_int_handler)
@@ -587,8 +588,10 @@ def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp
     domain_b_image(1, (64, 48)).save(art)
     out = tmp_path / "run"
     interrupter = _interrupt_after_first_preview(out)
-    assert train_to_folder(photo, art, out, "sincut-cpu", preview_every=1, preview_size=32, device="cpu") == 0
+    # Exported, and said, but not a success: `sincut ... && next` goes no further (as `train`).
+    assert train_to_folder(photo, art, out, "sincut-cpu", preview_every=1, preview_size=32, device="cpu") == 130
     interrupter.join(timeout=10)
+    assert re.search(r"stopped by Ctrl-C at iteration \d+ of 450; that model is exported", capsys.readouterr().err)
     logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     stopped_at = logged[-1]["iteration"]
     # Within a few iterations of the first preview (its 285 s budget would also end it short of 450 on a slow
@@ -713,6 +716,11 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
     # here and there; a wrong export would differ everywhere by tens of levels.
     diff = np.abs(reloaded - np.asarray(Image.open(out / "translation.png")))
     assert diff.mean() < 0.5 and diff.max() <= 8
+    # A second run into the same folder would leave this one's previews among its own: refused, nothing touched.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert main(["sincut", "--data", str(data), "--out", str(out), "--iters", "2"]) == 2
+    assert "already holds a SinCUT run (previews, losses.jsonl, model.safetensors)" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
 def test_a_chosen_iteration_count_is_trained_in_full_on_the_presets_schedule():
@@ -760,6 +768,11 @@ def test_sincut_command_refuses_a_folder_without_exactly_one_image_per_domain(tm
     assert main(["sincut", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
     assert "exactly one image" in capsys.readouterr().err
     assert main(["sincut", "--out", str(tmp_path / "run")]) == 2
+    # The likely mistake: a folder of two loose images (as the Monet pair comes) given as --data.
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    assert main(["sincut", "--data", str(loose), "--out", str(tmp_path / "run")]) == 2
+    assert f"{loose} has no trainA/ folder" in capsys.readouterr().err
 
 
 def test_sincut_command_refuses_data_with_content_or_style(tmp_path, capsys):

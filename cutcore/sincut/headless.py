@@ -8,7 +8,8 @@ translated as training goes), losses.jsonl, and the exported model (model.safete
 config.json) that `translate` and the app load; the photo's translation at the working size (full
 resolution unless the preset shrinks the images, as sincut-cpu does to 512 px) goes to translation.png,
 and its style yardsticks (`cutcore.metrics.style`) to style.json.
-Ctrl-C stops after the current iteration and still exports.
+Ctrl-C stops after the current iteration and still exports, then exits 130 (as `train` does), so
+`sincut ... && next` goes no further with a model cut short. A folder that holds a run is refused.
 """
 from __future__ import annotations
 
@@ -32,11 +33,24 @@ def single_images(data: Path) -> tuple[Path, Path]:
     found = []
     for domain in "AB":
         folder = data / f"train{domain}"
-        files = list_images(folder) if folder.is_dir() else []
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{data} has no train{domain}/ folder (--data wants trainA/ and trainB/ with "
+                                    "one image each); for two loose images give --content and --style")
+        files = list_images(folder)
         if len(files) != 1:
             raise ValueError(f"{folder}: SinCUT needs exactly one image here, found {len(files)}")
         found.append(files[0])
     return found[0], found[1]
+
+
+RUN_FILES = ("previews", "losses.jsonl", "model.safetensors")  # what a run writes into its folder
+
+
+def refuse_existing_run(out: Path) -> None:
+    """A second run into the same folder would leave the first one's previews among its own."""
+    if held := [name for name in RUN_FILES if (out / name).exists()]:
+        raise ValueError(f"{out} already holds a SinCUT run ({', '.join(held)}): train into another --out, "
+                         "or delete it first")
 
 
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
@@ -44,6 +58,7 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
                     precision: str = "fp32") -> int:
     """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code.
     `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget)."""
+    refuse_existing_run(out)  # before building anything: the answer comes at once
     config = trained_for(sincut_preset(preset), iters) if iters is not None else preset
     trainer = LiveTrainer(content, style, config, event_every=preview_every, preview_size=preview_size,
                           device=device, precision=precision)
@@ -81,4 +96,8 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
     (out / "style.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(f"model: {out} (iteration {trainer.iteration}); previews: {out / 'previews'}")
     print("style: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({out / 'style.json'})")
+    if last.kind == "stopped":  # by Ctrl-C: kept, but not the model that was asked for
+        print(f"stopped by Ctrl-C at iteration {trainer.iteration} of {trainer.total}; that model is exported",
+              file=sys.stderr)
+        return 130
     return 0
