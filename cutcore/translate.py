@@ -55,6 +55,12 @@ def _check(should_stop: ShouldStop | None, done: int, total: int) -> None:
         raise TranslationCancelled(done, total)
 
 
+def default_overlap(tile: int) -> int:
+    """The blended overlap between tiles when none is asked for: 64 px, less for tiles of 256 px and under
+    (an overlap must stay under half a tile)."""
+    return min(64, tile // 4)
+
+
 def is_tiled(size: tuple[int, int], tile: int | None) -> bool:
     """Whether `translate_with` translates an image of `size` (w, h) tile by tile (else in one pass)."""
     return bool(tile) and max(size) > tile

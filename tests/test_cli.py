@@ -162,6 +162,11 @@ def test_translate_cyclegan_btoa_tiled_and_folder(trained, capsys):
     assert np.array_equal(np.asarray(written), np.asarray(want))
     assert not np.array_equal(np.asarray(written), np.asarray(translate_image(load_model(ckpt, "cpu"), photo)))
     assert not np.array_equal(np.asarray(written), np.asarray(translate_image(load_model(ckpt, "cpu", "BtoA"), photo)))
+    # A small --tile without --overlap: the overlap follows the tile (64 would be over half of it).
+    r = _main(capsys, "translate", "--model", ckpt, "--input", work / "photo.png", "--output", work / "t_small",
+              "--direction", "BtoA", "--tile", "32")
+    assert r.code == 0, r
+    assert np.array_equal(np.asarray(Image.open(work / "t_small" / "photo.png")), np.asarray(want))  # 32 // 4 = 8
     r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "data" / "trainB", "--output", work / "t_dir")
     assert r.code == 0, r
     assert sorted(p.name for p in (work / "t_dir").iterdir()) == ["b00.png", "b01.png", "b02.png"]
