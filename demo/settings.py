@@ -1,4 +1,4 @@
-"""The app's numeric and device settings from the environment (the list is in demo/__init__.py), and where
+"""The app's numeric, on/off and device settings from the environment (the list is in demo/__init__.py), and where
 it writes a request's files.
 
 Each is read where it is used, so a test or an operator can change it without a restart; `check()`
@@ -32,6 +32,16 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def env_flag(name: str) -> bool:
+    """$name as on (1/true/yes) or off (0/false/no, or unset or empty)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("", "0", "false", "no"):
+        return False
+    raise SettingError(f"{name}={raw!r} is neither on (1, true, yes) nor off (0, false, no, or unset)")
+
+
 def output_dir() -> Path:
     """A new folder for one request's files (a translation, a model's zip) under the temporary folder."""
     root = Path(tempfile.gettempdir()) / "cutcore-demo" / uuid.uuid4().hex[:12]
@@ -56,5 +66,5 @@ def check() -> None:
     from . import correspondence_tab, errors, sincut_tab, translate_tab
 
     for read in (device, translate_tab.tile_size, errors.max_pixels, errors.min_side, correspondence_tab.max_side,
-                 sincut_tab.max_iters, sincut_tab.min_export_iters):
+                 sincut_tab.max_iters, sincut_tab.min_export_iters, sincut_tab.preset_choices):
         read()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import shutil
 import threading
@@ -25,7 +24,7 @@ from cutcore.official_urls import offline
 
 from . import models
 from .errors import Upload, UserError, error_text, open_upload, to_gr_error, user_errors
-from .settings import env_int, output_dir
+from .settings import env_flag, env_int, output_dir
 from .torch_thread import on_own_thread
 
 log = logging.getLogger("cutcore.demo")
@@ -53,7 +52,7 @@ def preset_choices() -> list[tuple[str, str]]:
     choices = [("CPU-quick (about 5 minutes on 2 CPU cores)", "sincut-cpu"),
                ("GPU-quick (about 1½ minutes on a data-centre GPU)", "sincut-gpu"),
                ("Paper (the full schedule: hours, GPU only)", "sincut")]
-    if os.environ.get("CUTCORE_DEMO_TINY_SINCUT", "").lower() in {"1", "true", "yes"}:
+    if env_flag("CUTCORE_DEMO_TINY_SINCUT"):
         choices.insert(0, ("Tiny (tests: seconds, meaningless results)", "tiny"))
     return choices
 

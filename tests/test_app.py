@@ -1288,12 +1288,16 @@ def test_a_bad_setting_stops_the_start_naming_the_variable(app_env, monkeypatch)
 
     monkeypatch.setenv("CUTCORE_DEMO_TILE", "")  # empty: the default
     assert translate_tab.tile_size() == translate_tab.DEFAULT_TILE
+    for value, tiny in (("0", False), ("", False), ("YES", True), ("1", True)):
+        monkeypatch.setenv("CUTCORE_DEMO_TINY_SINCUT", value)
+        assert ("tiny" in dict(sincut_tab.preset_choices()).values()) is tiny
     for name, value, message in [
         ("CUTCORE_DEMO_TILE", "big", "CUTCORE_DEMO_TILE='big' is not a whole number (default: 512)"),
         ("CUTCORE_DEMO_TILE", "8", "CUTCORE_DEMO_TILE=8 is too small: at least 16 (default: 512)"),
         ("CUTCORE_DEMO_MAX_ITERS", "1", "CUTCORE_DEMO_MAX_ITERS=1 is too small: at least 2 (default: 200000)"),
         ("CUTCORE_DEMO_MIN_SIDE", "0", "CUTCORE_DEMO_MIN_SIDE=0 is too small"),
         ("CUTCORE_DEVICE", "gpu", "CUTCORE_DEVICE='gpu': unknown device 'gpu'; set it to auto, cpu or cuda[:N], or unset it"),
+        ("CUTCORE_DEMO_TINY_SINCUT", "maybe", "CUTCORE_DEMO_TINY_SINCUT='maybe' is neither on (1, true, yes) nor off"),
     ]:
         with monkeypatch.context() as m:
             m.setenv(name, value)
