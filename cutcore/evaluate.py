@@ -351,11 +351,16 @@ class PeriodicEvaluator:
 def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluator:
     """The held-out evaluation a training run's config asks for (`runtime.eval_*`), handed to the trainer."""
     r = cfg.runtime
-    return PeriodicEvaluator(
-        r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
-        read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
-        size=translation_size(cfg.data.load_size, cfg.data.crop_size), direction=cfg.data.direction, device=device,
-    )
+    try:
+        return PeriodicEvaluator(
+            r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
+            read_split(r.eval_split) if r.eval_split else None, r.eval_metrics, out, r.eval_max_images,
+            size=translation_size(cfg.data.load_size, cfg.data.crop_size), direction=cfg.data.direction, device=device,
+        )
+    except (FileNotFoundError, ValueError) as e:  # say which flag asked for these pairs: not --data's training
+        cls = FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError
+        raise cls(f"held-out evaluation (--eval-every {r.eval_every}): {e} (--eval-data names paired data, "
+                      "--eval-split the file names to score)") from e
 
 
 # --- a model folder's evaluation (what the evaluate command runs) -----------------------------

@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from helpers import REPO_ROOT, SHARED, domain_a_image, domain_b_image, make_ab, subprocess_env, tiny_run_config
+from helpers import (
+    REPO_ROOT,
+    SHARED,
+    domain_a_image,
+    domain_b_image,
+    make_ab,
+    make_unpaired,
+    subprocess_env,
+    tiny_run_config,
+)
 from PIL import Image
 
 from cutcore.checkpoint import module_state, save_tensors, write_json
@@ -239,6 +248,17 @@ def test_translation_size_follows_the_reference_test_protocol(load, crop, size, 
     cfg.runtime.eval_metrics = "rmse"
     assert periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu")).size == size
 
+
+
+def test_held_out_evaluation_without_pairs_names_its_own_flags(tmp_path):
+    """Training data without test pairs: the error is about --eval-every's pairs, not about --data."""
+    from cutcore.evaluate import periodic_evaluator
+
+    cfg = tiny_run_config("cut", make_unpaired(tmp_path / "data"))
+    cfg.runtime.eval_every, cfg.runtime.eval_metrics = 5, "rmse"
+    flags = r"^held-out evaluation \(--eval-every 5\): .*testA/ and testB/.*--eval-data"
+    with pytest.raises(FileNotFoundError, match=flags):
+        periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
 
 def test_evaluate_model_on_a_saved_model(model_dir, paired):
     model = load_model(model_dir, "cpu")
