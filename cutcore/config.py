@@ -194,6 +194,14 @@ class RunConfig:
         if t.epochs + t.epochs_decay < 1:
             raise ValueError(f"--epochs plus --epochs-decay must be at least 1 epoch, got {t.epochs} + "
                              f"{t.epochs_decay}")
+        if d.crop_size > d.load_size:
+            raise ValueError(f"--crop-size {d.crop_size} is larger than --load-size {d.load_size} (crops are cut from "
+                             "the image resized to --load-size)")
+        if r.time_budget:
+            try:
+                parse_duration(r.time_budget)
+            except ValueError as e:
+                raise ValueError(f"--time-budget: {e}") from None
         if d.load_size > MAX_LOAD_SIZE:
             raise ValueError(f"--load-size {d.load_size} is over {MAX_LOAD_SIZE}: every image is resized to "
                              f"{d.load_size}x{d.load_size} in memory ({d.load_size**2 * 3 / 2**30:.1f} GiB each) first")
