@@ -213,7 +213,8 @@ def test_resume_via_cli(trained, capsys, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (("train", "--data", "{work}/no_such_dir", "--out", "{tmp}/o", *TINY), "no_such_dir"),
-    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "32", "--crop-size", "40"), "--crop-size 40 is larger than --load-size 32"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "32", "--crop-size", "40"),
+     "--crop-size 40 is larger than --load-size 32"),
     (("train", "--data", "{work}/bad_img", "--out", "{tmp}/o", *TINY, "--max-steps", "12"), "a08.png"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", "--resume", *TINY), "no checkpoint"),
     (("translate", "--model", "{tmp}/nope", "--input", "{work}/photo.png", "--output", "{tmp}/o"), "nope"),
