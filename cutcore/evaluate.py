@@ -393,14 +393,26 @@ def write_evaluation(out: str | os.PathLike, model: LoadedModel, scores: ModelSc
     write_bytes(out / "samples.png", buf.getvalue())
 
 
+def seen_in_training(config: SavedModelConfig, data: str | os.PathLike, phase: str, names: Sequence[str]) -> list[str]:
+    """Those of `names` (files of `data`/`phase`) the model trained on: its run trained on the same folder and
+    phase, and its `data.exclude` did not hold them out. Scores on them are not held-out scores."""
+    run = config.run
+    if not isinstance(run, RunConfig) or run.data.phase != phase:
+        return []
+    if Path(run.data.root).resolve() != Path(data).resolve():
+        return []
+    held_out = set(run.data.exclude or [])
+    return [n for n in names if n not in held_out]
+
+
 def evaluate_saved_model(
     model_path: str | os.PathLike, data: str | os.PathLike, *, phase: str = "test", split: Path | None = None,
     metrics: str | None = None, max_images: int | None = None, size: int | None = None, tile: int | None = None,
     direction: str = "AtoB", device: str = "auto", fid_weights: Path | None = None, out: Path | None = None,
 ) -> tuple[dict[str, float], str]:
-    """Score a saved model on a paired dataset: ({metric: value}, a markdown summary); with `out`,
-    also metrics.json, metrics.md and samples.png there. `size` None: the model's evaluation size;
-    0: the inputs' own size."""
+    """Score a saved model on a paired dataset: ({metric: value}, a markdown summary, the evaluated file names
+    it trained on); with `out`, also metrics.json, metrics.md and samples.png there. `size` None: the model's
+    evaluation size; 0: the inputs' own size."""
     if size is not None and size < 0:
         raise ValueError(f"size must be 0 or positive, got {size}")
     pairs = select_pairs(data, phase, read_split(split) if split else None, max_images)
@@ -409,11 +421,14 @@ def evaluate_saved_model(
     size = evaluation_size(model.config) if size is None else size or None
     scores = evaluate_model(model, pairs, chosen, direction=direction, size=size, tile=tile,
                             fid_extractor=fid_extractor)
+    seen = seen_in_training(model.config, data, phase, [a.path.name for a, _ in pairs])
     scope = phase + (f", split {Path(split).name}" if split else "")
     markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {data} ({scope})\n\n"
+    if seen:
+        markdown += f"**{len(seen)} of these {len(pairs)} pairs were training images of this model.**\n\n"
     markdown += scores.markdown()
     if out:
         info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
-                "direction": direction, "size": size}
+                "direction": direction, "size": size, "seen_in_training": len(seen)}
         write_evaluation(out, model, scores, info, markdown)
-    return scores.values, markdown
+    return scores.values, markdown, seen

@@ -116,7 +116,7 @@ def exported_tensors(ckpt: Path, precision: str) -> dict[str, torch.Tensor]:
 
 def model_card(folder: Path, config: SavedModelConfig) -> ModelCard:
     """The card for the files in `folder`: data, recipe, training, metrics, samples, curves, licence."""
-    from .evaluate import read_split
+    from .evaluate import read_split, seen_in_training
     from .results import LABELS, colour_table, format_metric
 
     d, m, train, t = config.run.data, config.run.model, config.run.train, config.training
@@ -147,10 +147,13 @@ def model_card(folder: Path, config: SavedModelConfig) -> ModelCard:
     values = evaluation.get("metrics", {})
     if values:
         split = evaluation.get("split")
-        names = set(read_split(split)) if split and Path(split).is_file() else set()
+        names = read_split(split) if split and Path(split).is_file() else []
         scope = (f"the {evaluation.get('n_images')} images of `{Path(split).name}`" if split
                  else f"{evaluation.get('n_images')} images of phase `{evaluation.get('phase')}`")
-        if split and names and not names <= held_out:
+        seen = evaluation.get("seen_in_training")  # counted by evaluate; else (an older metrics.json) the split's
+        if seen is None and evaluation.get("data"):
+            seen = len(seen_in_training(config, evaluation["data"], evaluation.get("phase", "test"), names))
+        if seen:
             scope += " (**not all held out from training**)"
         cols = [k for k in LABELS if k in values]
         base = evaluation.get("baseline", {})
@@ -188,6 +191,7 @@ def _evaluate_into(folder: Path, final: Path, name: str, ev: Evaluation) -> None
         evaluate_model,
         evaluation_size,
         read_split,
+        seen_in_training,
         select_metrics,
         select_pairs,
         write_evaluation,
@@ -206,7 +210,8 @@ def _evaluate_into(folder: Path, final: Path, name: str, ev: Evaluation) -> None
     size = evaluation_size(model.config)
     scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
     info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
-            "direction": "AtoB", "size": size, "model": str(final)}
+            "direction": "AtoB", "size": size, "model": str(final),
+            "seen_in_training": len(seen_in_training(model.config, ev.data, ev.phase, [a.path.name for a, _ in pairs]))}
     write_evaluation(folder, model, scores, info, f"{name}\n\n{scores.markdown()}")
 
 

@@ -310,3 +310,32 @@ def test_evaluate_into_an_exported_folder_rewrites_its_card(exported, paired, tm
     assert main(["evaluate", "--model", str(older), "--data", str(paired), "--phase", "train",
                  "--split", str(paired / "val.txt"), "--metrics", "rmse", "--out", str(older)]) == 0
     assert "left as it is" in capsys.readouterr().err and (older / "README.md").read_text() == before
+
+
+def test_scores_on_training_images_are_named_as_such(exported, paired, tmp_path, capsys):
+    """The run held out 3.png and 4.png only: scored on 0.png-2.png too, evaluate says so (under --json as
+    well), metrics.json counts them and the card refuses to call them held out. The same names in another
+    folder are other images: not flagged."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(exported, folder)
+    assert main(["evaluate", "--model", str(folder), "--data", str(paired), "--phase", "train", "--metrics", "rmse",
+                 "--json", "--out", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "note: 3 of the evaluated images were training images of this model (e.g. 0.png)" in err
+    assert json.loads((folder / "metrics.json").read_text())["seen_in_training"] == 3
+    assert "(**not all held out from training**)" in (folder / "README.md").read_text()
+    assert "were training images" in (folder / "metrics.md").read_text()
+    # The held-out split alone: nothing to say.
+    assert main(["evaluate", "--model", str(folder), "--data", str(paired), "--phase", "train", "--metrics", "rmse",
+                 "--split", str(paired / "val.txt"), "--out", str(folder)]) == 0
+    assert "training images" not in capsys.readouterr().err
+    assert json.loads((folder / "metrics.json").read_text())["seen_in_training"] == 0
+    assert "not all held out" not in (folder / "README.md").read_text()
+    # Another dataset with the same file names.
+    other = tmp_path / "other"
+    shutil.copytree(paired, other)
+    assert main(["evaluate", "--model", str(folder), "--data", str(other), "--phase", "train", "--metrics", "rmse",
+                 "--json"]) == 0
+    assert "training images" not in capsys.readouterr().err

@@ -45,13 +45,16 @@ def _evaluate(args) -> int:
     from ..metrics import FIDWeightsUnavailable
 
     try:
-        values, markdown = evaluate_saved_model(
+        values, markdown, seen = evaluate_saved_model(
             args.model, args.data, phase=args.phase, split=args.split, metrics=args.metrics,
             max_images=args.max_images, size=args.size, tile=args.tile, direction=args.direction, device=args.device,
             fid_weights=args.fid_weights, out=args.out)
     except FIDWeightsUnavailable as e:  # a RuntimeError, with advice on its own lines
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if seen:  # also under --json, where the table's own line is not printed
+        print(f"note: {len(seen)} of the evaluated images were training images of this model (e.g. {seen[0]}); "
+              "train with --exclude for held-out scores", file=sys.stderr)
     if args.out and _exported_here(args.out):
         from ..export import refresh_card
 
