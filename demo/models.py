@@ -312,6 +312,41 @@ def scan(use_hub: bool = True) -> Registry:
     return Registry(entries, notes)
 
 
+# --- the official satellite → map model, on request --------------------------------------------
+
+OFFICIAL_SAT2MAP = "sat2map_cyclegan"  # the CycleGAN authors' aerial photo → Google Maps model (~45 MB)
+_official_lock = threading.Lock()
+
+
+def official_sat2map_dir() -> Path:
+    return official_dir() / OFFICIAL_SAT2MAP
+
+
+def offer_official_sat2map(reg: Registry) -> bool:
+    """Whether the Translate tab offers to download the official satellite → map model: while no model of
+    ours is here (a newcomer has no map model to try) and it is not downloaded yet."""
+    mine = any(e.source in ("ours", "hub") for e in reg.entries)
+    return not mine and official_sat2map_dir().resolve() not in {e.path.resolve() for e in reg.entries}
+
+
+def install_official_sat2map(progress=None) -> ModelEntry:
+    """Download and convert the official CycleGAN sat2map model into the official-model folder (once, whoever
+    asks); its registry entry. `progress(done_bytes, total_bytes or None)`. UserError when it cannot be had."""
+    from cutcore.official import download_official
+    from cutcore.official_urls import DownloadError
+
+    from .errors import UserError
+
+    folder = official_sat2map_dir()
+    with _official_lock:  # two users clicking at once download it once
+        if not (folder / CONFIG).is_file():
+            try:
+                download_official(OFFICIAL_SAT2MAP, folder, progress=progress)
+            except DownloadError as e:
+                raise UserError(f"The official model could not be downloaded: {str(e).splitlines()[0]}") from e
+    return read_entry(folder, "official")
+
+
 # --- loaded models (a small LRU: loading is cheap, but not per click) ---------------------------
 
 _cache: OrderedDict[tuple[str, float], object] = OrderedDict()

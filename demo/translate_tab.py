@@ -35,6 +35,8 @@ N_EXAMPLES = 6
 CONCURRENCY = 3  # translations at once: one large running, one large waiting, and room for small ones
 NEUTRAL_LABEL = "Input image"
 FORMATS = "(PNG, JPEG, TIFF, WebP, BMP — any size)"
+GET_OFFICIAL = ("⬇ Try the official CycleGAN satellite → map model (a 45 MB download; trained by its "
+                "authors on Google Maps of New York)")
 
 
 def tile_size() -> int:
@@ -240,6 +242,8 @@ def build(ctx) -> None:
                 model_dd = ctx.model_dropdown(False, reg, label="Model", scale=8, elem_id="translate-model")
                 refresh = gr.Button("↻", scale=0, min_width=44, size="sm", elem_id="translate-refresh")
             first = reg.get(model_dd.value)
+            get_official = gr.Button(GET_OFFICIAL, visible=models.offer_official_sat2map(reg), size="sm",
+                                     elem_id="translate-get-official")
             model_md = gr.Markdown(first.describe() if first else "", elem_id="translate-model-card")
             upload = gr.File(label=input_label(first), file_count="single",
                              type="filepath", height=140, elem_id="translate-upload")
@@ -308,6 +312,34 @@ def build(ctx) -> None:
             end_job(job)
         yield (gr.update(visible=False), gr.update(value=(result.input_view, result.output_view), visible=True),
                gr.update(value=str(result.png_path), visible=True), result.info)
+
+    def fetch_official(*current, progress=gr.Progress()):  # noqa: B008 - Gradio's pattern
+        """Download the official satellite → map model, then show it in every model list, chosen here."""
+        def report(done: int, total: int | None) -> None:
+            mib = f"{done / 2**20:.0f}" + (f" of {total / 2**20:.0f}" if total else "")
+            progress(done / total if total else 0.0, desc=f"Downloading the official model: {mib} MiB")
+
+        try:
+            entry = models.install_official_sat2map(report)
+        except Exception as e:  # noqa: BLE001 - every error: one line in the info and a toast
+            err = to_gr_error(e, "fetch_official")
+            gr.Warning(error_text(err), title="No download")
+            return {info: f"⚠️ {error_text(err)}"}
+        out = ctx.refresh_lists(current)
+        out[model_dd] = {**out[model_dd], "value": entry.key}
+        out[get_official] = gr.update(visible=False)
+        out[info] = (f"**{entry.name}** is ready: the CycleGAN authors' model, trained on Google Maps of New York, "
+                     "so it draws Google-style maps. Upload a satellite image or pick an example.")
+        return out
+
+    def wire_official() -> None:  # after all tabs exist: every model list is an output
+        lists = [dd for dd, _ in ctx.model_dropdowns]
+        get_official.click(fetch_official, lists, [info, get_official, *ctx.model_outputs()],
+                           concurrency_limit=1, concurrency_id="official-download", show_progress_on=[info])
+
+    ctx.after_build.append(wire_official)
+    # Another user's download (or a model of ours added since) hides the offer on a fresh page.
+    ctx.on_load.append((lambda: gr.update(visible=models.offer_official_sat2map(models.scan())), None, get_official))
 
     def cancel_translation(request: gr.Request) -> str:
         return request_cancel(getattr(request, "session_hash", None))

@@ -1325,3 +1325,44 @@ def test_app_py_with_a_bad_setting_exits_with_one_line(app_env, tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == ("cutcore demo: CUTCORE_DEMO_CORR_SIDE='wide' is not a whole number "
                                                     "(default: 256)")
+
+
+def test_with_no_map_model_the_translate_tab_fetches_the_official_one(app_env, monkeypatch):
+    """A newcomer with no model of ours can try satellite → map at once: one button downloads the CycleGAN
+    authors' sat2map model into the official folder, and it becomes the Translate tab's choice. Offline it
+    says so in one line; with a model of ours the offer is gone."""
+    import shutil
+
+    import cutcore.official
+    from demo import build_demo
+
+    calls = []
+
+    def fake_download(name, out_dir, *, progress=None, **kwargs):  # what download_official leaves behind
+        calls.append(name)
+        progress(10 * 2**20, 45 * 2**20)
+        return make_model(Path(out_dir), "cyclegan", source="official: junyanz/pytorch-CycleGAN-and-pix2pix")
+
+    demo = build_demo()
+    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    button, model_dd, info = blocks["translate-get-official"], blocks["translate-model"], blocks["translate-info"]
+    assert button.visible and models.offer_official_sat2map(models.scan())
+    fetch = _fn(demo, "fetch_official")
+    lists = [None] * len(fetch.inputs)
+    # Offline (as this fixture is): the real download refuses at once, in one line, and nothing is left behind.
+    out = fetch.fn(*lists)
+    assert out[info].startswith("⚠️ The official model could not be downloaded: downloads are disabled")
+    assert "\n" not in out[info] and not any(app_env["official"].iterdir())
+    monkeypatch.setattr(cutcore.official, "download_official", fake_download)
+    out = fetch.fn(*lists)
+    folder = app_env["official"] / "sat2map_cyclegan"
+    assert calls == ["sat2map_cyclegan"] and out[model_dd]["value"] == str(folder)
+    assert out[button]["visible"] is False and "Google Maps" in out[info]
+    assert str(folder) in [k for _, k in out[model_dd]["choices"]]
+    assert not models.offer_official_sat2map(models.scan())
+    fetch.fn(*lists)  # asked again (another page): already here, not downloaded twice
+    assert calls == ["sat2map_cyclegan"]
+    # A model of ours: no offer, whether or not the official one is here.
+    make_model(app_env["weights"] / "cut-tiny", "cut")
+    shutil.rmtree(folder)
+    assert not models.offer_official_sat2map(models.scan())
