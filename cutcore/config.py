@@ -199,9 +199,11 @@ class RunConfig:
                              "the image resized to --load-size)")
         if r.time_budget:
             try:
-                parse_duration(r.time_budget)
+                seconds = parse_duration(r.time_budget)
             except ValueError as e:
                 raise ValueError(f"--time-budget: {e}") from None
+            if seconds <= 0:
+                raise ValueError(f"--time-budget must be longer than 0 s, got {r.time_budget!r}")
         if d.load_size > MAX_LOAD_SIZE:
             raise ValueError(f"--load-size {d.load_size} is over {MAX_LOAD_SIZE}: every image is resized to "
                              f"{d.load_size}x{d.load_size} in memory ({d.load_size**2 * 3 / 2**30:.1f} GiB each) first")

@@ -76,9 +76,10 @@ class _Dist:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     def close(self) -> None:
-        """Destroys the process group this object started. Left to the interpreter's exit, gloo's worker
-        threads can be torn down while still joinable ("terminate called without an active exception",
-        the rank aborts after a finished run) and NCCL warns of leaked resources."""
+        """Destroys the process group this object started, after a finished run. Left to the interpreter's
+        exit, gloo's worker threads can be torn down while still joinable ("terminate called without an
+        active exception": the rank aborts after a finished run) and NCCL warns of leaked resources. Not
+        after a failure: NCCL's destroy waits for collectives queued for a peer that may never join them."""
         if self.owned and dist.is_initialized():
             dist.destroy_process_group()
         self.owned = False
@@ -137,6 +138,8 @@ class Trainer:
         cfg.validate()  # a value that cannot train is one clear error now, not a traceback steps later
         self.cfg, self.out = cfg, Path(out)
         t, r = cfg.train, cfg.runtime
+        if r.time_budget and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # before a process group exists
+            raise ValueError("--time-budget runs in one process (each rank would measure its own rate)")
         self.device = resolve_device(r.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -162,8 +165,6 @@ class Trainer:
         wanted = make_evaluator and r.eval_every and self.dist.main
         self.evaluator = make_evaluator(cfg, self.out, self.device) if wanted else None
         self.step = 0
-        if r.time_budget and self.dist.world > 1:
-            raise ValueError("--time-budget runs in one process (each rank would measure its own rate)")
         sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else None
         self.budget = TimeBudget(parse_duration(r.time_budget), sync=sync) if r.time_budget else None
         # After the budget starts: decoding the images is part of the run's time.
@@ -478,18 +479,17 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
         if not ckpts:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = read_run_config(ckpts[-1] / "config.json")
-        trainer = Trainer(resume_config(saved, changes or {}), out, make_evaluator)
+        resumed = resume_config(saved, changes or {})
+        trainer = Trainer(resumed, out, make_evaluator)
+        trainer.load(ckpts[-1])
+        old, new = saved.train, resumed.train
+        for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
+            if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
+                raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
+                                 f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
     else:
         refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
         trainer = Trainer(cfg, out, make_evaluator)
-    try:
-        if resume:
-            trainer.load(ckpts[-1])
-            old, new = saved.train, trainer.cfg.train
-            for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
-                if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
-                    raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning "
-                                     f"rate of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
-        return trainer.fit()
-    finally:
-        trainer.dist.close()
+    checkpoint = trainer.fit()
+    trainer.dist.close()  # a failure above exits the process instead (see _Dist.close)
+    return checkpoint

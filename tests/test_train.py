@@ -617,6 +617,9 @@ def test_time_budget_refuses_nonsense(session_unpaired, tmp_path):
     cfg.runtime.time_budget = "soon"
     with pytest.raises(ValueError, match=r"^--time-budget: not a duration: 'soon'"):
         Trainer(cfg, tmp_path / "run")
+    cfg.runtime.time_budget = "0s"
+    with pytest.raises(ValueError, match=r"^--time-budget must be longer than 0 s, got '0s'"):
+        Trainer(cfg, tmp_path / "run")
     cfg.runtime.time_budget = None
     cfg.data.load_size, cfg.data.crop_size = 32, 40
     with pytest.raises(ValueError, match=r"^--crop-size 40 is larger than --load-size 32"):
