@@ -55,7 +55,10 @@ def _check(should_stop: ShouldStop | None, done: int, total: int) -> None:
         raise TranslationCancelled(done, total)
 
 
-def default_overlap(tile: int) -> int:
+MIN_TILE = 16  # px: smaller tiles would run the generator once per few pixels
+
+
+def _default_overlap(tile: int) -> int:
     """The blended overlap between tiles when none is asked for: 64 px, less for tiles of 256 px and under
     (an overlap must stay under half a tile)."""
     return min(64, tile // 4)
@@ -109,14 +112,18 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def translate_tiled(
-    generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int = 64, progress: Progress | None = None,
-    should_stop: ShouldStop | None = None,
+    generator: nn.Module, img: Image.Image, tile: int = 512, overlap: int | None = None,
+    progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
-    """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases.
+    """Translate `img` tile by tile; memory stays O(tile²) besides two H×W float canvases. Tiles overlap by
+    `overlap` px, blended (None: 64 px, a quarter of tiles of 256 px and under).
 
     `should_stop()` is asked before each tile; True raises TranslationCancelled."""
-    if overlap * 2 >= tile:
-        raise ValueError(f"overlap {overlap} must be less than half the tile size {tile}")
+    if tile < MIN_TILE:
+        raise ValueError(f"tile size {tile} is too small: at least {MIN_TILE} px")
+    overlap = _default_overlap(tile) if overlap is None else overlap
+    if not 0 <= overlap * 2 < tile:
+        raise ValueError(f"overlap {overlap} must be at least 0 and less than half the tile size {tile}")
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     src = np.asarray(img, dtype=np.uint8)
     h, w = src.shape[:2]
@@ -151,7 +158,7 @@ def translate_tiled(
 
 
 def translate_with(
-    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int = 64,
+    generator: nn.Module, img: Image.Image, tile: int | None = None, overlap: int | None = None,
     progress: Progress | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
     """Translate a PIL image (any mode: made RGB as `load_rgb` makes it) with a bare generator; tiled when
@@ -180,8 +187,8 @@ def check_scale(size: tuple[int, int], scale: float) -> None:
 
 
 def translate_image(
-    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int = 64, progress: Progress | None = None,
-    scale: float | None = None, should_stop: ShouldStop | None = None,
+    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int | None = None,
+    progress: Progress | None = None, scale: float | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
     """Translate at the model's working scale (`scale`, default `model.input_scale`); the result has `img`'s size.
 
@@ -207,8 +214,8 @@ class SkippedImages(ValueError):
 
 
 def translate_path(
-    model: LoadedModel, inp: str | os.PathLike, out_dir: str | os.PathLike, tile: int | None = None, overlap: int = 64,
-    scale: float | None = None, report: Report | None = None,
+    model: LoadedModel, inp: str | os.PathLike, out_dir: str | os.PathLike, tile: int | None = None,
+    overlap: int | None = None, scale: float | None = None, report: Report | None = None,
 ) -> list[Path]:
     """Translate a file or every image in a folder into `out_dir` as PNG; returns the written paths.
 

@@ -20,7 +20,7 @@ import gradio as gr
 from PIL import Image
 
 from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
-from cutcore.translate import TranslationCancelled, default_overlap, translate_image, will_tile
+from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
 from .errors import Upload, UserError, error_text, event_alive, open_upload, to_gr_error, upload_name
@@ -199,7 +199,7 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     with large_lane(check, waiting) if tiled else nullcontext():
         start = time.perf_counter()
         try:
-            out = translate_image(model, img, tile=tile, overlap=default_overlap(tile), progress=report,
+            out = translate_image(model, img, tile=tile, progress=report,
                                   should_stop=stop)
         except TranslationCancelled as c:
             raise Cancelled(reason[0] or "cancelled", c.done, c.total) from None

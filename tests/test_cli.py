@@ -251,6 +251,18 @@ def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle)
     assert lines[0].startswith("error: ") and needle in lines[0], r
 
 
+
+@pytest.mark.parametrize("flag,value,needle", [("--tile", "8", "argument --tile: must be at least 16, got 8"),
+                                               ("--tile", "0", "argument --tile: must be at least 16, got 0"),
+                                               ("--overlap", "-1", "argument --overlap: must be at least 0, got -1")])
+def test_tile_and_overlap_are_checked_where_they_are_given(trained, capsys, tmp_path, flag, value, needle):
+    """--tile 0 translated untiled without a word, --tile 1 ran the generator once per pixel, -1 was a traceback."""
+    work, _ = trained
+    r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "photo.png", "--output", tmp_path / "o",
+              flag, value)
+    assert r.code == 2 and r.stderr.splitlines()[-1].endswith(needle), r
+    assert not (tmp_path / "o").exists()
+
 def test_translate_folder_skips_unreadable_images_and_says_so(trained, capsys, tmp_path):
     work, _ = trained
     (tmp_path / "in").mkdir()

@@ -285,6 +285,19 @@ def test_evaluate_model_on_a_saved_model(model_dir, paired):
         assert inp.size == (64, 64) and np.array_equal(target.paired, resize_rgb(b.load(), 256))
 
 
+
+def test_evaluate_tiled_with_a_small_tile_overlaps_as_translate_does(model_dir, paired, capsys):
+    """--tile 48 failed on every image ("overlap 64 must be less than half the tile size"): evaluate has no
+    --overlap flag, and takes translate's default for the tile (a quarter of it)."""
+    untiled = main(["evaluate", "--model", str(model_dir), "--data", str(paired), "--metrics", "rmse", "--json",
+                    "--size", "64", "--device", "cpu"])
+    whole = json.loads(capsys.readouterr().out)["rmse"]
+    assert untiled == 0
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(paired), "--metrics", "rmse", "--json",
+                 "--size", "64", "--device", "cpu", "--tile", "48"]) == 0
+    tiled = json.loads(capsys.readouterr().out)["rmse"]
+    assert tiled != whole and tiled == pytest.approx(whole, rel=0.2)  # tiled (seams differ), the same model
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 

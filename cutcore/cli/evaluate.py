@@ -6,12 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from .args import TILE_HELP, positive, tile_size
 
 
 def add_evaluate(sub) -> None:
@@ -26,13 +21,13 @@ def add_evaluate(sub) -> None:
                                      "(default: all, FID only when its weights are available)")
     p.add_argument("--json", action="store_true", help="print one JSON object {metric: value} instead of a table")
     p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
-    p.add_argument("--max-images", type=_positive, help="evaluate only the first N pairs")
+    p.add_argument("--max-images", type=positive, help="evaluate only the first N pairs")
     p.add_argument("--size", type=int,
                    help="resize inputs to size² before translating (default: the size the model's config.json "
                         "records under inference.size, else the size its training translated at, else 256 as CUT's "
                         "test protocol); 0 keeps their size. "
                         "Translations and targets are always compared at 256² (GcGAN)")
-    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
+    p.add_argument("--tile", type=tile_size, help=TILE_HELP)
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
     p.add_argument("--device", default="auto")
     p.add_argument("--fid-weights", type=Path,

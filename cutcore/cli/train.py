@@ -7,6 +7,7 @@ import typing
 from pathlib import Path
 
 from ..config import PRESETS, config_field, config_options, preset
+from .args import TILE_HELP, at_least, tile_size
 
 
 def _flag(f) -> str:
@@ -86,9 +87,9 @@ def add_translate(sub) -> None:
                         "read without unpickling objects; latest_net_F.pth beside it is used as the heads)")
     p.add_argument("--input", required=True, help="image file or folder")
     p.add_argument("--output", required=True, help="output folder (PNG files)")
-    p.add_argument("--tile", type=int, help="translate in tiles of this size (bounded memory for huge images)")
-    p.add_argument("--overlap", type=int, help="tile overlap in pixels, blended (default: 64, a quarter of "
-                                               "--tile for tiles of 256 and under)")
+    p.add_argument("--tile", type=tile_size, help=TILE_HELP)
+    p.add_argument("--overlap", type=at_least(0), help="tile overlap in pixels, blended (default: 64, a quarter "
+                                                       "of --tile for tiles of 256 and under)")
     p.add_argument("--scale", type=float,
                    help="resize inputs by this factor before translating, the result back (default: the model's "
                         "inference scale from its config.json, else 1)")
@@ -99,11 +100,10 @@ def add_translate(sub) -> None:
 
 def _translate(args) -> int:
     from ..model_folder import load_model
-    from ..translate import default_overlap, translate_path
+    from ..translate import translate_path
 
-    overlap = args.overlap if args.overlap is not None else default_overlap(args.tile) if args.tile else 0
     model = load_model(args.model, args.device, args.direction)
-    translate_path(model, args.input, args.output, args.tile, overlap, args.scale, report=_show)
+    translate_path(model, args.input, args.output, args.tile, args.overlap, args.scale, report=_show)
     return 0
 
 
