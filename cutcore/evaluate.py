@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -351,6 +351,13 @@ class PeriodicEvaluator:
 def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluator:
     """The held-out evaluation a training run's config asks for (`runtime.eval_*`), handed to the trainer."""
     r = cfg.runtime
+    if r.eval_metrics:  # the flags' own errors first, before any data is read
+        try:
+            parse_metrics(r.eval_metrics)
+        except ValueError as e:
+            raise ValueError(f"--eval-metrics: {e}") from None
+    if r.eval_max_images is not None and r.eval_max_images < 1:
+        raise ValueError(f"--eval-max-images must be at least 1, got {r.eval_max_images}")
     try:
         return PeriodicEvaluator(
             r.eval_data or cfg.data.root, "train" if r.eval_split else "test",
@@ -393,25 +400,43 @@ def write_evaluation(out: str | os.PathLike, model: LoadedModel, scores: ModelSc
     write_bytes(out / "samples.png", buf.getvalue())
 
 
+def _same_folder(recorded: str, data: str | os.PathLike) -> bool:
+    """Whether a run's recorded data root (as typed where it trained: often relative to a folder we do not
+    know) names the folder `data`: the same absolute path, or a relative one that `data` ends with."""
+    if not recorded:  # official models record none
+        return False
+    root, here = Path(recorded), Path(data).resolve()
+    if root.is_absolute() or root.resolve() == here:
+        return root.resolve() == here
+    tail = [part for part in root.parts if part not in ("..", ".")]
+    return bool(tail) and list(here.parts[-len(tail):]) == tail
+
+
 def seen_in_training(config: SavedModelConfig, data: str | os.PathLike, phase: str, names: Sequence[str]) -> list[str]:
-    """Those of `names` (files of `data`/`phase`) the model trained on: its run trained on the same folder and
-    phase, and its `data.exclude` did not hold them out. Scores on them are not held-out scores."""
+    """Those of `names` (files of `data`/`phase`) the model trained on, as far as its config tells: its run
+    trained on the same folder and phase, and its `data.exclude` did not hold them out (a run limited by
+    `data.max_items` saw fewer). Scores on them are not held-out scores."""
     run = config.run
-    if not isinstance(run, RunConfig) or run.data.phase != phase:
-        return []
-    if Path(run.data.root).resolve() != Path(data).resolve():
+    if not isinstance(run, RunConfig) or run.data.phase != phase or not _same_folder(run.data.root, data):
         return []
     held_out = set(run.data.exclude or [])
     return [n for n in names if n not in held_out]
+
+
+class SavedModelEvaluation(NamedTuple):
+    values: dict[str, float]  # {metric: value}
+    markdown: str  # the summary: what was scored, the metrics table, accuracy per map colour
+    seen: list[str]  # the evaluated file names the model trained on (see seen_in_training)
 
 
 def evaluate_saved_model(
     model_path: str | os.PathLike, data: str | os.PathLike, *, phase: str = "test", split: Path | None = None,
     metrics: str | None = None, max_images: int | None = None, size: int | None = None, tile: int | None = None,
     direction: str = "AtoB", device: str = "auto", fid_weights: Path | None = None, out: Path | None = None,
-) -> tuple[dict[str, float], str]:
-    """Score a saved model on a paired dataset: ({metric: value}, a markdown summary, the evaluated file names
-    it trained on); with `out`, also metrics.json, metrics.md and samples.png there. `size` None: the model's
+    recorded_as: Path | None = None,
+) -> SavedModelEvaluation:
+    """Score a saved model on a paired dataset; with `out`, also metrics.json, metrics.md and samples.png
+    there, naming the model `recorded_as` (default: where it is read from). `size` None: the model's
     evaluation size; 0: the inputs' own size."""
     if size is not None and size < 0:
         raise ValueError(f"size must be 0 or positive, got {size}")
@@ -423,12 +448,13 @@ def evaluate_saved_model(
                             fid_extractor=fid_extractor)
     seen = seen_in_training(model.config, data, phase, [a.path.name for a, _ in pairs])
     scope = phase + (f", split {Path(split).name}" if split else "")
-    markdown = f"{model.config.preset} · {model.path} · {len(pairs)} pairs of {data} ({scope})\n\n"
+    markdown = f"{model.config.preset} · {recorded_as or model.path} · {len(pairs)} pairs of {data} ({scope})\n\n"
     if seen:
         markdown += f"**{len(seen)} of these {len(pairs)} pairs were training images of this model.**\n\n"
     markdown += scores.markdown()
     if out:
         info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
-                "direction": direction, "size": size, "seen_in_training": len(seen)}
+                "direction": direction, "size": size, "seen_in_training": len(seen),
+                "model": str(recorded_as or model.path)}
         write_evaluation(out, model, scores, info, markdown)
-    return scores.values, markdown, seen
+    return SavedModelEvaluation(scores.values, markdown, seen)

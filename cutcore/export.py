@@ -185,34 +185,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def _evaluate_into(folder: Path, final: Path, name: str, ev: Evaluation) -> None:
-    """Evaluate the model staged in `folder` into it; its results name `final`, where it will live."""
-    from .evaluate import (
-        evaluate_model,
-        evaluation_size,
-        read_split,
-        seen_in_training,
-        select_metrics,
-        select_pairs,
-        write_evaluation,
-    )
+def _evaluate_into(folder: Path, final: Path, ev: Evaluation) -> None:
+    """Evaluate the model staged in `folder` into it, as `evaluate --out` would; its results name `final`,
+    where it will live."""
+    from .evaluate import evaluate_saved_model
     from .metrics import FIDWeightsUnavailable, PytorchFIDMissing
-    from .model_folder import load_model
 
-    pairs = select_pairs(ev.data, ev.phase, read_split(ev.split) if ev.split else None)
     try:
-        metrics, fid_extractor = select_metrics(ev.metrics, ev.fid_weights, "cpu")
+        evaluate_saved_model(folder, ev.data, phase=ev.phase, split=ev.split, metrics=ev.metrics, device="cpu",
+                             fid_weights=ev.fid_weights, out=folder, recorded_as=final)
     except FIDWeightsUnavailable as e:
         fix = "leave fid out of --eval-metrics" if isinstance(e, PytorchFIDMissing) else \
             "pass --fid-weights, or leave fid out of --eval-metrics"
         raise ValueError(f"{str(e).splitlines()[0]} ({fix})") from e
-    model = load_model(folder, "cpu")
-    size = evaluation_size(model.config)
-    scores = evaluate_model(model, pairs, metrics, size=size, fid_extractor=fid_extractor)
-    info = {"data": str(ev.data), "phase": ev.phase, "split": str(ev.split) if ev.split else None,
-            "direction": "AtoB", "size": size, "model": str(final),
-            "seen_in_training": len(seen_in_training(model.config, ev.data, ev.phase, [a.path.name for a, _ in pairs]))}
-    write_evaluation(folder, model, scores, info, f"{name}\n\n{scores.markdown()}")
 
 
 def refresh_card(folder: str | os.PathLike) -> Path:
@@ -269,7 +254,7 @@ def export_run(
             shutil.copyfile(curve, staging / "metrics.jsonl")
             plot_curves({"": read_log(curve)}, staging / "metrics.png")
         if evaluation is not None:
-            _evaluate_into(staging, out, saved.name, evaluation)
+            _evaluate_into(staging, out, evaluation)
         write_card(staging, model_card(staging, saved).render(out))
         if out.exists():
             shutil.rmtree(out)

@@ -259,6 +259,12 @@ def test_held_out_evaluation_without_pairs_names_its_own_flags(tmp_path):
     flags = r"^held-out evaluation \(--eval-every 5\): .*testA/ and testB/.*--eval-data"
     with pytest.raises(FileNotFoundError, match=flags):
         periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
+    cfg.runtime.eval_metrics = "rmse,bogus"  # the flags' own mistakes are told as theirs
+    with pytest.raises(ValueError, match=r"^--eval-metrics: unknown metrics bogus; choose from"):
+        periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
+    cfg.runtime.eval_metrics, cfg.runtime.eval_max_images = "rmse", 0
+    with pytest.raises(ValueError, match=r"^--eval-max-images must be at least 1, got 0$"):
+        periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
 
 def test_evaluate_model_on_a_saved_model(model_dir, paired):
     model = load_model(model_dir, "cpu")
@@ -297,6 +303,35 @@ def test_evaluate_tiled_with_a_small_tile_overlaps_as_translate_does(model_dir, 
                  "--size", "64", "--device", "cpu", "--tile", "48"]) == 0
     tiled = json.loads(capsys.readouterr().out)["rmse"]
     assert tiled != whole and tiled == pytest.approx(whole, rel=0.2)  # tiled (seams differ), the same model
+
+
+def test_training_images_are_told_by_data_folder_phase_and_name(model_dir, tmp_path, monkeypatch):
+    """A run records its data root as typed where it trained (often relative to a folder unknown here):
+    the evaluated folder is its folder when the paths agree or the relative one is the evaluated one's tail."""
+    import copy
+    from dataclasses import replace
+
+    from cutcore.evaluate import seen_in_training
+
+    config = load_model(model_dir, "cpu").config
+    data = tmp_path / "shared" / "data" / "sat2map"
+    data.mkdir(parents=True)
+    names = ["0.png", "1.png"]
+
+    def trained_on(root, exclude=()):
+        run = copy.deepcopy(config.run)
+        run.data.root, run.data.phase, run.data.exclude = root, "train", list(exclude)
+        return replace(config, run=run)
+
+    monkeypatch.chdir(tmp_path)  # not where it trained
+    assert seen_in_training(trained_on("../shared/data/sat2map"), data, "train", names) == names
+    assert seen_in_training(trained_on("../shared/data/sat2map", ["1.png"]), data, "train", names) == ["0.png"]
+    assert seen_in_training(trained_on(str(data)), f"{data}/", "train", names) == names
+    assert seen_in_training(trained_on("shared/data/sat2map"), "shared/data/sat2map", "train", names) == names
+    assert seen_in_training(trained_on("../shared/data/other"), data, "train", names) == []
+    assert seen_in_training(trained_on(str(data)), data, "test", names) == []  # another phase
+    monkeypatch.chdir(data)
+    assert seen_in_training(trained_on(""), ".", "train", names) == []  # official models record no data
 
 # --- CLI ---------------------------------------------------------------------------------------
 

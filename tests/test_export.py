@@ -312,7 +312,7 @@ def test_evaluate_into_an_exported_folder_rewrites_its_card(exported, paired, tm
     assert "left as it is" in capsys.readouterr().err and (older / "README.md").read_text() == before
 
 
-def test_scores_on_training_images_are_named_as_such(exported, paired, tmp_path, capsys):
+def test_scores_on_training_images_are_named_as_such(run, exported, paired, tmp_path, capsys):
     """The run held out 3.png and 4.png only: scored on 0.png-2.png too, evaluate says so (under --json as
     well), metrics.json counts them and the card refuses to call them held out. The same names in another
     folder are other images: not flagged."""
@@ -339,3 +339,9 @@ def test_scores_on_training_images_are_named_as_such(exported, paired, tmp_path,
     assert main(["evaluate", "--model", str(folder), "--data", str(other), "--phase", "train", "--metrics", "rmse",
                  "--json"]) == 0
     assert "training images" not in capsys.readouterr().err
+    # export evaluates as evaluate --out does: the same record and the same line.
+    whole = export_run(run, tmp_path / "whole", evaluation=Evaluation(str(paired), metrics="rmse"))
+    assert json.loads((whole / "metrics.json").read_text())["seen_in_training"] == 3
+    assert json.loads((whole / "metrics.json").read_text())["model"] == str(whole)
+    assert "**3 of these 5 pairs were training images of this model.**" in (whole / "metrics.md").read_text()
+    assert "(**not all held out from training**)" in (whole / "README.md").read_text()
