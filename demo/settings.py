@@ -33,13 +33,14 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
 
 
 def env_flag(name: str) -> bool:
-    """$name as on (1/true/yes) or off (0/false/no, or unset or empty)."""
-    raw = os.environ.get(name, "").strip().lower()
-    if raw in ("1", "true", "yes"):
+    """$name as on (1/true/yes/on) or off (0/false/no/off, or unset or empty), in any case."""
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
         return True
-    if raw in ("", "0", "false", "no"):
+    if value in ("", "0", "false", "no", "off"):
         return False
-    raise SettingError(f"{name}={raw!r} is neither on (1, true, yes) nor off (0, false, no, or unset)")
+    raise SettingError(f"{name}={raw!r} is neither on (1, true, yes, on) nor off (0, false, no, off, or unset)")
 
 
 def output_dir() -> Path:

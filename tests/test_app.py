@@ -1288,7 +1288,7 @@ def test_a_bad_setting_stops_the_start_naming_the_variable(app_env, monkeypatch)
 
     monkeypatch.setenv("CUTCORE_DEMO_TILE", "")  # empty: the default
     assert translate_tab.tile_size() == translate_tab.DEFAULT_TILE
-    for value, tiny in (("0", False), ("", False), ("YES", True), ("1", True)):
+    for value, tiny in (("0", False), ("", False), ("off", False), ("YES", True), ("1", True), (" On ", True)):
         monkeypatch.setenv("CUTCORE_DEMO_TINY_SINCUT", value)
         assert ("tiny" in dict(sincut_tab.preset_choices()).values()) is tiny
     for name, value, message in [
@@ -1297,7 +1297,8 @@ def test_a_bad_setting_stops_the_start_naming_the_variable(app_env, monkeypatch)
         ("CUTCORE_DEMO_MAX_ITERS", "1", "CUTCORE_DEMO_MAX_ITERS=1 is too small: at least 2 (default: 200000)"),
         ("CUTCORE_DEMO_MIN_SIDE", "0", "CUTCORE_DEMO_MIN_SIDE=0 is too small"),
         ("CUTCORE_DEVICE", "gpu", "CUTCORE_DEVICE='gpu': unknown device 'gpu'; set it to auto, cpu or cuda[:N], or unset it"),
-        ("CUTCORE_DEMO_TINY_SINCUT", "maybe", "CUTCORE_DEMO_TINY_SINCUT='maybe' is neither on (1, true, yes) nor off"),
+        ("CUTCORE_DEMO_TINY_SINCUT", "Maybe",
+         "CUTCORE_DEMO_TINY_SINCUT='Maybe' is neither on (1, true, yes, on) nor off"),
     ]:
         with monkeypatch.context() as m:
             m.setenv(name, value)

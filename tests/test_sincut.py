@@ -591,7 +591,8 @@ def test_sincut_command_stops_on_ctrl_c_after_an_iteration_and_still_exports(tmp
     # Exported, and said, but not a success: `sincut ... && next` goes no further (as `train`).
     assert train_to_folder(photo, art, out, "sincut-cpu", preview_every=1, preview_size=32, device="cpu") == 130
     interrupter.join(timeout=10)
-    assert re.search(r"stopped by Ctrl-C at iteration \d+ of 450; that model is exported", capsys.readouterr().err)
+    # (of 450, or fewer where the 285 s budget re-laid the schedule on a slow machine)
+    assert re.search(r"stopped by Ctrl-C at iteration \d+ of \d+; that model is exported", capsys.readouterr().err)
     logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     stopped_at = logged[-1]["iteration"]
     # Within a few iterations of the first preview (its 285 s budget would also end it short of 450 on a slow
