@@ -142,7 +142,8 @@ def model_card(folder: Path, config: SavedModelConfig) -> ModelCard:
                       "learnt) and the result back to the input's size; `translate` and the app do this themselves")
     if t is not None:
         recipe.append(f"- Training time: {_duration(t.seconds)} wall-clock on {t.hardware} (the training loop, "
-                      "periodic evaluation and checkpoints included)")
+                      f"periodic evaluation and checkpoints included), in {train.precision} arithmetic; the weights "
+                      f"ship in {t.weights_dtype}")
     card.sections.append(("Recipe", recipe))
     values = evaluation.get("metrics", {})
     if values:

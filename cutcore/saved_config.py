@@ -28,7 +28,7 @@ class TrainingRecord:
     images: int
     seconds: float
     hardware: str
-    precision: str
+    weights_dtype: str  # what the shipped weights are stored as (fp16, fp32); the arithmetic is run.train.precision
 
 
 @dataclass
@@ -94,7 +94,7 @@ class SavedModelConfig:
             run=from_dict(SinCUTConfig if is_sincut else RunConfig, data),
             name=extras.get("name", ""), source=extras.get("source", ""),
             inference=InferenceSettings(**extras.get("inference", {})),
-            training=TrainingRecord(**extras["training"]) if extras.get("training") else None,
+            training=_training_record(extras["training"]) if extras.get("training") else None,
             domains=Domains(**extras["domains"]) if extras.get("domains") else None,
             card=CardText(**extras["card"]) if extras.get("card") else None,
         )
@@ -124,3 +124,10 @@ def measured_inference(data: DataConfig, input_sides: set[int]) -> InferenceSett
     size = translation_size(data.load_size, data.crop_size)
     scale = size / next(iter(input_sides))
     return InferenceSettings() if scale == 1 else InferenceSettings(scale, size)
+
+
+def _training_record(data: dict) -> TrainingRecord:
+    data = dict(data)
+    if "precision" in data and "weights_dtype" not in data:  # its name before: it read as training's arithmetic
+        data["weights_dtype"] = data.pop("precision")
+    return TrainingRecord(**data)

@@ -81,6 +81,9 @@ def test_config_records_training_and_evaluation_runs_at_the_training_scale(run, 
     assert config["training"]["hardware"] == read_log(run / "log.jsonl")[-1]["hardware"]
     assert config["training"]["hardware"].endswith("(1 thread)")
     assert f"wall-clock on {config['training']['hardware']}" in (exported / "README.md").read_text()
+    # What the weights are stored as, apart from what training computed in (config["train"]["precision"]).
+    assert config["training"]["weights_dtype"] == "fp16" and "precision" not in config["training"]
+    assert "in fp32 arithmetic; the weights ship in fp16" in (exported / "README.md").read_text()
     evaluation = json.loads((exported / "metrics.json").read_text())
     assert evaluation["size"] == 40 and evaluation["n_images"] == 2
     assert set(evaluation["metrics"]) == {"accuracy", "rmse"}
@@ -345,3 +348,11 @@ def test_scores_on_training_images_are_named_as_such(run, exported, paired, tmp_
     assert json.loads((whole / "metrics.json").read_text())["model"] == str(whole)
     assert "**3 of these 5 pairs were training images of this model.**" in (whole / "metrics.md").read_text()
     assert "(**not all held out from training**)" in (whole / "README.md").read_text()
+
+
+def test_an_export_from_before_weights_dtype_reads_its_old_key(exported):
+    from cutcore.saved_config import SavedModelConfig
+
+    config = json.loads((exported / "config.json").read_text())
+    config["training"]["precision"] = config["training"].pop("weights_dtype")  # as exports wrote it before
+    assert SavedModelConfig.from_json(config).training.weights_dtype == "fp16"
