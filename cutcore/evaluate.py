@@ -406,8 +406,10 @@ def _same_folder(recorded: str, data: str | os.PathLike) -> bool:
     if not recorded:  # official models record none
         return False
     root, here = Path(recorded), Path(data).resolve()
-    if root.is_absolute() or root.resolve() == here:
-        return root.resolve() == here
+    if root.resolve() == here:
+        return True
+    if root.is_absolute():
+        return False
     tail = [part for part in root.parts if part not in ("..", ".")]
     return bool(tail) and list(here.parts[-len(tail):]) == tail
 
