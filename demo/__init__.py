@@ -78,6 +78,8 @@ class AppContext:
     after_build: list[Callable[[], None]] = field(default_factory=list)
     on_load: list[tuple[Callable, Any, Any]] = field(default_factory=list)
     overview: list[Any] = field(default_factory=list)  # header, missing-models accordion, its text
+    # Other components drawn from the registry: (component, its update for a registry), refreshed with the lists.
+    registry_views: list[tuple[Any, Callable[[models.Registry], Any]]] = field(default_factory=list)
 
     def registry(self) -> models.Registry:
         return models.scan()
@@ -117,26 +119,32 @@ class AppContext:
         status = reg.status_markdown()
         return [header_markdown(reg), gr.update(open=not reg.entries, visible=bool(status)), status]
 
+    def _view_updates(self, reg: models.Registry) -> dict:
+        """{component: update} for the overview and the other registry views."""
+        out: dict = dict(zip(self.overview, self.overview_updates(reg), strict=True))
+        out.update((component, update(reg)) for component, update in self.registry_views)
+        return out
+
     def model_list_updates(self, reg: models.Registry | None = None) -> dict:
         """{component: update} for every model list and the overview: after a model is added or removed."""
         import gradio as gr
 
         reg = reg or self.registry()
         out: dict = {dd: gr.update(choices=self.choices(kind, reg)) for dd, kind in self.model_dropdowns}
-        out.update(zip(self.overview, self.overview_updates(reg), strict=True))
+        out.update(self._view_updates(reg))
         return out
 
     def refresh_lists(self, values) -> dict:
-        """{component: update} for every model list (keeping each one's value `values[i]` if it still exists)
-        and the overview."""
+        """{component: update} for every model list (keeping each one's value `values[i]` if it still exists),
+        the overview and the other registry views."""
         reg = self.registry()
-        out: dict = dict(zip(self.overview, self.overview_updates(reg), strict=True))
+        out = self._view_updates(reg)
         for (dd, kind), value in zip(self.model_dropdowns, values, strict=True):
             out[dd] = self._list_update(kind, reg, value)
         return out
 
     def model_outputs(self) -> list:
-        return [*self.overview, *[dd for dd, _ in self.model_dropdowns]]
+        return [*self.overview, *[dd for dd, _ in self.model_dropdowns], *[c for c, _ in self.registry_views]]
 
 
 def header_markdown(reg: models.Registry) -> str:
@@ -187,7 +195,7 @@ def build_demo():
         def refresh_all(*values):
             return ctx.refresh_lists(values)
 
-        demo.load(refresh_all, dropdowns, [*ctx.overview, *dropdowns], queue=False)
+        demo.load(refresh_all, dropdowns, ctx.model_outputs(), queue=False)
         for fn, inputs, outputs in ctx.on_load:
             demo.load(fn, inputs, outputs)
     demo.queue(default_concurrency_limit=1, max_size=32)

@@ -199,8 +199,7 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     with large_lane(check, waiting) if tiled else nullcontext():
         start = time.perf_counter()
         try:
-            out = translate_image(model, img, tile=tile, progress=report,
-                                  should_stop=stop)
+            out = translate_image(model, img, tile=tile, progress=report, should_stop=stop)
         except TranslationCancelled as c:
             raise Cancelled(reason[0] or "cancelled", c.done, c.total) from None
     seconds = time.perf_counter() - start
@@ -325,21 +324,20 @@ def build(ctx) -> None:
             err = to_gr_error(e, "fetch_official")
             gr.Warning(error_text(err), title="No download")
             return {info: f"⚠️ {error_text(err)}"}
-        out = ctx.refresh_lists(current)
+        out = ctx.refresh_lists(current)  # the offer hides itself: the model is in the registry now
         out[model_dd] = {**out[model_dd], "value": entry.key}
-        out[get_official] = gr.update(visible=False)
         out[info] = (f"**{entry.name}** is ready: the CycleGAN authors' model, trained on Google Maps of New York, "
                      "so it draws Google-style maps. Upload a satellite image or pick an example.")
         return out
 
     def wire_official() -> None:  # after all tabs exist: every model list is an output
         lists = [dd for dd, _ in ctx.model_dropdowns]
-        get_official.click(fetch_official, lists, [info, get_official, *ctx.model_outputs()],
+        get_official.click(fetch_official, lists, [info, *ctx.model_outputs()],
                            concurrency_limit=1, concurrency_id="official-download", show_progress_on=[info])
 
     ctx.after_build.append(wire_official)
-    # Another user's download (or a model of ours added since) hides the offer on a fresh page.
-    ctx.on_load.append((lambda: gr.update(visible=models.offer_official_sat2map(models.scan())), None, get_official))
+    # Refreshed with the model lists: another user's download (or a model of ours added since) hides it.
+    ctx.registry_views.append((get_official, lambda reg: gr.update(visible=models.offer_official_sat2map(reg))))
 
     def cancel_translation(request: gr.Request) -> str:
         return request_cancel(getattr(request, "session_hash", None))
