@@ -209,7 +209,6 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path, float6
     assert read_json(ddp_ckpt / "state.json")["step"] == read_json(single_ckpt / "state.json")["step"] == STEPS
 
 
-
 @pytest.fixture
 def world_of_two(monkeypatch, tmp_path):
     """torchrun's environment for rank 0 of 2, with an init that starts a real one-process gloo group (a
