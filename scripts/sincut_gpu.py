@@ -6,7 +6,8 @@ iterations), and writes at most 2 + pairs files to --out:
 
   sincut_gpu.json          environment; a throughput probe (it/s at batch 16 and 32 in fp32, batch 16
                            in bf16); per pair: iterations, seconds, it/s, time to the first preview,
-                           and the four style yardsticks of the sheet's previews against the clock
+                           the four style yardsticks of the sheet's previews against the clock, and
+                           those of the photo's translation at the working size (`sincut`'s translation.png)
   sheet_<pair>.png         the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
                            and the last, artwork), each labelled with its time and iteration
 
@@ -130,6 +131,13 @@ def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, devic
               "its_per_sec": round(tr.iteration / wall, 2) if wall > 0 else None,
               "first_event": {"seconds": round(first[0], 2), "iteration": first[1]} if first else None,
               "preview_size": list(final.size)}
+    # What `sincut` writes as translation.png (and scores): the photo at the working size. The yardsticks
+    # depend on the size G translates at, so the previews' scores alone do not tell the product's.
+    t1 = time.perf_counter()
+    translation = tr.translate()
+    sync(device)
+    result["translation"] = {"size": list(translation.size), "seconds": round(time.perf_counter() - t1, 2),
+                             **{k: round(v, 4) for k, v in style_report(photo, art, translation).items()}}
     if device.type == "cuda":
         result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         torch.cuda.reset_peak_memory_stats(device)
@@ -238,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         scores = {p["iteration"]: p for p in result["previews"]}
         sheet(photo, art, previews, scores).save(args.out / f"sheet_{n}.png")
         report["pairs"].append(result)
-        last = result["previews"][-1]
-        print(f"{n}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s); last: "
-              f"colour {last['colour_ratio']:.2f} texture {last['texture_ratio']:.2f} content {last['content']:.2f} "
-              f"foreign {last['foreign_colour_fraction']:.3f}", flush=True)
+        for label, s in (("last preview", result["previews"][-1]), ("translation", result["translation"])):
+            print(f"{n}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s); {label}: "
+                  f"colour {s['colour_ratio']:.2f} texture {s['texture_ratio']:.2f} content {s['content']:.2f} "
+                  f"foreign {s['foreign_colour_fraction']:.3f}", flush=True)
         save()
     report["total_seconds"] = round(time.perf_counter() - start, 1)
     save()
