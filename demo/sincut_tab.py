@@ -50,7 +50,7 @@ def min_export_iters() -> int:
 
 def preset_choices() -> list[tuple[str, str]]:
     choices = [("CPU-quick (about 5 minutes on 2 CPU cores)", "sincut-cpu"),
-               ("GPU-quick (about 1½ minutes on a data-centre GPU)", "sincut-gpu"),
+               ("GPU-quick (about a minute on a data-centre GPU)", "sincut-gpu"),
                ("Paper (the full schedule: hours, GPU only)", "sincut")]
     if env_flag("CUTCORE_DEMO_TINY_SINCUT"):
         choices.insert(0, ("Tiny (tests: seconds, meaningless results)", "tiny"))
@@ -119,13 +119,15 @@ def default_preset(on_gpu: bool) -> str:
 def expectations(on_gpu: bool) -> str:
     """What to expect of a run on this server, said before anyone presses Start."""
     if on_gpu:
-        return ("This server trains on a **GPU**: *GPU-quick* runs the paper's networks on a schedule sized for "
-                "about a minute and a half on a data-centre GPU; *Paper* runs the published schedule (hours).")
+        return ("This server trains on a **GPU**: *GPU-quick* runs the paper's networks on both images shrunk to "
+                "512 px, on a schedule sized for about a minute on a data-centre GPU (a smaller GPU takes longer; "
+                "the progress line shows the time left); *Paper* runs the published schedule (hours).")
     return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes (a slower CPU gets fewer "
             "iterations in that time; the progress line shows the time left). It trains narrow versions of the "
             "paper's networks on both images shrunk to 512 px and learns the artwork's palette and a soft brush "
             "texture, not its shapes. For more, run the app on a GPU, where *GPU-quick* trains the paper's "
-            "networks in about a minute and a half; the GPU presets would take hours here.")
+            "full-width networks in about a minute and learns more of the artwork's texture; here it would take "
+            "half an hour or more, and *Paper* days.")
 
 
 def _live_trainer(content, style, cfg, *, event_every: int, preview_size: int):

@@ -248,15 +248,19 @@ def test_lr_schedule_is_the_reference_per_epoch_linear_policy():
     assert t.lr_at(100_000 - 1) == pytest.approx(0.002 / 9)
 
 
-def test_gpu_preset_is_the_paper_setting_on_a_90_second_schedule():
+def test_gpu_preset_paper_networks_nce_weight_1_on_512px_images_for_1360_iterations():
     paper, gpu = sincut_preset("sincut"), sincut_preset("sincut-gpu")
     assert gpu.preset == "sincut-gpu"
-    assert gpu.model == paper.model and gpu.data == paper.data  # networks, losses, 16 crops of 64²
+    # The paper's networks, losses and crops; only the NCE weight (4 -> 1) and the working size differ.
+    assert replace(gpu.model, lambda_nce=paper.model.lambda_nce) == paper.model
+    assert (gpu.model.lambda_nce, paper.model.lambda_nce) == (1.0, 4.0)
+    assert replace(gpu.data, max_side=None) == paper.data and gpu.data.max_side == 512  # 16 crops of 64²
     t = gpu.train
     assert (t.batch_size, t.lr, t.beta1, t.beta2) == (16, 0.002, 0.0, 0.99)
     assert (t.epochs, t.epochs_decay) == (8, 8)  # the paper's shape: half constant, half linear decay
-    assert t.total_iters == 2720  # ~90 s at the ~30 it/s estimated for an H200
-    assert t.lr_at(8 * 170 - 1) == pytest.approx(0.002) and t.lr_at(t.total_iters - 1) == pytest.approx(0.002 / 9)
+    assert t.total_iters == 1360  # ~45 s at the ~30 it/s estimated for an H200
+    assert t.lr_at(8 * 85 - 1) == pytest.approx(0.002) and t.lr_at(t.total_iters - 1) == pytest.approx(0.002 / 9)
+    assert t.time_budget_s is None
     gpu.validate()
 
 
