@@ -134,8 +134,7 @@ def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, devic
     # What `sincut` writes as translation.png (and scores): the photo at the working size. The yardsticks
     # depend on the size G translates at, so the previews' scores alone do not tell the product's.
     t1 = time.perf_counter()
-    translation = tr.translate()
-    sync(device)
+    translation = tr.translate()  # a PIL image: the copy to the host waits for the GPU
     result["translation"] = {"size": list(translation.size), "seconds": round(time.perf_counter() - t1, 2),
                              **{k: round(v, 4) for k, v in style_report(photo, art, translation).items()}}
     if device.type == "cuda":

@@ -121,8 +121,8 @@ def _gpu() -> SinCUTConfig:
     H200 (780 GFLOP per step, launch-bound eager PyTorch; see README). Measured on a CPU (the same maths,
     GPU_NOTES.md, session 11): with the images as given and λ 4, the previews stayed smoother than the
     painting (texture ratio 1.3-2.4 up to 1,785 iterations; at 1024 px the strokes came out too dense);
-    at 512 px with λ 1 the whole schedule met the GPU goals (colour ≤ 0.7, texture ≤ 0.9, content ≥ 0.4): Monet/Étretat colour 0.03, texture 0.44, content 0.52;
-    Tübingen × The Starry Night 0.30, 0.69, 0.59.
+    at 512 px with λ 1 the whole schedule met the GPU goals (colour ≤ 0.7, texture ≤ 0.9, content ≥ 0.4):
+    Monet/Étretat colour 0.03, texture 0.44, content 0.52; Tübingen × The Starry Night 0.30, 0.69, 0.59.
     """
     cfg = SinCUTConfig(preset="sincut-gpu")
     cfg.model.lambda_nce = 1.0
