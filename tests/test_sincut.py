@@ -741,6 +741,40 @@ def test_a_chosen_iteration_count_is_trained_in_full_on_the_presets_schedule():
         assert t.lr_at(0) == preset.train.lr and t.lr_at(n - 1) < t.lr_at(n // 2) <= preset.train.lr
 
 
+def test_a_recipe_changes_only_the_nce_weight_and_working_size_it_is_given():
+    from cutcore.sincut.config import with_recipe
+
+    preset = sincut_preset("sincut-gpu")
+    assert with_recipe(preset) == preset
+    tuned = with_recipe(preset, lambda_nce=4, max_side=0)
+    assert tuned.model.lambda_nce == 4.0 and tuned.data.max_side is None  # 0: the images as given
+    assert preset.model.lambda_nce == 1.0 and preset.data.max_side == 512  # the preset is not edited in place
+    assert replace(tuned, model=preset.model, data=preset.data) == preset  # nothing else moved
+    smaller = with_recipe(preset, max_side=384)
+    assert smaller.data.max_side == 384 and smaller.model.lambda_nce == 1
+    for bad in ({"lambda_nce": -1}, {"lambda_nce": float("nan")}, {"max_side": -5}):
+        with pytest.raises(ValueError):
+            with_recipe(preset, **bad)
+
+
+def test_sincut_command_trains_the_recipe_it_is_given(tmp_path):
+    from cutcore.cli import main
+
+    photo, art = tmp_path / "photo.png", tmp_path / "art.png"
+    domain_a_image(0, (96, 64)).save(photo)
+    domain_b_image(1, (96, 64)).save(art)
+    out = tmp_path / "run"
+    assert main(["sincut", "--content", str(photo), "--style", str(art), "--out", str(out), "--iters", "2",
+                 "--lambda-nce", "0.5", "--max-side", "48", "--device", "cpu", "--preview-size", "0"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["lambda_nce"] == 0.5 and saved["data"]["max_side"] == 48
+    assert Image.open(out / "translation.png").size == (48, 32)  # the photo at the working size asked for
+    # A working size below the crop is refused before anything is written.
+    assert main(["sincut", "--content", str(photo), "--style", str(art), "--out", str(tmp_path / "small"),
+                 "--max-side", "16", "--device", "cpu"]) == 2
+    assert not (tmp_path / "small").exists()
+
+
 def test_sincut_command_refuses_a_count_below_one(tmp_path, capsys):
     from cutcore.cli import main
 

@@ -21,6 +21,11 @@ def add_sincut(sub) -> None:
     p.add_argument("--iters", type=int, help="train this many iterations, the preset's LR schedule (constant, "
                                              "then linear decay) laid over them, all trained (default: the "
                                              "preset's schedule, within its time budget if it has one)")
+    p.add_argument("--lambda-nce", type=float, help="weight of the PatchNCE loss (default: the preset's; the "
+                                                    "paper's 4, sincut-gpu's 1): lower frees G from the photo")
+    p.add_argument("--max-side", type=int, help="shrink both images so that their longer side is at most this "
+                                                "many px, 0: as given (default: the preset's; 512 for sincut-cpu "
+                                                "and sincut-gpu, as given for sincut)")
     p.add_argument("--preview-every", type=int, default=20, help="iterations between previews")
     p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
     p.add_argument("--device", default="auto", help="auto (default): the GPU when CUDA is present, else the CPU")
@@ -47,4 +52,4 @@ def _sincut(args: argparse.Namespace) -> int:
     preset = args.preset or ("sincut-gpu" if resolve_device(args.device).type == "cuda" else "sincut-cpu")
     return train_to_folder(content, style, args.out, preset, iters=args.iters, preview_every=args.preview_every,
                            preview_size=args.preview_size or None, device=args.device,
-                           precision=args.precision)
+                           precision=args.precision, lambda_nce=args.lambda_nce, max_side=args.max_side)

@@ -140,6 +140,20 @@ def sincut_preset(name: str) -> SinCUTConfig:
     return SINCUT_PRESETS[name]()
 
 
+def with_recipe(cfg: SinCUTConfig, *, lambda_nce: float | None = None, max_side: int | None = None) -> SinCUTConfig:
+    """`cfg` with the two knobs its presets were chosen by (README, SinCUT) set; None keeps the preset's.
+    `max_side` 0: both images as given (the paper)."""
+    if lambda_nce is not None:
+        if not 0 <= lambda_nce < float("inf"):
+            raise ValueError(f"the PatchNCE weight must be 0 or more, got {lambda_nce}")
+        cfg = replace(cfg, model=replace(cfg.model, lambda_nce=float(lambda_nce)))
+    if max_side is not None:
+        if max_side < 0:
+            raise ValueError(f"max_side must be 0 (the images as given) or a size in pixels, got {max_side}")
+        cfg = replace(cfg, data=replace(cfg.data, max_side=max_side or None))
+    return cfg
+
+
 def trained_for(cfg: SinCUTConfig, iterations: int) -> SinCUTConfig:
     """`cfg` with its schedule laid over exactly `iterations` steps and trained in full: a count someone
     chose (`sincut --iters`, the app's budget) outlasts the preset's time budget."""

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..imageio import list_images, load_rgb
 from ..interrupt import first_ctrl_c_calls
 from ..metrics.style import style_report
-from .config import sincut_preset, trained_for
+from .config import sincut_preset, trained_for, with_recipe
 from .live import LiveTrainer, TrainEvent
 
 
@@ -55,11 +55,14 @@ def refuse_existing_run(out: Path) -> None:
 
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
                     preview_every: int = 20, preview_size: int | None = 384, device: str = "auto",
-                    precision: str = "fp32") -> int:
+                    precision: str = "fp32", lambda_nce: float | None = None, max_side: int | None = None) -> int:
     """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code.
-    `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget)."""
+    `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget);
+    `lambda_nce`, `max_side`: the preset's PatchNCE weight and working size changed (`with_recipe`)."""
     refuse_existing_run(out)  # before building anything: the answer comes at once
-    config = trained_for(sincut_preset(preset), iters) if iters is not None else preset
+    config = with_recipe(sincut_preset(preset), lambda_nce=lambda_nce, max_side=max_side)
+    if iters is not None:
+        config = trained_for(config, iters)
     trainer = LiveTrainer(content, style, config, event_every=preview_every, preview_size=preview_size,
                           device=device, precision=precision)
     (out / "previews").mkdir(parents=True, exist_ok=True)
