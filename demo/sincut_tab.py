@@ -79,7 +79,7 @@ def default_iterations(preset: str) -> int:
 
 def make_config(preset: str, iterations: float | None):
     """The preset with its LR schedule stretched to exactly `iterations` steps (constant, then linear decay)."""
-    from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, trained_for, with_total_iters
+    from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, trained_for
 
     # An emptied number box arrives as None (and the API may send NaN): the same message as 0.
     most = max_iters()
@@ -101,7 +101,7 @@ def make_config(preset: str, iterations: float | None):
             raise UserError(str(e)) from None
     if iterations != cfg.train.total_iters:  # a count the user chose: trained in full, as `sincut --iters`
         return trained_for(cfg, iterations)
-    return with_total_iters(cfg, iterations)
+    return cfg  # the preset as `sincut` trains it (its LR stepped per epoch, its time budget)
 
 
 def preview_interval(every: float | None) -> int:

@@ -27,6 +27,7 @@ from cutcore.correspondence import (
     mark_point,
     render_overlay,
 )
+from cutcore.sincut.config import sincut_preset
 from demo import AppContext, correspondence_tab, models, results_tab, sincut_tab, translate_tab
 from demo.errors import UserError, open_upload, user_errors
 
@@ -658,7 +659,9 @@ def test_sincut_budget_sets_the_schedule_length():
         lrs = [cfg.train.lr_at(i) for i in range(n)]
         assert lrs == sorted(lrs, reverse=True) and lrs[0] == cfg.train.lr
     assert sincut_tab.make_config("sincut", 10).preset == "sincut"
-    # The preset's own length keeps its time budget; a count the user chose is trained in full.
+    # The preset's own length is the preset as `sincut` trains it (LR stepped per epoch, its time budget); a
+    # count the user chose is trained in full.
+    assert sincut_tab.make_config("sincut-cpu", 450) == sincut_preset("sincut-cpu")
     assert sincut_tab.make_config("sincut-cpu", 450).train.time_budget_s == 285
     assert sincut_tab.make_config("sincut-cpu", 400).train.time_budget_s is None
 

@@ -30,8 +30,8 @@ def add_sincut(sub) -> None:
     p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
     p.add_argument("--device", default="auto", help="auto (default): the GPU when CUDA is present, else the CPU")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
-                   help="fp32 (default, as the paper and the presets were measured); auto: bf16 where the "
-                        "device runs it natively")
+                   help="fp32 (default, as the paper; sincut-cpu was measured so, sincut-gpu's CPU measurements "
+                        "in bf16); auto: bf16 where the device runs it natively")
     p.set_defaults(func=_sincut)
 
 

@@ -3,8 +3,9 @@
 The reference `SingleImageDataset` (`preprocess=zoom_and_patch`) as its comments design it: all
 crops of a minibatch share one random zoom (width and height factors drawn independently from
 U(scale_min, 1), never below the crop size, bilinear resize); each crop is a cell of a crop-size
-grid laid over the zoomed image at a random offset, with distinct cells within a batch so that
-PatchNCE negatives come from different places; each crop is flipped with probability 1/2.
+grid laid over the zoomed image at its own random offset (as the reference's __patch), with distinct
+cells within a batch so that PatchNCE negatives come mostly from different places (two crops may
+still overlap by less than a crop); each crop is flipped with probability 1/2.
 (The reference's shuffling DataLoader reorders its precomputed per-batch zooms and cells, so
 there the crops of a batch in fact mix zooms and may share a cell; we follow the stated design.)
 """

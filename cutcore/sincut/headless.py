@@ -6,8 +6,8 @@
 The run folder gets the preview sequence (previews/iter_NNNNN.png: the whole content image
 translated as training goes), losses.jsonl, and the exported model (model.safetensors +
 config.json) that `translate` and the app load; the photo's translation at the working size (full
-resolution unless the preset shrinks the images, as sincut-cpu does to 512 px) goes to translation.png,
-and its style yardsticks (`cutcore.metrics.style`) to style.json.
+resolution unless the preset shrinks the images, as sincut-cpu and sincut-gpu do to 512 px, or
+--max-side does) goes to translation.png, and its style yardsticks (`cutcore.metrics.style`) to style.json.
 Ctrl-C stops after the current iteration and still exports, then exits 130 (as `train` does), so
 `sincut ... && next` goes no further with a model cut short. A folder that holds a run is refused.
 """
@@ -56,7 +56,8 @@ def refuse_existing_run(out: Path) -> None:
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
                     preview_every: int = 20, preview_size: int | None = 384, device: str = "auto",
                     precision: str = "fp32", lambda_nce: float | None = None, max_side: int | None = None) -> int:
-    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png); exit code.
+    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png, style.json);
+    exit code.
     `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget);
     `lambda_nce`, `max_side`: the preset's PatchNCE weight and working size changed (`with_recipe`)."""
     refuse_existing_run(out)  # before building anything: the answer comes at once

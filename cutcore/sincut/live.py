@@ -2,7 +2,7 @@
 
     trainer = LiveTrainer("photo.jpg", "painting.jpg", "sincut-cpu")
     trainer.start()      # or LiveTrainer.launch(...): built and trained on one new thread; or trainer.run(): here
-    while (ev := trainer.events.get()).kind == "progress":
+    while (ev := trainer.events.get()).kind in ("started", "progress"):
         show(ev.preview, ev.losses, ev.eta_seconds)
     trainer.export("my_model")          # model.safetensors + config.json
 
