@@ -1,7 +1,11 @@
 """Helpers the tests import: repo paths, synthetic images and datasets, tiny run configs."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,69 @@ SHARED = REPO_ROOT.parent / "shared"
 # tests: $CUTCORE_REFERENCE, else where this workspace's `fetch` puts it beside the checkout.
 REFERENCE_REPO = Path(os.environ.get("CUTCORE_REFERENCE")
                       or REPO_ROOT.parent / ".mirror" / "taesungp+contrastive-unpaired-translation" / "repo")
+
+
+def reference_file(path: str) -> str:
+    """Text of a file of the reference at HEAD (CalledProcessError/FileNotFoundError without a mirror)."""
+    return subprocess.run(["git", "-C", str(REFERENCE_REPO), "show", f"HEAD:{path}"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def import_reference_networks(folder: Path):
+    """The reference's `models/networks.py` (and `stylegan_networks.py` beside it), written into `folder` as
+    the package `cut_reference_models` and imported from there: its own imports resolve, nothing else of it runs."""
+    name = "cut_reference_models"
+    pkg = folder / name
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    for module in ("networks", "stylegan_networks"):
+        (pkg / f"{module}.py").write_text(reference_file(f"models/{module}.py"))
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(f"{name}.networks")
+
+
+# What the reference's networks computed for small networks with fixed weights (tests/reference_outputs.py).
+REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.safetensors"
+
+
+def reference_case_networks() -> dict:
+    """Our side of each case in REFERENCE_OUTPUTS, freshly built (weights come from the file)."""
+    from cutcore.nets.heads import PatchProjector
+    from cutcore.nets.patchgan import PatchGANConfig, PatchGANDiscriminator
+    from cutcore.nets.resnet import ResnetGenerator, ResnetGeneratorConfig
+    from cutcore.nets.stylegan2 import (
+        StyleGAN2Discriminator,
+        StyleGAN2DiscriminatorConfig,
+        StyleGAN2Generator,
+        StyleGAN2GeneratorConfig,
+    )
+
+    nets = {}
+    for aa, name in ((True, "aa"), (False, "plain")):
+        nets[f"resnet_{name}"] = ResnetGenerator(ResnetGeneratorConfig(ngf=4, n_blocks=3, antialias_down=aa,
+                                                                       antialias_up=aa))
+        nets[f"patchgan_{name}"] = PatchGANDiscriminator(PatchGANConfig(ndf=4, antialias=aa))
+    import torch
+
+    nets["projector"] = PatchProjector.for_features([torch.zeros(1, 3, 1, 1), torch.zeros(1, 8, 1, 1)], dim=16)
+    nets["stylegan_g"] = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=1))
+    nets["stylegan_d"] = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=1))
+    return nets
+
+
+def reference_case(case: str):
+    """Our network of `case` with the case's weights loaded (strict), and the case's inputs and reference outputs."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(REFERENCE_OUTPUTS))
+    net = reference_case_networks()[case]
+    prefix = f"{case}.w."
+    net.load_state_dict({k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}, strict=True)
+    return net.eval(), {k[len(case) + 1:]: v for k, v in stored.items() if k.startswith(f"{case}.") and
+                        not k.startswith(prefix)}
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

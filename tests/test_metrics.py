@@ -399,6 +399,12 @@ def test_sliced_wasserstein_of_a_1d_shift_is_the_shift():
     rng = np.random.default_rng(0)
     assert sliced_wasserstein(a, a + 3, rng, repeats=2, directions=8) == pytest.approx(3, rel=1e-5)
     assert sliced_wasserstein(a, a, rng, repeats=2, directions=8) == 0
+    # A distance between distributions, not between paired points: the order of the points does not matter, and
+    # N(0, 1) against N(0, 2²) is the quantile coupling's E|Z| = √(2/π).
+    assert sliced_wasserstein(a, np.random.default_rng(1).permutation(a), rng, repeats=2, directions=8) == 0
+    z = np.random.default_rng(2).normal(size=(20_000, 1)).astype(np.float32)
+    wide = 2 * np.random.default_rng(3).normal(size=(20_000, 1)).astype(np.float32)
+    assert sliced_wasserstein(z, wide, rng, repeats=1, directions=4) == pytest.approx(np.sqrt(2 / np.pi), abs=0.02)
 
 
 def test_swd_identical_sets_are_zero_and_levels_are_named():

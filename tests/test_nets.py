@@ -5,6 +5,7 @@ import functools
 
 import pytest
 import torch
+from helpers import reference_case
 from torch import nn
 
 from cutcore.nets import PatchGANConfig, PatchGANDiscriminator, PatchProjector, ResnetGenerator, ResnetGeneratorConfig
@@ -191,6 +192,28 @@ def test_patch_projector_matches_reference(reference_networks):
     for a, b in zip(ours_out, ref_out):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert [i.tolist() for i in ours_ids] == [i.tolist() for i in ids]
+
+
+# --- against what the reference computed (tests/data; runs where the reference is absent, as in CI) ---------------
+
+
+@pytest.mark.parametrize("case", ["resnet_aa", "resnet_plain", "patchgan_aa", "patchgan_plain"])
+def test_networks_compute_what_the_reference_computed(case):
+    net, io = reference_case(case)
+    with torch.no_grad():
+        torch.testing.assert_close(net(io["x"]), io["y"], rtol=1e-4, atol=1e-4)
+        if case.startswith("resnet"):
+            feats = net.encode(io["x"], [0, 4, 8, 12])
+            for i, f in enumerate(feats):
+                torch.testing.assert_close(f, io[f"feat{i}"], rtol=1e-4, atol=1e-4)
+
+
+def test_patch_projector_computes_what_the_reference_computed():
+    f, io = reference_case("projector")
+    with torch.no_grad():
+        out, ids = f([io["feat0"], io["feat1"]], 5, [io["ids0"], io["ids1"]])
+    torch.testing.assert_close(out[0], io["out0"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out[1], io["out1"], rtol=1e-4, atol=1e-5)
 
 
 # --- PatchProjector ---------------------------------------------------------------------------
