@@ -96,9 +96,20 @@ def test_markdown_rows_ratios_and_footer():
     assert "Device: NVIDIA H200; torch 2.11.0." in md
 
 
-def test_gemm_peak_cpu_both_precisions():
+def test_gemm_peak_is_one_products_flops_over_the_median_time(monkeypatch):
+    durations = iter([0.5, 4.0, 1.0] * 2)  # seconds of the three timed products, per precision
+    now = [0.0]
+
+    def clock() -> float:  # called before and after each product: the second call adds its duration
+        clock.calls += 1
+        if clock.calls % 2 == 0:
+            now[0] += next(durations)
+        return now[0]
+
+    clock.calls = 0
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
     for dtype in ("fp32", "bf16"):
-        assert bench.gemm_peak_gflops("cpu", n=32, repeats=1, dtype=dtype) > 0
+        assert bench.gemm_peak_gflops("cpu", n=32, repeats=3, dtype=dtype) == pytest.approx(2 * 32**3 / 1.0 / 1e9)
 
 
 def test_gpu_ids_for_the_reference():
