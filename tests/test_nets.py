@@ -10,6 +10,7 @@ from torch import nn
 
 from cutcore.nets import PatchGANConfig, PatchGANDiscriminator, PatchProjector, ResnetGenerator, ResnetGeneratorConfig
 from cutcore.nets.blur import BlurDownsample, BlurUpsample
+from cutcore.nets.resnet import ResnetBlock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,7 +74,13 @@ def test_output_shape_equals_input_for_multiples_of_4(aa, hw):
 def test_generator_channels_and_dropout():
     g = ResnetGenerator(ResnetGeneratorConfig(in_channels=1, out_channels=2, ngf=4, n_blocks=1, dropout=True))
     assert g(_randn(1, 1, 16, 16)).shape == (1, 2, 16, 16)
-    assert any(isinstance(m, nn.Dropout) for m in g.modules())
+    # As the reference's ResnetBlock: Dropout(0.5) after the first conv's ReLU, before the second conv, so the
+    # second conv keeps the reference's state-dict index (conv_block.6).
+    blocks = [m for m in g.modules() if isinstance(m, ResnetBlock)]
+    assert len(blocks) == 1
+    layers = list(blocks[0].conv_block)
+    assert isinstance(layers[3], nn.ReLU) and isinstance(layers[4], nn.Dropout) and layers[4].p == 0.5
+    assert isinstance(layers[6], nn.Conv2d) and "conv_block.6.weight" in blocks[0].state_dict()
 
 
 # --- PatchGAN --------------------------------------------------------------------------------
