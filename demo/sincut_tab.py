@@ -78,7 +78,8 @@ def default_iterations(preset: str) -> int:
 
 
 def make_config(preset: str, iterations: float | None):
-    """The preset with its LR schedule stretched to exactly `iterations` steps (constant, then linear decay)."""
+    """The preset for its own length; for another count, its LR schedule (constant, then linear decay) laid over
+    exactly `iterations` steps, all trained."""
     from cutcore.sincut.config import SinCUTDataConfig, sincut_preset, trained_for
 
     # An emptied number box arrives as None (and the API may send NaN): the same message as 0.

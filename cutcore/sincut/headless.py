@@ -56,10 +56,9 @@ def refuse_existing_run(out: Path) -> None:
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
                     preview_every: int = 20, preview_size: int | None = 384, device: str = "auto",
                     precision: str = "fp32", lambda_nce: float | None = None, max_side: int | None = None) -> int:
-    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png, style.json);
-    exit code.
-    `iters`: the preset's schedule laid over that many iterations, all trained (as the app's budget);
-    `lambda_nce`, `max_side`: the preset's PatchNCE weight and working size changed (`with_recipe`)."""
+    """Train SinCUT headless into `out` (previews/, losses.jsonl, the model, translation.png, style.json) and
+    return the exit code. `iters`: the preset's schedule laid over that many iterations, all trained (as the
+    app's budget); `lambda_nce`, `max_side`: the preset's PatchNCE weight and working size changed (`with_recipe`)."""
     refuse_existing_run(out)  # before building anything: the answer comes at once
     config = with_recipe(sincut_preset(preset), lambda_nce=lambda_nce, max_side=max_side)
     if iters is not None:
