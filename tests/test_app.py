@@ -856,6 +856,8 @@ def test_app_module_builds_the_demo(app_env, cut_model, monkeypatch):
     sys.modules.pop("app", None)
     app = importlib.import_module("app")
     assert isinstance(app.demo, gr.Blocks)
+    tabs = [b.label for b in app.demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs == ["Translate", "SinCUT live", "Correspondence", "Results"]  # the first opens on translation
 
 
 # --- issue 16: models made after start-up, abandoned work, the first screen ----------------------
