@@ -47,6 +47,8 @@ REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.safetensor
 
 def reference_case_networks() -> dict:
     """Our side of each case in REFERENCE_OUTPUTS, freshly built (weights come from the file)."""
+    import torch
+
     from cutcore.nets.heads import PatchProjector
     from cutcore.nets.patchgan import PatchGANConfig, PatchGANDiscriminator
     from cutcore.nets.resnet import ResnetGenerator, ResnetGeneratorConfig
@@ -62,12 +64,20 @@ def reference_case_networks() -> dict:
         nets[f"resnet_{name}"] = ResnetGenerator(ResnetGeneratorConfig(ngf=4, n_blocks=3, antialias_down=aa,
                                                                        antialias_up=aa))
         nets[f"patchgan_{name}"] = PatchGANDiscriminator(PatchGANConfig(ndf=4, antialias=aa))
-    import torch
-
     nets["projector"] = PatchProjector.for_features([torch.zeros(1, 3, 1, 1), torch.zeros(1, 8, 1, 1)], dim=16)
     nets["stylegan_g"] = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=1))
     nets["stylegan_d"] = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=1))
     return nets
+
+
+def copy_by_order(src, dst) -> None:
+    """Copy `src`'s parameters into `dst`'s in order, shapes flattened: for networks (the reference's StyleGAN2
+    and ours) that hold the same parameters under other names."""
+    import torch
+
+    with torch.no_grad():
+        for a, b in zip(src.parameters(), dst.parameters(), strict=True):
+            b.copy_(a.view_as(b))
 
 
 def reference_case(case: str):

@@ -1,6 +1,6 @@
 """Write tests/data/reference_outputs.safetensors: what the reference implementation's networks compute, for
 small networks with fixed weights, so that CI (which has no checkout of the reference) still checks that ours
-compute the same (test_nets.py, test_sincut.py: `test_*_computes_what_the_reference_computed`).
+compute the same (test_nets.py, test_sincut.py: `pytest -k reference_computed`).
 
     python tests/reference_outputs.py    # needs the reference mirror (helpers.REFERENCE_REPO)
 
@@ -19,7 +19,13 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cutcore, from a checkout
 import torch  # noqa: E402
-from helpers import REFERENCE_OUTPUTS, REFERENCE_REPO, import_reference_networks, reference_case_networks  # noqa: E402
+from helpers import (  # noqa: E402
+    REFERENCE_OUTPUTS,
+    REFERENCE_REPO,
+    copy_by_order,
+    import_reference_networks,
+    reference_case_networks,
+)
 from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -33,12 +39,6 @@ def _fill(module: nn.Module, std: float, seed: int) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * std)
-
-
-def _copy_by_order(src: nn.Module, dst: nn.Module) -> None:
-    with torch.no_grad():
-        for a, b in zip(src.parameters(), dst.parameters(), strict=True):
-            b.copy_(a.view_as(b))
 
 
 def main() -> None:
@@ -89,8 +89,8 @@ def main() -> None:
         torch.manual_seed(0)
         r_g, r_d = sg.StyleGAN2Generator(3, 3, 1, opt=opt), sg.StyleGAN2Discriminator(3, 1, opt=opt)
         g, d = ours["stylegan_g"], ours["stylegan_d"]
-        _copy_by_order(r_g, g)
-        _copy_by_order(r_d, d)
+        copy_by_order(r_g, g)
+        copy_by_order(r_d, d)
         for noise in (r_g.decoder.convs[3].noise, g.decoder[3].noise):
             noise.weight.fill_(0.5)
         x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(5)) * 2 - 1  # G: any multiple of 2
@@ -98,7 +98,9 @@ def main() -> None:
         y, feats = r_g(x, [0, 2, 4])
         torch.manual_seed(1)
         assert torch.allclose(g(x, [0, 2, 4])[0], y, rtol=1e-4, atol=1e-5)
-        record("stylegan_g", g, x=x, y=y, **{f"feat{i}": f for i, f in enumerate(feats)})
+        torch.manual_seed(1)
+        noise = torch.empty(1, 1, 32, 40).normal_()  # what NoiseInjection draws first, checked before G is
+        record("stylegan_g", g, x=x, y=y, noise=noise, **{f"feat{i}": f for i, f in enumerate(feats)})
         x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6)) * 2 - 1  # D: its size
         record("stylegan_d", d, x=x, y=r_d(x))
 

@@ -5,7 +5,8 @@ crops of a minibatch share one random zoom (width and height factors drawn indep
 U(scale_min, 1), never below the crop size, bilinear resize); each crop is a cell of a crop-size
 grid laid over the zoomed image at its own random offset (as the reference's __patch), with distinct
 cells within a batch so that PatchNCE negatives come mostly from different places (two crops may
-still overlap by less than a crop); each crop is flipped with probability 1/2.
+still overlap by less than a crop, and cells repeat when the batch outnumbers them: a small image);
+each crop is flipped with probability 1/2.
 (The reference's shuffling DataLoader reorders its precomputed per-batch zooms and cells, so
 there the crops of a batch in fact mix zooms and may share a cell; we follow the stated design.)
 """
