@@ -45,8 +45,8 @@ def import_reference_networks(folder: Path):
 REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.safetensors"
 
 
-def reference_case_networks() -> dict:
-    """Our side of each case in REFERENCE_OUTPUTS, freshly built (weights come from the file)."""
+def reference_case_network(case: str):
+    """Our side of `case` in REFERENCE_OUTPUTS, freshly built (the weights come from the file)."""
     import torch
 
     from cutcore.nets.heads import PatchProjector
@@ -59,25 +59,51 @@ def reference_case_networks() -> dict:
         StyleGAN2GeneratorConfig,
     )
 
-    nets = {}
-    for aa, name in ((True, "aa"), (False, "plain")):
-        nets[f"resnet_{name}"] = ResnetGenerator(ResnetGeneratorConfig(ngf=4, n_blocks=3, antialias_down=aa,
-                                                                       antialias_up=aa))
-        nets[f"patchgan_{name}"] = PatchGANDiscriminator(PatchGANConfig(ndf=4, antialias=aa))
-    nets["projector"] = PatchProjector.for_features([torch.zeros(1, 3, 1, 1), torch.zeros(1, 8, 1, 1)], dim=16)
-    nets["stylegan_g"] = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=1))
-    nets["stylegan_d"] = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=1))
-    return nets
+    kind, _, variant = case.partition("_")
+    aa = variant == "aa"
+    if kind == "resnet":
+        return ResnetGenerator(ResnetGeneratorConfig(ngf=4, n_blocks=3, antialias_down=aa, antialias_up=aa))
+    if kind == "patchgan":
+        return PatchGANDiscriminator(PatchGANConfig(ndf=4, antialias=aa))
+    if case == "projector":
+        return PatchProjector.for_features([torch.zeros(1, 3, 1, 1), torch.zeros(1, 8, 1, 1)], dim=16)
+    if case == "stylegan_g":
+        return StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=1))
+    if case == "stylegan_d":
+        return StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=1))
+    raise KeyError(case)
 
 
-def copy_by_order(src, dst) -> None:
-    """Copy `src`'s parameters into `dst`'s in order, shapes flattened: for networks (the reference's StyleGAN2
-    and ours) that hold the same parameters under other names."""
+def reference_stylegan2_pair(ngf: int, ndf: int) -> tuple:
+    """The reference's SinCUT G and D for 64² crops (built under seed 0) and ours of the same widths holding
+    their weights, the decoder's injected noise weighted 0.5 on both sides: (ref_g, ref_d, g, d). Needs the
+    reference imported (`import_reference_networks`) and its `.cuda()` kept on the CPU by the caller."""
+    from types import SimpleNamespace
+
     import torch
 
+    from cutcore.nets.stylegan2 import (
+        StyleGAN2Discriminator,
+        StyleGAN2DiscriminatorConfig,
+        StyleGAN2Generator,
+        StyleGAN2GeneratorConfig,
+    )
+
+    sg = sys.modules["cut_reference_models.stylegan_networks"]
+    opt = SimpleNamespace(load_size=1024, crop_size=64, stylegan2_G_num_downsampling=1, netG="stylegan2",
+                          netD="stylegan2", D_patch_size=None)
+    torch.manual_seed(0)
+    ref_g, ref_d = sg.StyleGAN2Generator(3, 3, ngf, opt=opt), sg.StyleGAN2Discriminator(3, ndf, opt=opt)
+    g = StyleGAN2Generator(StyleGAN2GeneratorConfig(ngf=ngf))
+    d = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig(ndf=ndf))
     with torch.no_grad():
-        for a, b in zip(src.parameters(), dst.parameters(), strict=True):
-            b.copy_(a.view_as(b))
+        # The same parameters under other names: copied in order, shapes flattened.
+        for src, dst in ((ref_g, g), (ref_d, d)):
+            for a, b in zip(src.parameters(), dst.parameters(), strict=True):
+                b.copy_(a.view_as(b))
+        for noise in (ref_g.decoder.convs[3].noise, g.decoder[3].noise):
+            noise.weight.fill_(0.5)
+    return ref_g, ref_d, g, d
 
 
 def reference_case(case: str):
@@ -85,7 +111,7 @@ def reference_case(case: str):
     from safetensors.torch import load_file
 
     stored = load_file(str(REFERENCE_OUTPUTS))
-    net = reference_case_networks()[case]
+    net = reference_case_network(case)
     prefix = f"{case}.w."
     net.load_state_dict({k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}, strict=True)
     return net.eval(), {k[len(case) + 1:]: v for k, v in stored.items() if k.startswith(f"{case}.") and

@@ -5,7 +5,7 @@ compute the same (test_nets.py, test_sincut.py: `pytest -k reference_computed`).
     python tests/reference_outputs.py    # needs the reference mirror (helpers.REFERENCE_REPO)
 
 Each case holds the weights under our state-dict keys (`<case>.w.<key>`), the inputs and the reference's outputs;
-`helpers.reference_case_networks` builds our side of every case. Only tensors are stored, none of the reference's
+`helpers.reference_case_network` builds our side of each case. Only tensors are stored, none of the reference's
 code. The side-by-side tests that import the reference (skipped without the mirror) stay the primary check.
 """
 from __future__ import annotations
@@ -15,16 +15,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cutcore, from a checkout
 import torch  # noqa: E402
 from helpers import (  # noqa: E402
     REFERENCE_OUTPUTS,
     REFERENCE_REPO,
-    copy_by_order,
     import_reference_networks,
-    reference_case_networks,
+    reference_case_network,
+    reference_stylegan2_pair,
 )
 from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
@@ -43,10 +42,8 @@ def _fill(module: nn.Module, std: float, seed: int) -> None:
 
 def main() -> None:
     ref = import_reference_networks(Path(tempfile.mkdtemp()))
-    sg = sys.modules["cut_reference_models.stylegan_networks"]
     torch.Tensor.cuda = lambda self, *a, **k: self  # the reference builds its all-ones style with .cuda()
     norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
-    ours = reference_case_networks()
     out: dict[str, torch.Tensor] = {}
 
     def record(case: str, net: nn.Module, **tensors: torch.Tensor) -> None:
@@ -56,7 +53,7 @@ def main() -> None:
     with torch.no_grad():
         for aa in (True, False):
             case = f"resnet_{'aa' if aa else 'plain'}"
-            g = ours[case]
+            g = reference_case_network(case)
             _fill(g, 0.3, seed=10 + aa)
             r = ref.ResnetGenerator(3, 3, 4, norm_layer=norm, n_blocks=3, no_antialias=not aa, no_antialias_up=not aa)
             r.load_state_dict(g.state_dict(), strict=True)
@@ -65,14 +62,14 @@ def main() -> None:
             record(case, g, x=x, y=r(x), **{f"feat{i}": f for i, f in enumerate(feats)})
 
             case = f"patchgan_{'aa' if aa else 'plain'}"
-            d = ours[case]
+            d = reference_case_network(case)
             _fill(d, 0.2, seed=20 + aa)
             r = ref.NLayerDiscriminator(3, 4, n_layers=3, norm_layer=norm, no_antialias=not aa)
             r.load_state_dict(d.state_dict(), strict=True)
             x = _randn(2, 3, 64, 64, seed=2)
             record(case, d, x=x, y=r(x))
 
-        f = ours["projector"]
+        f = reference_case_network("projector")
         _fill(f, 0.3, seed=30)
         r = ref.PatchSampleF(use_mlp=True, init_type="normal", init_gain=0.02, nc=16)
         feats = [_randn(2, 3, 10, 10, seed=3), _randn(2, 8, 5, 5, seed=4)]
@@ -84,15 +81,7 @@ def main() -> None:
                out0=projected[0], out1=projected[1])
 
         # SinCUT's StyleGAN2 networks, narrow (ngf 1, ndf 1: 16-64 channels) at the paper's 64² crops.
-        opt = SimpleNamespace(load_size=1024, crop_size=64, stylegan2_G_num_downsampling=1, netG="stylegan2",
-                              netD="stylegan2", D_patch_size=None)
-        torch.manual_seed(0)
-        r_g, r_d = sg.StyleGAN2Generator(3, 3, 1, opt=opt), sg.StyleGAN2Discriminator(3, 1, opt=opt)
-        g, d = ours["stylegan_g"], ours["stylegan_d"]
-        copy_by_order(r_g, g)
-        copy_by_order(r_d, d)
-        for noise in (r_g.decoder.convs[3].noise, g.decoder[3].noise):
-            noise.weight.fill_(0.5)
+        r_g, r_d, g, d = reference_stylegan2_pair(ngf=1, ndf=1)  # what reference_case_network builds
         x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(5)) * 2 - 1  # G: any multiple of 2
         torch.manual_seed(1)  # the noise the decoder injects: drawn the same way on both sides
         y, feats = r_g(x, [0, 2, 4])

@@ -8,7 +8,6 @@ import re
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import weakref
@@ -17,9 +16,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helpers import SHARED, ComputedDtypes, copy_by_order, domain_a_image, domain_b_image, reference_case
+from helpers import SHARED, ComputedDtypes, domain_a_image, domain_b_image, reference_case, reference_stylegan2_pair
 from PIL import Image
-from torch import nn
 
 from cutcore.imageio import ImageLoadError
 from cutcore.model_folder import load_model
@@ -157,27 +155,11 @@ def test_discriminator_tiles_crops_and_checks_sizes():
 
 
 def test_networks_match_the_reference(reference_networks, monkeypatch):
-    sg = sys.modules["cut_reference_models.stylegan_networks"]
     # The reference builds its all-ones style with `.cuda()`; keep it on the CPU.
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
-    from types import SimpleNamespace
-
-    opt = SimpleNamespace(
-        load_size=1024,
-        crop_size=64,
-        stylegan2_G_num_downsampling=1,
-        netG="stylegan2",
-        netD="stylegan2",
-        D_patch_size=None,
-    )
-    torch.manual_seed(0)
-    ref_g, ref_d = sg.StyleGAN2Generator(3, 3, 10, opt=opt), sg.StyleGAN2Discriminator(3, 8, opt=opt)
-    g, d = StyleGAN2Generator(), StyleGAN2Discriminator()
-    copy_by_order(ref_g, g)
-    copy_by_order(ref_d, d)
+    ref_g, ref_d, g, d = reference_stylegan2_pair(ngf=10, ndf=8)  # the paper's widths: our defaults
+    assert g.cfg == StyleGAN2GeneratorConfig() and d.cfg == StyleGAN2DiscriminatorConfig()
     with torch.no_grad():
-        for noise in (ref_g.decoder.convs[3].noise, g.decoder[3].noise):
-            noise.weight.fill_(0.5)
         x = torch.rand(2, 3, 64, 64) * 2 - 1
         torch.manual_seed(1)
         y_ref, f_ref = ref_g(x, [0, 2, 4])
