@@ -1,6 +1,7 @@
 """Shared fixtures: thread count, tiny synthetic datasets, the reference implementation (helpers.py has the rest)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,11 @@ def reference_source():
     if not REFERENCE_REPO.is_dir():
         pytest.skip(f"reference mirror not present at {REFERENCE_REPO}")
     return reference_file
+
+
+@pytest.fixture
+def sigint_handler():
+    """Sets SIGINT's handler for a test (pytest may have been started with Ctrl-C ignored: `&` in a script)."""
+    before = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)

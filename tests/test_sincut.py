@@ -555,14 +555,6 @@ def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):
     trainer.close()
 
 
-@pytest.fixture
-def sigint_handler():
-    """Sets SIGINT's handler for a test (pytest may have been started with Ctrl-C ignored: `&` in a script)."""
-    before = signal.getsignal(signal.SIGINT)
-    yield lambda handler: signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGINT, before)
-
-
 def _interrupt_after_first_preview(out) -> threading.Thread:
     """Sends SIGINT once the first preview is written (the handler is installed by then); join it before the
     test ends, so the signal never lands after `sigint_handler` has put pytest's own handler back."""

@@ -373,7 +373,9 @@ def test_a_new_run_refuses_a_folder_that_holds_one(session_unpaired, tmp_path):
     assert read_json(tmp_path / "run" / "config.json")["preset"] == "fastcut"
 
 
-def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(session_unpaired, tmp_path, monkeypatch):
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(session_unpaired, tmp_path, monkeypatch,
+                                                                            sigint_handler):
+    sigint_handler(signal.default_int_handler)  # as in a terminal, also where pytest runs in the background
     straight = train(tiny_run_config("cut", session_unpaired, max_steps=5), tmp_path / "straight")
     steps = []
     original = CUTModel.train_step
