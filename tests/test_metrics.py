@@ -407,11 +407,34 @@ def test_sliced_wasserstein_of_a_1d_shift_is_the_shift():
     assert sliced_wasserstein(z, wide, rng, repeats=1, directions=4) == pytest.approx(np.sqrt(2 / np.pi), abs=0.02)
 
 
-def test_swd_identical_sets_are_zero_and_levels_are_named():
+def test_swd_identical_sets_score_the_sampling_floor_and_levels_are_named():
     images = textures(8)
     out = swd(images, [Image.fromarray(i) for i in images])
     assert list(out) == ["64x64", "32x32", "16x16", "avg"]
-    assert all(v == 0 for v in out.values())
+    # The sets are sampled at independent positions (PGGAN), so only the draw separates them: above 0 (with 8
+    # images, about as far as the finest level of other images of the kind), below the distance to other images.
+    assert all(v > 0 for v in out.values()) and out["avg"] < swd(images, textures(8, seed=1))["avg"]
+
+
+# PGGAN's own metrics/sliced_wasserstein.py (tkarras/progressive_growing_of_gans, API fed these sets as uint8 NCHW
+# minibatches of 16) on textures(32) against the same textures blurred by 1 px: the mean of 60 seeds of numpy's
+# global RNG (standard error 0.2-0.4 per level; ours over the same number of seeds: 108.3, 28.3, 27.0).
+PGGAN_TEXTURES_VS_BLURRED = {"64x64": 108.0, "32x32": 27.5, "16x16": 27.2}
+
+
+def test_swd_does_not_reward_a_translation_for_sitting_on_its_own_target():
+    """A distribution distance at PGGAN's scale: pairing each image with its own blurred copy, as `evaluate` pairs
+    a translation with its target, must score as the same sets unpaired, and as PGGAN scores them. Sampling both
+    sets at the same positions did not: the coarse levels, where a 1 px blur changes little, fell to a third."""
+    images = textures(32)
+    blurred = _blurred(images, 1)
+    shuffled = blurred[1:] + blurred[:1]
+    paired = [swd(images, blurred, seed=s) for s in range(3)]
+    unpaired = [swd(images, shuffled, seed=s) for s in range(3)]
+    for key, pggan in PGGAN_TEXTURES_VS_BLURRED.items():
+        mean = np.mean([p[key] for p in paired])
+        assert mean == pytest.approx(pggan, rel=0.15)
+        assert mean == pytest.approx(np.mean([u[key] for u in unpaired]), rel=0.15)
 
 
 def _noised(images: list[np.ndarray], sigma: float) -> list[np.ndarray]:
@@ -436,7 +459,7 @@ def test_swd_ignores_per_channel_brightness_and_contrast():
     # (even values halved, per-channel offsets) leaves only float rounding.
     images = [i & 0xFE for i in textures(6)]
     shifted = [i // 2 + np.array([64, 0, 100], np.uint8) for i in images]
-    assert swd(images, shifted)["avg"] < 0.5
+    assert swd(images, shifted) == pytest.approx(swd(images, images), abs=1e-3)
 
 
 def test_swd_deterministic_given_seed_and_independent_of_batch_size():
@@ -455,7 +478,7 @@ def test_swd_non_square_odd_and_unequal_set_sizes():
     assert all(np.isfinite(v) and v > 0 for v in out.values())
     odd = textures(3, 50, 35)
     out = swd(odd, odd)
-    assert list(out) == ["50x35", "25x18", "avg"] and out["avg"] == 0
+    assert list(out) == ["50x35", "25x18", "avg"] and all(np.isfinite(v) and v > 0 for v in out.values())
 
 
 def test_swd_rejects_mismatched_sizes():

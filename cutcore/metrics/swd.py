@@ -7,9 +7,13 @@ each set and level, SWD over 4 x 128 random unit directions, reported x 1e3 per 
 their average. Needs no pretrained weights.
 
 Deliberate differences, for reproducibility:
-- a seeded RNG instead of numpy's global one. Patch positions depend only on (seed, level,
-  image index), so both sets are sampled at the same positions: identical sets score exactly
-  0, comparisons between models have less variance, and `batch_size` does not change results;
+- a seeded RNG instead of numpy's global one. Patch positions depend only on (seed, set, level,
+  image index): `batch_size` does not change results, and every model scored against the same
+  targets meets the same target patches and the same positions in its own images (less variance
+  between models). The two sets draw positions independently, as in PGGAN: a translation and its
+  own target are not sampled at the same places, which would make coarse levels reward the pairing
+  (a paired metric) instead of measuring how far the distributions are apart; identical sets
+  therefore score PGGAN's sampling floor, not 0;
 - non-square images are allowed: levels are made while the shorter side is >= 16;
 - sets of different sizes are allowed: the larger set's descriptors are randomly subsampled.
 """
@@ -63,13 +67,14 @@ def _num_levels(height: int, width: int, min_resolution: int) -> int:
     return n
 
 
-def _patches(level: np.ndarray, first_index: int, seed: int, lod: int, per_image: int, size: int) -> np.ndarray:
+def _patches(level: np.ndarray, first_index: int, seed: tuple[int, int], lod: int, per_image: int,
+             size: int) -> np.ndarray:
     """`per_image` random size x size patches of each image: (B * per_image, C, size, size)."""
     b, c, h, w = level.shape
     r = size // 2
     # Centres in [r, h - r) x [r, w - r) so patches stay inside, as in PGGAN.
     centres = np.stack(
-        [np.random.default_rng([seed, lod, first_index + i]).integers(r, (h - r, w - r), size=(per_image, 2)) for i in range(b)]
+        [np.random.default_rng([*seed, lod, first_index + i]).integers(r, (h - r, w - r), size=(per_image, 2)) for i in range(b)]
     )
     offsets = np.arange(-r, r + 1)
     ys = centres[:, :, 0, None, None] + offsets[:, None]  # (B, P, size, 1)
@@ -104,9 +109,10 @@ def _batches(images: Iterable[ImageLike], batch_size: int) -> Iterator[np.ndarra
 
 
 def _set_descriptors(
-    images: Iterable[ImageLike], seed: int, per_image: int, size: int, min_resolution: int, batch_size: int
+    images: Iterable[ImageLike], seed: tuple[int, int], per_image: int, size: int, min_resolution: int,
+    batch_size: int,
 ) -> dict[str, np.ndarray]:
-    """Normalised descriptors per pyramid level, keyed 'HxW' (finest first)."""
+    """Normalised descriptors per pyramid level, keyed 'HxW' (finest first); `seed` is (seed, which set)."""
     per_level: list[list[np.ndarray]] = []
     keys: list[str] = []
     count = 0
@@ -152,16 +158,16 @@ def swd(
 ) -> dict[str, float]:
     """SWD x 1e3 per pyramid level (keys 'HxW', finest first) and their mean under 'avg'.
 
-    Images are PIL images or uint8 HxWx3 arrays, all of one size. Lower is better; identical
-    sets score exactly 0. With few images the values carry sampling noise (PGGAN used 16k).
+    Images are PIL images or uint8 HxWx3 arrays, all of one size. Lower is better. With few images the
+    values carry sampling noise, and even identical sets score a floor above 0 (PGGAN used 16k images).
     """
     if patch_size % 2 == 0 or patch_size > min_resolution:
         raise ValueError("patch_size must be odd and no larger than min_resolution")
-    args = (seed, patches_per_image, patch_size, min_resolution, batch_size)
-    desc_a, desc_b = _set_descriptors(images_a, *args), _set_descriptors(images_b, *args)
+    args = (patches_per_image, patch_size, min_resolution, batch_size)
+    desc_a, desc_b = _set_descriptors(images_a, (seed, 0), *args), _set_descriptors(images_b, (seed, 1), *args)
     if list(desc_a) != list(desc_b):
         raise ValueError(f"the two sets have different image sizes (levels {list(desc_a)} vs {list(desc_b)})")
-    rng = np.random.default_rng(seed)  # projection directions; positions use [seed, lod, index]
+    rng = np.random.default_rng(seed)  # projection directions; positions use [seed, set, lod, index]
     result: dict[str, float] = {}
     for key, a in desc_a.items():
         b = desc_b[key]
