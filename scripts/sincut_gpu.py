@@ -70,33 +70,45 @@ def sync(device: torch.device) -> None:
 
 
 def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, variants: list[tuple[int, str]],
-          iters: int, warmup: int = 5) -> list[dict]:
-    """Training it/s of the preset at a few (batch size, precision) pairs (no previews; after `warmup` its)."""
-    rows = []
+          iters: int, rows: list[dict], warmup: int = 5) -> None:
+    """Training it/s of the preset at a few (batch size, precision) pairs (no previews; after `warmup` its),
+    appended to `rows` as each is measured; a row that fails says so and the next one runs."""
     for b, precision in variants:
-        cfg = sincut_preset(preset)
-        cfg.train.batch_size = b
-        tr = LiveTrainer(photo, art, cfg, device=device, max_iters=iters + warmup, preview_size=64,
-                         precision=precision)
-        t = [time.perf_counter()]
+        try:
+            rows.append(probe_row(photo, art, preset, device, b, precision, iters, warmup))
+        except Exception:  # noqa: BLE001 - e.g. out of memory at one batch size: the other rows still count
+            rows.append({"batch": b, "precision": precision, "error": traceback.format_exc()})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        print("probe", {k: v for k, v in rows[-1].items() if k != "error"} | (
+            {"error": rows[-1]["error"].strip().splitlines()[-1]} if "error" in rows[-1] else {}), flush=True)
 
-        def on_step(res, t=t):
-            if res.step == warmup:
-                sync(device)
-                t[0] = time.perf_counter()
 
+def probe_row(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, b: int, precision: str,
+              iters: int, warmup: int) -> dict:
+    """One probe row: `iters` iterations timed after `warmup`, and the peak GPU memory."""
+    cfg = sincut_preset(preset)
+    cfg.train.batch_size = b
+    tr = LiveTrainer(photo, art, cfg, device=device, max_iters=iters + warmup, preview_size=64, precision=precision)
+    t = [time.perf_counter()]
+
+    def on_step(res, t=t):
+        if res.step == warmup:
+            sync(device)
+            t[0] = time.perf_counter()
+
+    try:
         tr.loop.run(on_step)
         sync(device)
-        dt = time.perf_counter() - t[0]
-        rows.append({"batch": b, "precision": tr.precision, "iters": iters, "seconds": round(dt, 3),
-                     "its_per_sec": round(iters / dt, 2),
-                     "crops_per_sec": round(iters * b / dt, 1)})
-        if device.type == "cuda":
-            rows[-1]["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-            torch.cuda.reset_peak_memory_stats(device)
+    finally:
         tr.close()
-        print("probe", rows[-1], flush=True)
-    return rows
+    dt = time.perf_counter() - t[0]
+    row = {"batch": b, "precision": tr.precision, "iters": iters, "seconds": round(dt, 3),
+           "its_per_sec": round(iters / dt, 2), "crops_per_sec": round(iters * b / dt, 1)}
+    if device.type == "cuda":
+        row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        torch.cuda.reset_peak_memory_stats(device)
+    return row
 
 
 def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, device: torch.device, seconds: float,
@@ -218,14 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         photo, art = (Image.open(args.data / p).convert("RGB") for p in PAIRS[n])
         images[n] = (photo, art)
-    try:
-        variants = [(int(v.split(":")[0]), v.split(":")[1]) for v in args.probe.split(",") if v]
-        if variants:
-            report["probe"] = probe(*images[names[0]], args.preset, device, variants, args.probe_iters,
-                                    1 if args.smoke else 5)
-            save()
-    except Exception:  # noqa: BLE001 - the pairs matter more than the probe
-        report["probe_error"] = traceback.format_exc()
+    variants = [(int(v.split(":")[0]), v.split(":")[1]) for v in args.probe.split(",") if v]
+    if variants:
+        report["probe"] = []  # filled row by row: what was measured stays if a later row fails
+        probe(*images[names[0]], args.preset, device, variants, args.probe_iters, report["probe"],
+              1 if args.smoke else 5)
+        save()
     for k, n in enumerate(names):
         left = args.budget_s - (time.perf_counter() - start)
         # Each pair: what is left shared by the pairs still to run, ~8 s of each kept for scoring.
@@ -245,14 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         scores = {p["iteration"]: p for p in result["previews"]}
         sheet(photo, art, previews, scores).save(args.out / f"sheet_{n}.png")
         report["pairs"].append(result)
+        ended = "" if result["end"] in ("stopped", "finished") else f" [ended: {result['end']}: {result['message']}]"
         for label, s in (("last preview", result["previews"][-1]), ("translation", result["translation"])):
-            print(f"{n}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s); {label}: "
+            print(f"{n}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s){ended}; "
+                  f"{label}: "
                   f"colour {s['colour_ratio']:.2f} texture {s['texture_ratio']:.2f} content {s['content']:.2f} "
                   f"foreign {s['foreign_colour_fraction']:.3f}", flush=True)
         save()
     report["total_seconds"] = round(time.perf_counter() - start, 1)
     save()
-    return 0 if all("error" not in p for p in report["pairs"]) else 1
+    failed = [p["pair"] for p in report["pairs"] if "error" in p or p.get("end") == "error"]
+    failed += [f"probe {r['batch']}:{r['precision']}" for r in report.get("probe", []) if "error" in r]
+    if failed:
+        print("failed:", ", ".join(failed), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
