@@ -45,7 +45,8 @@ LOAD=${LOAD:-256}; CROP=${CROP:-128}; BATCH=${BATCH:-8}; NGF=${NGF:-32}; NBLOCKS
 LR=${LR:-0.0002}; IDT=${IDT:-5}; THREADS=${THREADS:-2}
 CAL_EPOCHS=${CAL_EPOCHS:-1}
 EVALS=${EVALS:-10}                         # held-out evaluations during phase 2 (the pack's heldout/), 0: none
-EVAL_S=${EVAL_S:-2}                        # seconds one takes (138 tiles: ~1 s of CPU metrics + the GPU's translations)
+EVAL_S=${EVAL_S:-4}                        # seconds one takes: 138 tiles, ~1 s of CPU metrics on a quiet CPU (4 s with
+                                           # six runs sharing it; the first ~6 s: imports) + the GPU's translations
 EPOCHS=${EPOCHS:-$([ "$SMOKE" = 1 ] && echo 2 || echo "")}   # force the total epochs (a rerun of one preset)
 HARDWARE=${HARDWARE:-}                     # the model cards' "trained on" (default: from env.json, below)
 PY=${PYTHON:-$(command -v python3 || command -v python)}

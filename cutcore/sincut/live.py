@@ -117,7 +117,10 @@ class LiveTrainer:
             ZoomPatchSampler(content_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed, content_name),
             ZoomPatchSampler(style_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + 1, style_name),
         )
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        # Seeded init without touching the caller's RNG (manual_seed also seeds every CUDA device: fork this one's).
+        cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(t.seed)
             self.model = SinCUTModel(cfg.model).to(self.device)
         if channels_last:
@@ -295,6 +298,8 @@ class LiveTrainer:
 
         def on_step(result: StepResult) -> None:
             if result.step == first + 1:
+                if self._budget_pending and self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # the budget's rate is timed from the end of this step
                 warm[0] = time.perf_counter()
             event = not result.step % self.event_every or result.step >= self.total
             if event:
