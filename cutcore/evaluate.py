@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .checkpoint import write_bytes, write_json
 from .config import RunConfig
-from .data import ImageSource, paired_sources
+from .data import ImageSource, domain_sources, paired_sources
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
 from .runlog import read_log
@@ -416,13 +416,19 @@ def _same_folder(recorded: str, data: str | os.PathLike) -> bool:
 
 def seen_in_training(config: SavedModelConfig, data: str | os.PathLike, phase: str, names: Sequence[str]) -> list[str]:
     """Those of `names` (files of `data`/`phase`) the model trained on, as far as its config tells: its run
-    trained on the same folder and phase, and its `data.exclude` did not hold them out (a run limited by
-    `data.max_items` saw fewer). Scores on them are not held-out scores."""
+    trained on the same folder and phase, its `data.exclude` did not hold them out, and they are among the first
+    `data.max_items` of their domain left after that (as training takes them). Scores on them are not held-out
+    scores."""
     run = config.run
     if not isinstance(run, RunConfig) or run.data.phase != phase or not _same_folder(run.data.root, data):
         return []
     held_out = set(run.data.exclude or [])
-    return [n for n in names if n not in held_out]
+    if run.data.max_items is None:
+        return [n for n in names if n not in held_out]
+    seen: set[str] = set()
+    for domain in domain_sources(data, phase):
+        seen.update([s.path.name for s in domain if s.path.name not in held_out][: run.data.max_items])
+    return [n for n in names if n in seen]
 
 
 class SavedModelEvaluation(NamedTuple):

@@ -321,17 +321,23 @@ def test_training_images_are_told_by_data_folder_phase_and_name(model_dir, tmp_p
 
     config = load_model(model_dir, "cpu").config
     data = tmp_path / "shared" / "data" / "sat2map"
-    data.mkdir(parents=True)
-    names = ["0.png", "1.png"]
+    names = ["0.png", "1.png", "2.png"]
+    for domain in "AB":
+        (data / f"train{domain}").mkdir(parents=True)
+        for n in names:
+            domain_a_image(0, (8, 8)).save(data / f"train{domain}" / n)
 
-    def trained_on(root, exclude=()):
+    def trained_on(root, exclude=(), max_items=None):
         run = copy.deepcopy(config.run)
-        run.data.root, run.data.phase, run.data.exclude = root, "train", list(exclude)
+        run.data.root, run.data.phase, run.data.exclude, run.data.max_items = root, "train", list(exclude), max_items
         return replace(config, run=run)
 
     monkeypatch.chdir(tmp_path)  # not where it trained
     assert seen_in_training(trained_on("../shared/data/sat2map"), data, "train", names) == names
-    assert seen_in_training(trained_on("../shared/data/sat2map", ["1.png"]), data, "train", names) == ["0.png"]
+    assert seen_in_training(trained_on("../shared/data/sat2map", ["1.png"]), data, "train", names) == ["0.png", "2.png"]
+    # --max-items: the first images of each domain left after --exclude, as training took them.
+    assert seen_in_training(trained_on(str(data), max_items=1), data, "train", names) == ["0.png"]
+    assert seen_in_training(trained_on(str(data), ["0.png"], max_items=1), data, "train", names) == ["1.png"]
     assert seen_in_training(trained_on(str(data)), f"{data}/", "train", names) == names
     assert seen_in_training(trained_on("shared/data/sat2map"), "shared/data/sat2map", "train", names) == names
     assert seen_in_training(trained_on("../shared/data/other"), data, "train", names) == []
