@@ -125,12 +125,17 @@ class AppContext:
         out.update((component, update(reg)) for component, update in self.registry_views)
         return out
 
-    def model_list_updates(self, reg: models.Registry | None = None) -> dict:
-        """{component: update} for every model list and the overview: after a model is added or removed."""
+    def model_list_updates(self, select: str | None = None) -> dict:
+        """{component: update} for every model list and the overview, after a model was added: `select` (its key)
+        becomes the choice of every list that offers it (a user who just trained a model wants to use it)."""
         import gradio as gr
 
-        reg = reg or self.registry()
-        out: dict = {dd: gr.update(choices=self.choices(kind, reg)) for dd, kind in self.model_dropdowns}
+        reg = self.registry()
+        out: dict = {}
+        for dd, kind in self.model_dropdowns:
+            choices = self.choices(kind, reg)
+            offered = select is not None and select in (k for _, k in choices)
+            out[dd] = gr.update(choices=choices, value=select) if offered else gr.update(choices=choices)
         out.update(self._view_updates(reg))
         return out
 

@@ -374,7 +374,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         status = (f"Training {how} at iteration **{iteration}/{total}**. The model `{name}` is in the model lists "
                   "of the other tabs; download it below." + (f"\n\n{scores}" if scores else ""))
         yield Update(status, final_preview, list(history), iteration, total, out, archive, True)
-    except GeneratorExit:  # closed by Gradio (the client went away) or by a caller: stop without exporting
+    except GeneratorExit:  # closed by Gradio (the client went away: a reload, a closed tab) or by a caller
         closed = True
         log.info("SinCUT run of %s closed at iteration %s (client gone?); stopping it", session,
                  getattr(trainer, "iteration", "?"))
@@ -383,10 +383,25 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         if closed and trainer is not None:
             # Gradio closes generators on its event loop: wait for the trainer's last iteration elsewhere.
             trainer.stop(timeout=0)
-            threading.Thread(target=_finish_run, args=(trainer, session), daemon=True,
-                             name="sincut-cleanup").start()
+            threading.Thread(target=_keep_abandoned_run, args=(trainer, session, cfg, photo, art, direction),
+                             daemon=True, name="sincut-cleanup").start()
         else:
             _finish_run(trainer, session)
+
+
+def _keep_abandoned_run(trainer, session: str | None, cfg, photo: Upload, art: Upload, direction: str) -> None:
+    """A run whose page went away (a reload, a closed tab): once it has stopped, keep it as Stop would (from
+    `min_export_iters`), so that the training is not lost (the live models' list shows it); then free the slot."""
+    try:
+        trainer.stop(timeout=30)
+        iteration, total = trainer.iteration, trainer.total
+        if not trainer.running and (iteration >= total or iteration >= min_export_iters()):
+            name = save_live_model(trainer, cfg, photo, art, direction, iteration, total)[0]
+            log.info("SinCUT run of %s kept as %s at iteration %d/%d", session, name, iteration, total)
+    except Exception:  # noqa: BLE001 - nobody to tell but the log; the slot must still be freed
+        log.exception("keeping the SinCUT run of a page that went away")
+    finally:
+        _finish_run(trainer, session)
 
 
 def _finish_run(trainer, session: str | None) -> None:
@@ -521,8 +536,7 @@ def build(ctx) -> None:
                 if up.done and up.archive is not None:
                     out[download] = gr.update(value=str(up.archive), visible=True)
                     out[model_state] = str(up.model_dir)
-                    out.update(ctx.model_list_updates())
-                    out[live_dd] = {**out[live_dd], "value": str(up.model_dir)}  # with its new choices (its label)
+                    out.update(ctx.model_list_updates(select=str(up.model_dir)))  # chosen in every list
                     gr.Info(f"Model {up.model_dir.name} is ready.")
                 yield out
         except Exception as e:  # noqa: BLE001 - every error: one line in the status and a toast

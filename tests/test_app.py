@@ -595,6 +595,25 @@ def test_sincut_closed_by_gradio_stops_without_blocking_or_exporting(app_env, tw
     assert not any(models.live_dir().iterdir())
 
 
+def test_sincut_run_of_a_page_that_went_away_is_kept_once_worth_keeping(app_env, two_images, monkeypatch):
+    """A reload or a closed tab mid-run: the training is not thrown away. Past the export minimum the run is saved
+    as Stop would save it (card says it stopped early) and appears in the live models' list; the slot is freed."""
+    monkeypatch.setenv("CUTCORE_DEMO_MIN_EXPORT_ITERS", "10")
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "reloaded",
+                                   factory=FakeTrainer)
+    while next(gen).iteration < 15:
+        pass
+    gen.close()
+    deadline = time.time() + 30
+    while sincut_tab._train_lock.locked() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not sincut_tab._train_lock.locked()
+    (kept,) = models.live_dir().iterdir()
+    card = (kept / "README.md").read_text()
+    assert "stopped early" in card and "of 100000 iterations" in card
+    assert [e.key for e in models.scan(use_hub=False).entries if e.source == "live"] == [str(kept)]
+
+
 def test_sincut_stop_while_queued_cancels_and_others_cannot_stop_you(app_env, two_images):
     sincut_tab.mark_pending("queued-user")  # Start pressed; waiting in Gradio's queue
     assert "withdrawn" in sincut_tab.request_stop("queued-user")

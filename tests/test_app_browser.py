@@ -232,10 +232,14 @@ def test_sincut_live_previews_queue_and_model_lists(page, browser, server, data)
     expect(other.locator("#sincut-status")).to_contain_text(re.compile("Cancelled|stopped at iteration"),
                                                             timeout=TIMEOUT_MS)
     other.context.close()
-    # The trained model is offered in the other tabs.
+    # The trained model is chosen in the other tabs (they had another model selected) and offered there.
     page.get_by_role("tab", name="Translate").click()
+    expect(page.locator("#translate-model input")).to_have_value(re.compile("sincut-photo2art"))
     page.locator("#translate-model input").click()
     expect(page.get_by_role("option", name=re.compile("sincut-photo2art"))).to_be_visible()
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Correspondence").click()
+    expect(page.locator("#corr-model input")).to_have_value(re.compile("sincut-photo2art"))
 
 
 def test_correspondence_click_gives_heatmaps(page, data):
