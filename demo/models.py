@@ -324,7 +324,11 @@ def official_sat2map_dir() -> Path:
 
 def offer_official_sat2map(reg: Registry) -> bool:
     """Whether the Translate tab offers to download the official satellite → map model: while no model of
-    ours is here (a newcomer has no map model to try) and it is not downloaded yet."""
+    ours is here (a newcomer has no map model to try), it is not downloaded yet and the server may download."""
+    from cutcore.official_urls import offline
+
+    if offline():  # a first-screen button that could only fail
+        return False
     mine = any(e.source in ("ours", "hub") for e in reg.entries)
     return not mine and official_sat2map_dir().resolve() not in {e.path.resolve() for e in reg.entries}
 

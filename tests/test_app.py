@@ -1354,8 +1354,9 @@ def test_app_py_with_a_bad_setting_exits_with_one_line(app_env, tmp_path):
 
 def test_with_no_map_model_the_translate_tab_fetches_the_official_one(app_env, monkeypatch):
     """A newcomer with no model of ours can try satellite → map at once: one button downloads the CycleGAN
-    authors' sat2map model into the official folder, and it becomes the Translate tab's choice. Offline it
-    says so in one line; with a model of ours the offer is gone."""
+    authors' sat2map model into the official folder, and it becomes the Translate tab's choice. Offline the
+    button is not offered (asked through the API, it says why in one line); with a model of ours the offer is
+    gone."""
     import shutil
 
     import cutcore.official
@@ -1368,16 +1369,25 @@ def test_with_no_map_model_the_translate_tab_fetches_the_official_one(app_env, m
         progress(10 * 2**20, 45 * 2**20)
         return make_model(Path(out_dir), "cyclegan", source="official: junyanz/pytorch-CycleGAN-and-pix2pix")
 
+    def blocks_of(demo):
+        return {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+
+    # Offline (as this fixture is): no button; the API's call refuses at once, in one line, leaving nothing behind.
     demo = build_demo()
-    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert not blocks_of(demo)["translate-get-official"].visible and not models.offer_official_sat2map(models.scan())
+    fetch = _fn(demo, "fetch_official")
+    out = fetch.fn(*[None] * len(fetch.inputs))
+    info = blocks_of(demo)["translate-info"]
+    assert out[info].startswith("⚠️ The official model could not be downloaded: downloads are disabled")
+    assert "\n" not in out[info] and not any(app_env["official"].iterdir())
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("CUTCORE_OFFLINE")
+    demo = build_demo()
+    blocks = blocks_of(demo)
     button, model_dd, info = blocks["translate-get-official"], blocks["translate-model"], blocks["translate-info"]
     assert button.visible and models.offer_official_sat2map(models.scan())
     fetch = _fn(demo, "fetch_official")
     lists = [None] * len(fetch.inputs)
-    # Offline (as this fixture is): the real download refuses at once, in one line, and nothing is left behind.
-    out = fetch.fn(*lists)
-    assert out[info].startswith("⚠️ The official model could not be downloaded: downloads are disabled")
-    assert "\n" not in out[info] and not any(app_env["official"].iterdir())
     monkeypatch.setattr(cutcore.official, "download_official", fake_download)
     out = fetch.fn(*lists)
     folder = app_env["official"] / "sat2map_cyclegan"
