@@ -226,13 +226,17 @@ def model_card(name: str, cfg, photo: str, art: str, direction: str, iteration: 
                      ).render(".")
 
 
-def mark_pending(session: str | None) -> None:
-    """Start was pressed: the run is queued (Gradio runs it when the previous one ends)."""
+def mark_pending(session: str | None) -> bool:
+    """Start was pressed: the run is queued (Gradio runs it when the previous one ends). False, and nothing
+    marked, while this session's own run trains: its page sends no second run until the first has ended."""
     if session is None:
-        return
+        return True
     with _state_lock:
+        if _current["session"] == session:
+            return False
         _pending.add(session)
         _stop_requested.discard(session)
+    return True
 
 
 def request_stop(session: str | None) -> str:
@@ -545,7 +549,8 @@ def build(ctx) -> None:
             raise err from None
 
     def pending_fn(request: gr.Request) -> str:
-        mark_pending(getattr(request, "session_hash", None))
+        if not mark_pending(getattr(request, "session_hash", None)):
+            return "Your training is still running: **Stop** it first to start another."
         if _train_lock.locked():
             return ("Another training is running on this server: yours is queued (its position shows on the panels "
                     "below) and starts when that one ends. **Stop** withdraws it.")

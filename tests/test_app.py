@@ -630,8 +630,11 @@ def test_sincut_stop_while_queued_cancels_and_others_cannot_stop_you(app_env, tw
                                    factory=lambda *a, **k: FakeTrainer(*a, **k, step_seconds=0.002))
     ups = [next(gen), next(gen)]
     assert "Nothing of yours" in sincut_tab.request_stop("intruder")  # someone else's Stop does not touch this run
+    # Start pressed again by the owner mid-run: not a queued request (its page sends no second run meanwhile).
+    assert not sincut_tab.mark_pending("owner")
     ups += list(gen)
     assert ups[-1].done and "finished" in ups[-1].status and ups[-1].iteration == 200
+    assert "Nothing of yours" in sincut_tab.request_stop("owner")  # no phantom request left to withdraw
 
 
 def test_sincut_stop_while_the_networks_are_built(app_env, two_images):
