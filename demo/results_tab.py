@@ -34,6 +34,16 @@ def no_results() -> str:
     )
 
 
+def unscored_note() -> str:
+    """Above the speed tables while no model has held-out metrics: why there is no method table."""
+    model = shlex.quote(str(models.weights_dir() / "MODEL"))
+    return ("### Methods\n\n"
+            f"No model in `{models.weights_dir()}` has held-out metrics (`metrics.json`) yet, so there is no method "
+            f"table: `python -m cutcore evaluate --model {model} --data DATA --out {model}` scores one on a paired "
+            "test set. Models trained in the **SinCUT live** tab are judged by their style yardsticks instead, "
+            "shown in their model cards.")
+
+
 def bench_path() -> Path:
     env = os.environ.get("CUTCORE_BENCH")
     return Path(env).expanduser() if env else models.weights_dir() / "bench.json"
@@ -87,7 +97,9 @@ def build_results() -> Results:
     # speed tables appear alone; it stays for a hand-written bench list, which has no table of its own.
     scored = any(r.values.keys() & set(METRICS) for r in report.rows)
     if not scored and (bench in tables or not any(r.values for r in report.rows)):
-        return Results(speed, notes=report.notes, empty=False) if speed else Results(no_results(), notes=report.notes)
+        if not speed:
+            return Results(no_results(), notes=report.notes)
+        return Results(f"{unscored_note()}\n\n{speed}", notes=report.notes, empty=False)
     curves = {r.method: r.curve for r in report.rows if r.curve}
     # Named by what they show: every page load builds this tab, and the same results draw into the same folder
     # instead of a new one each time.
