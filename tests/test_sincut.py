@@ -457,8 +457,8 @@ def test_run_trains_in_the_calling_thread_with_the_same_events():
     trainer.close()
 
 
-def _one_second_steps(monkeypatch, trainer: LiveTrainer) -> list[float]:
-    """Every iteration takes one second of a fake clock; returns the list the LRs set are recorded in."""
+def _step_seconds(monkeypatch, trainer: LiveTrainer, seconds) -> tuple[list[float], list[float]]:
+    """Iteration i takes seconds(i) of a fake clock; returns (the LRs set, the clock)."""
     import cutcore.sincut.live as live
 
     clock = [0.0]
@@ -466,12 +466,17 @@ def _one_second_steps(monkeypatch, trainer: LiveTrainer) -> list[float]:
     step, set_lr, lrs = trainer.model.train_step, trainer.model.set_lr, []
 
     def timed_step(*a, **k):
-        clock[0] += 1.0
+        clock[0] += seconds(len(lrs))
         return step(*a, **k)
 
     trainer.model.train_step = timed_step
     trainer.model.set_lr = lambda lr: (lrs.append(lr), set_lr(lr))[1]
-    return lrs
+    return lrs, clock
+
+
+def _one_second_steps(monkeypatch, trainer: LiveTrainer) -> list[float]:
+    """Every iteration takes one second of a fake clock; returns the list the LRs set are recorded in."""
+    return _step_seconds(monkeypatch, trainer, lambda i: 1.0)[0]
 
 
 def _budgeted(budget: float, **kw) -> LiveTrainer:
@@ -491,6 +496,26 @@ def test_a_time_budget_lays_the_schedule_over_the_iterations_that_fit(monkeypatc
     assert lrs[:10] == [0.002] * 10  # planned at step 10, still in the constant phase
     assert lrs[-1] == pytest.approx(last_lr)  # decayed to the end of the schedule (the new one: 15 + 15)
     assert trainer.cfg.train.total_iters == total
+
+
+def test_the_budget_gives_back_the_iterations_a_passing_slowdown_took(monkeypatch):
+    """Another user's work slows the first iterations to 2 s: the plan at 10 (~0.5 it/s) says 31 iterations; the
+    next previews, back at 1 it/s while the LR is still constant, plan 51, which end on the budget (planned once,
+    the run ended at 31 with a third of its time unused)."""
+    trainer = _budgeted(60.0, event_every=5)
+    lrs, clock = _step_seconds(monkeypatch, trainer, lambda i: 2.0 if 1 <= i < 10 else 1.0)
+    assert trainer.run().kind == "finished" and trainer.iteration == trainer.total == 51
+    assert clock[0] == 60.0 and lrs[:25] == [0.002] * 25
+    totals = [e.total for e in _drain(trainer.events) if e.kind == "progress"]
+    assert totals[:3] == [100, 31, 51] and set(totals[2:]) == {51}
+
+
+def test_a_slowdown_while_the_lr_is_constant_shortens_the_schedule_to_the_budget(monkeypatch):
+    trainer = _budgeted(60.0, event_every=5)  # 1 it/s plans 60; then 3 s an iteration from the 21st
+    lrs, clock = _step_seconds(monkeypatch, trainer, lambda i: 1.0 if i < 20 else 3.0)
+    assert trainer.run().kind == "finished" and trainer.iteration == trainer.total == 32
+    assert clock[0] <= 60.0  # planned once, 60 iterations would have taken 140 s
+    assert lrs[:20] == [0.002] * 20 and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] < 0.0005
 
 
 def test_the_first_preview_after_ten_iterations_already_shows_the_planned_total(monkeypatch):

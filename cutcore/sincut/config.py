@@ -55,7 +55,8 @@ class SinCUTTrainConfig:
     epochs_decay: int = 8
     seed: int = 0
     # Seconds of training the preset promises (None: none). The live trainer times the first iterations
-    # (a preview included) and, if the schedule would take longer, lays it over the iterations that fit.
+    # (a preview included) and, if the schedule would take longer, lays it over the iterations that fit;
+    # again at each preview while the LR is constant, so a passing slowdown does not cut the run for good.
     time_budget_s: float | None = None
 
     @property

@@ -133,10 +133,14 @@ class LiveTrainer:
         self.preview_input = self._preview_tensor(preview_size)
         self.last_losses: dict[str, float] = {}
         self._last_event: TrainEvent | None = None
-        # A budgeted preset is planned once, at the first preview after 10 iterations, once that preview is
-        # timed (previews count against the budget) and before its event goes out (which then shows the planned
-        # total), but while the LR is still constant. Not with max_iters: a count the caller chose.
+        # A budgeted preset is planned at the first preview after 10 iterations, once that preview is timed
+        # (previews count against the budget) and before its event goes out (which then shows the planned total),
+        # and planned again at each preview while the LR is still constant: a slowdown (another user's work on
+        # the same CPU) shortens the schedule, and the iterations come back once it has passed. Not with
+        # max_iters: a count the caller chose.
         self._budget_pending = bool(t.time_budget_s) and max_iters is None
+        self._budget_planned = False
+        self._preset_cfg = cfg  # a plan lays this schedule over the iterations that fit, never more
         self._plan_at = min(math.ceil(self.PLAN_AFTER / event_every) * event_every, t.epochs * t.iters_per_epoch)
         self._seconds_before = 0.0  # training time of earlier runs (stop, then start again)
         self.events: queue.Queue[TrainEvent] = queue.Queue(self.MAX_QUEUED_EVENTS)
@@ -294,21 +298,23 @@ class LiveTrainer:
     def _run(self) -> None:
         started, first = time.perf_counter(), self.iteration
         window = [started, self.iteration, 0.0]  # start time, start iteration, last speed
-        warm = [started]  # when this run's first step (allocation, kernel choice) was done
+        rate_from = [first + 1, started]  # (iteration, time) the budget's next rate is measured from
 
         def on_step(result: StepResult) -> None:
             if result.step == first + 1:
                 if self._budget_pending and self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)  # the budget's rate is timed from the end of this step
-                warm[0] = time.perf_counter()
+                rate_from[1] = time.perf_counter()  # after the first step (allocation, kernel choice)
             event = not result.step % self.event_every or result.step >= self.total
             if event:
                 self.last_losses = result.loss_values()
                 now = time.perf_counter()
                 speed = window[2] = (result.step - window[1]) / (now - window[0])
                 preview = None if self._stop.is_set() else self.preview()
-            if self._budget_pending and result.step >= self._plan_at and result.step > first + 1:
-                self._fit_to_budget(result.step, first + 1, warm[0], started)
+            if (self._budget_pending and result.step >= self._plan_at and result.step > first + 1
+                    and (event or not self._budget_planned)):
+                self._fit_to_budget(result.step, *rate_from, started)
+                rate_from[:] = result.step, time.perf_counter()
             if not event:
                 return
             total = self.total
@@ -328,15 +334,17 @@ class LiveTrainer:
         finally:
             self._seconds_before += time.perf_counter() - started
 
-    def _fit_to_budget(self, step: int, warm_step: int, warm: float, started: float) -> None:
-        """The preset's time budget (`train.time_budget_s`): at the measured rate, re-lay its LR schedule
-        (constant, then linear decay) over the iterations that fit, never more than it plans. Runs while the
-        LR is still constant (`_plan_at`), so the steps taken are the new schedule's too."""
-        self._budget_pending = False
+    def _fit_to_budget(self, step: int, since_step: int, since: float, started: float) -> None:
+        """The preset's time budget (`train.time_budget_s`): at the rate measured since (`since_step`, `since`),
+        lay its LR schedule (constant, then linear decay) over the iterations that fit, never more than it plans.
+        Runs while the LR is still constant, so the steps taken are the new schedule's too; once a plan's decay
+        has begun (or would have: a drastic cut), it is final."""
         now = time.perf_counter()
-        rate = (step - warm_step) / max(now - warm, 1e-9)
+        rate = (step - since_step) / max(now - since, 1e-9)
         spent = self._seconds_before + now - started
         fit = step + int((self.cfg.train.time_budget_s - spent) * rate)
-        if fit < self.cfg.train.total_iters:
-            self.cfg = with_total_iters(self.cfg, max(step + 1, fit))
-            self.loop.lr_at, self.loop.total = self.cfg.train.lr_at, self.total
+        preset = self._preset_cfg
+        self.cfg = preset if fit >= preset.train.total_iters else with_total_iters(preset, max(step + 1, fit))
+        self.loop.lr_at, self.loop.total = self.cfg.train.lr_at, self.total
+        t = self.cfg.train
+        self._budget_planned, self._budget_pending = True, step < t.epochs * t.iters_per_epoch
