@@ -132,6 +132,12 @@ def end_job(job: Job) -> None:
             _jobs.remove(job)
 
 
+def translating(session: str | None) -> bool:
+    """Whether a translation of `session` is under way."""
+    with _jobs_lock:
+        return session is not None and any(j.session == session for j in _jobs)
+
+
 def request_cancel(session: str | None) -> str:
     """Cancel the running translations of `session`; returns a status line."""
     with _jobs_lock:
@@ -263,6 +269,12 @@ def build(ctx) -> None:
         return (gr.update(value=image, visible=True), gr.update(visible=False), gr.update(visible=False, value=None),
                 text)
 
+    def uploaded(file, request: gr.Request):
+        shown = show_input(file)
+        # A large upload is still being read when an eager user presses Translate: its "press Translate" would
+        # then land on the line that says the translation is under way.
+        return (*shown[:3], gr.update()) if translating(getattr(request, "session_hash", None)) else shown
+
     examples = example_images()
     if examples:
         gallery = gr.Gallery([(str(p), p.name) for p in examples], label=examples_label(),
@@ -275,7 +287,7 @@ def build(ctx) -> None:
 
         gallery.select(pick, None, [upload, *shown_input])
 
-    upload.upload(show_input, upload, shown_input)
+    upload.upload(uploaded, upload, shown_input)
     upload.clear(lambda: show_input(None), None, shown_input)
     model_dd.change(model_changed, model_dd, [model_md, upload])
 

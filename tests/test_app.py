@@ -1076,6 +1076,24 @@ class _Request:
     session_hash = "label-test"
 
 
+def test_an_upload_read_after_translate_was_pressed_leaves_the_translating_line(app_env, two_images):
+    """A large upload is still being read when an eager user presses Translate: its "press Translate" must not
+    land on the info line while the translation runs (it did, with tiles counting up beside it)."""
+    from types import SimpleNamespace
+
+    from demo import build_demo
+
+    uploaded = _fn(build_demo(), "uploaded")
+    assert "press **Translate**" in uploaded.fn(two_images[0], _Request())[3]
+    job = translate_tab.start_job(_Request.session_hash)
+    try:
+        shown = uploaded.fn(two_images[0], _Request())
+        assert shown[3] == gr.update() and shown[0]["visible"]  # the picture still shows; the line is left alone
+        assert "press **Translate**" in uploaded.fn(two_images[0], SimpleNamespace(session_hash="another"))[3]
+    finally:
+        translate_tab.end_job(job)
+
+
 def test_sincut_start_error_replaces_the_starting_status(app_env, two_images, tmp_path):
     """Issue 16.4: an unreadable photo left "Starting…" beside the error."""
     from demo import build_demo
