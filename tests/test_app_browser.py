@@ -272,6 +272,18 @@ def test_results_tab(page):
 
 
 
+def test_translate_pressed_while_a_large_upload_is_read(page, data):
+    """The upload's "press Translate" line must not replace "Translating…" while the tiles count up."""
+    expect = sync_api.expect
+    upload(page, "translate-upload", data["root"] / "huge.png")
+    page.click("#translate-run")  # at once: the upload's own handler may still be reading the 3000² file
+    expect(page.get_by_text(re.compile(r"Translating tiles")).first).to_be_visible(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(3000)
+    expect(page.locator("#translate-info")).to_have_text("Translating huge.png…", timeout=1000)
+    page.click("#translate-cancel")
+    expect(page.locator("#translate-info")).to_contain_text("cancelled")
+
+
 def test_cancel_stops_a_long_translation(page, data):
     """Issue 16.3: a Cancel button; the work stops (server log) and nothing is written."""
     expect = sync_api.expect
