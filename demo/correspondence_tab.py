@@ -19,7 +19,7 @@ from cutcore.correspondence import (
 )
 
 from . import models
-from .errors import UserError, open_upload, user_errors
+from .errors import UserError, error_text, open_upload, to_gr_error
 from .settings import env_int
 from .torch_thread import on_own_thread
 
@@ -125,16 +125,40 @@ def build(ctx) -> None:
     details = gr.Markdown("", elem_id="corr-details")
     state = gr.State(None)
 
-    @user_errors
+    # Generators: on an error the message goes to the tab's own text line first (what the user reads after the
+    # toast is gone), then the gr.Error to the caller (an API client gets an error, not a result). Progress and
+    # the error badge stay on the picture being computed; the other outputs keep what they showed.
     def do_analyse(key, file):
-        return (*on_own_thread(analyse, key, file), [], "")
+        try:
+            view, st, text = on_own_thread(analyse, key, file)
+        except Exception as e:  # noqa: BLE001 - every error: one line in the info and a toast
+            err = to_gr_error(e, "do_analyse")
+            yield gr.update(), gr.update(), f"⚠️ {error_text(err)}", gr.update(), gr.update()
+            raise err from None
+        yield view, st, text, [], ""
 
-    @user_errors
     def do_click(st, evt: gr.SelectData):
         x, y = evt.index
-        return on_own_thread(on_click, st, x, y)
+        try:
+            yield on_own_thread(on_click, st, x, y)
+        except Exception as e:  # noqa: BLE001 - every error: one line under the maps and a toast
+            err = to_gr_error(e, "do_click")
+            yield gr.update(), gr.update(), f"⚠️ {error_text(err)}"
+            raise err from None
+
+    def check_upload(file):
+        """As the other tabs: a file is checked as soon as it arrives."""
+        if file is None:
+            return ""
+        try:
+            return open_upload(file, "an image").summary + " — press **Translate**, then click the translation."
+        except UserError as e:
+            gr.Warning(str(e), title="Unusable file")
+            return f"⚠️ {e}"
 
     run.click(do_analyse, [model_dd, upload], [output, state, info, gallery, details], concurrency_id="analyse",
-              concurrency_limit=2)
-    output.select(do_click, state, [output, gallery, details], concurrency_id="analyse")
+              concurrency_limit=2, show_progress_on=[output])
+    output.select(do_click, state, [output, gallery, details], concurrency_id="analyse", show_progress_on=[gallery])
+    upload.upload(check_upload, upload, info)
+    upload.clear(lambda: "", None, info)
     refresh.click(ctx.refresh_one(True), model_dd, model_dd)

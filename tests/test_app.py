@@ -846,8 +846,8 @@ def test_handlers_run_torch_work_on_a_thread_that_ends_with_it(app_env, cut_mode
     image = two_images[0]
     *_, result = _fn(demo, "do_translate").fn(str(cut_model), image, _Request(), progress=lambda *a, **k: None)
     assert "translated in one pass" in result[3]
-    view, state, *_ = _fn(demo, "do_analyse").fn(str(cut_model), image)
-    _fn(demo, "do_click").fn(state, SimpleNamespace(index=(5, 5)))
+    view, state, *_ = next(_fn(demo, "do_analyse").fn(str(cut_model), image))
+    next(_fn(demo, "do_click").fn(state, SimpleNamespace(index=(5, 5))))
     ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "tiny", 4, 2, None))
     assert ups[-1].done and ups[-1].model_dir.is_dir()
     assert set(ran_on) == {"translate_image", "embeddings", "correspondence_maps", "yardsticks"}
@@ -1301,6 +1301,31 @@ def test_results_empty_state_names_the_folders_in_use(app_env, monkeypatch):
     assert "weights/cut" not in text.replace(str(weights), "")
     monkeypatch.setenv("CUTCORE_BENCH", str(app_env["official"] / "bench.json"))
     assert f"`{app_env['official']}/bench.json`" in results_tab.build_results().markdown
+
+
+def test_correspondence_errors_stay_on_its_lines_and_uploads_are_checked_on_arrival(app_env, cut_model, tmp_path):
+    """An error said only "Error" on every output once its toast was gone, and a bad file said nothing on arrival."""
+    from types import SimpleNamespace
+
+    from demo import build_demo
+
+    demo = build_demo()
+    image = str(_png(tmp_path / "x.png"))
+    gen = _fn(demo, "do_analyse").fn(None, image)
+    view, st, info, gallery, details = next(gen)
+    assert view == st == gallery == details == gr.update() and info.startswith("⚠️ Choose a model")
+    with pytest.raises(gr.Error, match="Choose a model"):  # an API client still gets an error
+        next(gen)
+    gen = _fn(demo, "do_click").fn(None, SimpleNamespace(index=(1, 1)))
+    assert next(gen)[2] == "⚠️ Press “Translate” first, then click on the translation."
+    with pytest.raises(gr.Error):
+        next(gen)
+    check_upload = _fn(demo, "check_upload").fn
+    assert check_upload(image).startswith("**x.png**: ") and "press **Translate**" in check_upload(image)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert check_upload(str(text)).startswith("⚠️ ") and "notes.png" in check_upload(str(text))
+    assert check_upload(None) == ""
 
 
 def test_correspondence_without_models_points_to_the_sincut_tab(app_env, tmp_path):
