@@ -266,15 +266,25 @@ def held_out_rank(entry: ModelEntry) -> tuple:
     return (0, -acc, rmse if rmse is not None and math.isfinite(rmse) else math.inf)
 
 
+def _trained_at(folder: Path) -> float:
+    try:
+        return (folder / WEIGHTS).stat().st_mtime
+    except OSError:  # deleted meanwhile (another user's Delete): last
+        return 0.0
+
+
 def scan(use_hub: bool = True) -> Registry:
     """All models the app can offer now, with notes on what is missing."""
     entries: list[ModelEntry] = []
     seen: set[Path] = set()
     notes: list[str] = []
 
-    def add(root: Path, source: str) -> int:
+    def add(root: Path, source: str, newest_first: bool = False) -> int:
         n = 0
-        for folder in model_dirs(root):
+        folders = model_dirs(root)
+        if newest_first:  # models trained here: the one just made comes first (their names do not sort by age)
+            folders.sort(key=_trained_at, reverse=True)
+        for folder in folders:
             real = folder.resolve()
             if real not in seen:
                 seen.add(real)
@@ -296,7 +306,7 @@ def scan(use_hub: bool = True) -> Registry:
             )
     entries.sort(key=held_out_rank)  # our best model first: every list opens on it (stable otherwise)
     add(official_dir(), "official")
-    add(live_dir(), "live")
+    add(live_dir(), "live", newest_first=True)
     have = {e.preset for e in entries if e.source in ("ours", "hub")}
     missing = [p for p in METHODS if p not in have]  # the satellite → map methods the project trains
     if entries and missing and n_ours:

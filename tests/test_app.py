@@ -3,6 +3,7 @@ SinCUT live (fake and real trainer), Hub push, results, and the Blocks wiring.""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import threading
@@ -84,6 +85,14 @@ def test_registry_lists_ours_official_and_live_with_metrics_and_heads(app_env, c
     assert str(app_env["weights"] / "cyclegan-tiny") not in heads_keys and str(cut_model) in heads_keys
     # Presets the project trains but has no model for are listed as missing.
     assert any("fastcut" in n for n in reg.notes)
+
+
+def test_models_trained_here_are_listed_newest_first(app_env):
+    """After a reload the lists opened on the oldest model trained here (names sort by direction, not age)."""
+    older = make_model(app_env["live"] / "sincut-art2photo-20261206-120000", "cut")
+    newer = make_model(app_env["live"] / "sincut-photo2art-20261206-130000", "cut", seed=1)
+    os.utime(older / "model.safetensors", (1_000_000, 1_000_000))
+    assert [k for _, k in models.scan().choices()] == [str(newer), str(older)]
 
 
 def test_lists_open_on_our_best_model_on_held_out_tiles(app_env):
