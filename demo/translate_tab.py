@@ -215,7 +215,7 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
     out.save(png, compress_level=1 if img.width * img.height > 4_000_000 else 6)
     how = f"in {tile}px tiles" if tiled else "in one pass"
     if model.input_scale != 1:  # the result is resized back to the input's size
-        how += f" at ×{model.input_scale:g} (the scale this model translates at)"
+        how += f" at ×{model.input_scale:.3g} (the scale this model translates at)"
     took = "in under 0.1 s" if seconds < 0.1 else f"in {seconds:.1f} s"
     info = f"{upload.summary} → translated {how} {took} with `{entry_name}`."
     return TranslateResult(view(img), view(out), png, info, out)
