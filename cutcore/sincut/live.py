@@ -140,6 +140,7 @@ class LiveTrainer:
         # max_iters: a count the caller chose.
         self._budget_pending = bool(t.time_budget_s) and max_iters is None
         self._budget_planned = False
+        self._rate_marks: list[tuple[int, float]] = []  # set by each run (_run)
         self._preset_cfg = cfg  # a plan lays this schedule over the iterations that fit, never more
         self._plan_at = min(math.ceil(self.PLAN_AFTER / event_every) * event_every, t.epochs * t.iters_per_epoch)
         self._seconds_before = 0.0  # training time of earlier runs (stop, then start again)
@@ -210,6 +211,11 @@ class LiveTrainer:
         finally:
             self._thread = None
         assert self._last_event is not None  # _run always ends with finished, stopped or error
+        return self._last_event
+
+    @property
+    def last_event(self) -> TrainEvent | None:
+        """The newest event emitted (None before the first): after a run, how it ended."""
         return self._last_event
 
     def stop(self, timeout: float | None = None) -> None:
@@ -298,13 +304,13 @@ class LiveTrainer:
     def _run(self) -> None:
         started, first = time.perf_counter(), self.iteration
         window = [started, self.iteration, 0.0]  # start time, start iteration, last speed
-        rate_from = [first + 1, started]  # (iteration, time) the budget's next rate is measured from
+        self._rate_marks = [(first + 1, started)]  # (iteration, time) of the budget's plans: rates are timed from them
 
         def on_step(result: StepResult) -> None:
             if result.step == first + 1:
                 if self._budget_pending and self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)  # the budget's rate is timed from the end of this step
-                rate_from[1] = time.perf_counter()  # after the first step (allocation, kernel choice)
+                self._rate_marks[0] = first + 1, time.perf_counter()  # after the first step (allocation, kernels)
             event = not result.step % self.event_every or result.step >= self.total
             if event:
                 self.last_losses = result.loss_values()
@@ -313,8 +319,7 @@ class LiveTrainer:
                 preview = None if self._stop.is_set() else self.preview()
             if (self._budget_pending and result.step >= self._plan_at and result.step > first + 1
                     and (event or not self._budget_planned)):
-                self._fit_to_budget(result.step, *rate_from, started)
-                rate_from[:] = result.step, time.perf_counter()
+                self._fit_to_budget(result.step, started)
             if not event:
                 return
             total = self.total
@@ -334,17 +339,24 @@ class LiveTrainer:
         finally:
             self._seconds_before += time.perf_counter() - started
 
-    def _fit_to_budget(self, step: int, since_step: int, since: float, started: float) -> None:
-        """The preset's time budget (`train.time_budget_s`): at the rate measured since (`since_step`, `since`),
-        lay its LR schedule (constant, then linear decay) over the iterations that fit, never more than it plans.
-        Runs while the LR is still constant, so the steps taken are the new schedule's too; once a plan's decay
-        has begun (or would have: a drastic cut), it is final."""
+    def _fit_to_budget(self, step: int, started: float) -> None:
+        """The preset's time budget (`train.time_budget_s`): at the measured rate, lay its LR schedule (constant,
+        then linear decay) over the iterations that fit, never more than it plans. While the LR is constant any
+        plan keeps the steps taken in its constant part; once a plan's decay has begun, only a shorter plan (a
+        lower LR from here) is taken, and that one is final."""
         now = time.perf_counter()
-        rate = (step - since_step) / max(now - since, 1e-9)
+        # The faster of the last preview window and the last three: one slow window (another user's translation)
+        # does not cut the run for good, a slowdown that lasts does.
+        marks = self._rate_marks
+        rate = max((step - s) / max(now - t, 1e-9) for s, t in (marks[-1], marks[max(0, len(marks) - 3)]))
+        marks.append((step, now))
         spent = self._seconds_before + now - started
         fit = step + int((self.cfg.train.time_budget_s - spent) * rate)
-        preset = self._preset_cfg
-        self.cfg = preset if fit >= preset.train.total_iters else with_total_iters(preset, max(step + 1, fit))
-        self.loop.lr_at, self.loop.total = self.cfg.train.lr_at, self.total
+        preset, current = self._preset_cfg, self.cfg.train
+        decaying = step > current.epochs * current.iters_per_epoch
+        plan = preset if fit >= preset.train.total_iters else with_total_iters(preset, max(step + 1, fit))
+        if not decaying or plan.train.total_iters < current.total_iters:
+            self.cfg = plan
+            self.loop.lr_at, self.loop.total = self.cfg.train.lr_at, self.total
         t = self.cfg.train
-        self._budget_planned, self._budget_pending = True, step < t.epochs * t.iters_per_epoch
+        self._budget_planned, self._budget_pending = True, not decaying and step < t.epochs * t.iters_per_epoch
