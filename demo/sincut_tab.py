@@ -147,6 +147,8 @@ _train_lock = threading.Lock()
 _state_lock = threading.Lock()
 _current: dict[str, Any] = {"session": None, "trainer": None}
 _pending: set[str] = set()  # sessions that pressed Start and wait for their turn in the queue
+_saving_abandoned = threading.Event()  # a run whose page went away is being saved (it holds _train_lock)
+SAVE_WAIT_S = 120.0  # how long a new run waits for that save
 _stop_requested: set[str] = set()  # sessions that pressed Stop before their trainer was running
 
 
@@ -323,9 +325,15 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
     every = min(preview_interval(every), max(1, cfg.train.total_iters // 2))
     check_crops(cfg, content, style)
     if not _train_lock.acquire(blocking=False):
-        raise UserError("Another SinCUT training is running on this server; please try again when it has finished.")
+        # Right after a reload the page's previous run may still be being saved: wait for it, not for a training.
+        if not _saving_abandoned.is_set():
+            raise UserError("Another SinCUT training is running on this server; please try again when it has "
+                            "finished.")
+        yield Update("Saving the previous run of this server first…")
+        if not _train_lock.acquire(timeout=SAVE_WAIT_S):
+            raise UserError("The previous run is still being saved; please try again in a minute.")
     trainer = None
-    closed = False
+    closed = saved = False
     try:
         with _state_lock:
             _current.update(session=session, trainer=None)
@@ -374,12 +382,13 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
             return
         name, out, archive, final_preview, scores = save_live_model(trainer, cfg, photo, art, direction, iteration,
                                                                     total)
+        saved = True  # a page that goes away at the last yield has its model already
         how = "finished" if iteration >= total else "stopped"
         status = (f"Training {how} at iteration **{iteration}/{total}**. The model `{name}` is in the model lists "
                   "of the other tabs; download it below." + (f"\n\n{scores}" if scores else ""))
         yield Update(status, final_preview, list(history), iteration, total, out, archive, True)
     except GeneratorExit:  # closed by Gradio (the client went away: a reload, a closed tab) or by a caller
-        closed = True
+        closed = not saved
         log.info("SinCUT run of %s closed at iteration %s (client gone?); stopping it", session,
                  getattr(trainer, "iteration", "?"))
         raise
@@ -387,6 +396,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         if closed and trainer is not None:
             # Gradio closes generators on its event loop: wait for the trainer's last iteration elsewhere.
             trainer.stop(timeout=0)
+            _saving_abandoned.set()
             threading.Thread(target=_keep_abandoned_run, args=(trainer, session, cfg, photo, art, direction),
                              daemon=True, name="sincut-cleanup").start()
         else:
@@ -399,13 +409,17 @@ def _keep_abandoned_run(trainer, session: str | None, cfg, photo: Upload, art: U
     try:
         trainer.stop(timeout=30)
         iteration, total = trainer.iteration, trainer.total
-        if not trainer.running and (iteration >= total or iteration >= min_export_iters()):
+        failed = trainer.last_event is not None and trainer.last_event.kind == "error"  # as a page would: not kept
+        if not trainer.running and not failed and (iteration >= total or iteration >= min_export_iters()):
             name = save_live_model(trainer, cfg, photo, art, direction, iteration, total)[0]
             log.info("SinCUT run of %s kept as %s at iteration %d/%d", session, name, iteration, total)
     except Exception:  # noqa: BLE001 - nobody to tell but the log; the slot must still be freed
         log.exception("keeping the SinCUT run of a page that went away")
     finally:
-        _finish_run(trainer, session)
+        try:
+            _finish_run(trainer, session)
+        finally:
+            _saving_abandoned.clear()
 
 
 def _finish_run(trainer, session: str | None) -> None:

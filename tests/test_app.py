@@ -444,6 +444,7 @@ class FakeTrainer:
         self._thread = None
         self.step_seconds, self.fail_at, self.replan_to = step_seconds, fail_at, replan_to  # replan: a time budget
         self.exported: list[Path] = []
+        self.last_event = None
         FakeTrainer.instances.append(self)
         self.start()  # the app's factory hands over a trainer that is training (LiveTrainer.launch)
 
@@ -455,20 +456,24 @@ class FakeTrainer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _put(self, event):
+        self.last_event = event
+        self.events.put(event)
+
     def _run(self):
-        self.events.put(_Event("started", 0, self.total))
+        self._put(_Event("started", 0, self.total))
         while self.iteration < self.total and not self._stop.is_set():
             time.sleep(self.step_seconds)
             self.iteration += 1
             if self.replan_to and self.iteration == self.every:
                 self.total = self.replan_to
             if self.fail_at == self.iteration:
-                self.events.put(_Event("error", self.iteration, self.total, message="RuntimeError: boom"))
+                self._put(_Event("error", self.iteration, self.total, message="RuntimeError: boom"))
                 return
             if self.iteration % self.every == 0:
-                self.events.put(_Event("progress", self.iteration, self.total, {"G": 1.0 / self.iteration, "D": 0.5},
-                                       10.0, 1.0, Image.new("RGB", (32, 24), (self.iteration % 255, 0, 0))))
-        self.events.put(_Event("finished" if self.iteration >= self.total else "stopped", self.iteration, self.total))
+                self._put(_Event("progress", self.iteration, self.total, {"G": 1.0 / self.iteration, "D": 0.5},
+                                 10.0, 1.0, Image.new("RGB", (32, 24), (self.iteration % 255, 0, 0))))
+        self._put(_Event("finished" if self.iteration >= self.total else "stopped", self.iteration, self.total))
 
     def stop(self, timeout=None):
         self._stop.set()
@@ -578,9 +583,11 @@ def test_sincut_one_training_at_a_time(app_env, two_images):
     assert all(not t.running for t in FakeTrainer.instances)
 
 
-def test_sincut_closed_by_gradio_stops_without_blocking_or_exporting(app_env, two_images):
+def test_sincut_closed_by_gradio_stops_without_blocking_and_keeps_nothing_before_the_minimum(app_env, two_images,
+                                                                                            monkeypatch):
     """Gradio closes the generator of a client that went away on its event loop: close() must not wait for
-    the trainer's current iteration (seconds on a CPU), and the abandoned run exports nothing."""
+    the trainer's current iteration (seconds on a CPU), and a run abandoned before the export minimum is not kept."""
+    monkeypatch.setenv("CUTCORE_DEMO_MIN_EXPORT_ITERS", "100000")
     release = threading.Event()
 
     class SlowStop(FakeTrainer):
@@ -621,6 +628,66 @@ def test_sincut_run_of_a_page_that_went_away_is_kept_once_worth_keeping(app_env,
     card = (kept / "README.md").read_text()
     assert "stopped early" in card and "of 100000 iterations" in card
     assert [e.key for e in models.scan(use_hub=False).entries if e.source == "live"] == [str(kept)]
+
+
+def _wait_for_the_training_slot():
+    deadline = time.time() + 30
+    while sincut_tab._train_lock.locked() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not sincut_tab._train_lock.locked()
+
+
+def test_sincut_page_gone_at_the_final_update_or_after_a_failure_keeps_no_extra_model(app_env, two_images,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("CUTCORE_DEMO_MIN_EXPORT_ITERS", "5")
+    # Gone while its model was being saved (Gradio closes the generator at the final yield): saved once, not twice.
+    FakeTrainer.instances.clear()
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 20, 5, "slow-reader",
+                                   factory=FakeTrainer)
+    while not next(gen).done:
+        pass
+    gen.close()
+    _wait_for_the_training_slot()
+    assert len(FakeTrainer.instances[0].exported) == 1 and len(list(models.live_dir().iterdir())) == 1
+    # Gone after the training failed: not kept (a page would have said "Training failed" and kept nothing).
+    FakeTrainer.instances.clear()
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "failed",
+                                   factory=lambda *a, **k: FakeTrainer(*a, **k, fail_at=12))
+    while next(gen).iteration < 10:
+        pass
+    (trainer,) = FakeTrainer.instances
+    deadline = time.time() + 30
+    while trainer.running and time.time() < deadline:
+        time.sleep(0.01)
+    gen.close()
+    _wait_for_the_training_slot()
+    assert trainer.exported == [] and len(list(models.live_dir().iterdir())) == 1
+
+
+def test_sincut_start_right_after_a_reload_waits_for_the_previous_run_to_be_saved(app_env, two_images):
+    sincut_tab._train_lock.acquire()  # as _keep_abandoned_run holds it while it saves
+    sincut_tab._saving_abandoned.set()
+
+    def saved():
+        time.sleep(0.3)
+        sincut_tab._saving_abandoned.clear()
+        sincut_tab._train_lock.release()
+
+    threading.Thread(target=saved).start()
+    ups = list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, "reloaded",
+                                        factory=FakeTrainer))
+    assert "Saving the previous run" in ups[0].status and "finished" in ups[-1].status
+    # A training (not a save) holds the slot: refused at once, as before.
+    gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "a",
+                                   factory=FakeTrainer)
+    next(gen)
+    try:
+        with pytest.raises(UserError, match="Another SinCUT training"):
+            list(sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, "b",
+                                          factory=FakeTrainer))
+    finally:
+        gen.close()
+    _wait_for_the_training_slot()
 
 
 def test_sincut_stop_while_queued_cancels_and_others_cannot_stop_you(app_env, two_images):
