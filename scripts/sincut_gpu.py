@@ -87,6 +87,8 @@ def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.devic
 def probe_row(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, b: int, precision: str,
               iters: int, warmup: int) -> dict:
     """One probe row: `iters` iterations timed after `warmup`, and the peak GPU memory."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # not the peak of a row before (one that failed, say)
     cfg = sincut_preset(preset)
     cfg.train.batch_size = b
     tr = LiveTrainer(photo, art, cfg, device=device, max_iters=iters + warmup, preview_size=64, precision=precision)
@@ -107,7 +109,6 @@ def probe_row(photo: Image.Image, art: Image.Image, preset: str, device: torch.d
            "its_per_sec": round(iters / dt, 2), "crops_per_sec": round(iters * b / dt, 1)}
     if device.type == "cuda":
         row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        torch.cuda.reset_peak_memory_stats(device)
     return row
 
 
