@@ -329,7 +329,7 @@ def train_updates(photo_file, art_file, direction: str, preset: str, iterations,
         if not _saving_abandoned.is_set():
             raise UserError("Another SinCUT training is running on this server; please try again when it has "
                             "finished.")
-        yield Update("Saving the previous run of this server first…")
+        yield Update("Saving the previous run on this server first…")
         if not _train_lock.acquire(timeout=SAVE_WAIT_S):
             raise UserError("The previous run is still being saved; please try again in a minute.")
     trainer = None
