@@ -230,6 +230,8 @@ def on_upload(file):
     except UserError as e:
         gr.Warning(str(e), title="Unusable file")
         return None, f"⚠️ {e}"
+    if not models.scan().entries:  # "press Translate" would only lead to "no model selected"
+        return view(upload.image), upload.summary + " — no model is installed yet (see the note above)."
     return view(upload.image), upload.summary + " — press **Translate**."
 
 

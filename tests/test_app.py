@@ -269,6 +269,13 @@ def test_bad_files_give_a_readable_message(app_env, cut_model, bad, case):
     assert preview is None and BAD_CASES[case] in text
 
 
+def test_an_upload_says_press_translate_only_when_there_is_a_model(app_env, tmp_path):
+    image = str(_png(tmp_path / "x.png"))
+    assert translate_tab.on_upload(image)[1].endswith("— no model is installed yet (see the note above).")
+    make_model(app_env["weights"] / "cut", "cut")
+    assert translate_tab.on_upload(image)[1].endswith("— press **Translate**.")
+
+
 def test_odd_modes_are_converted_and_noted(app_env, cut_model, tmp_path):
     notes = {"gray": "grayscale", "rgba": "transparency", "gray16": "16-bit", "palette": "palette", "cmyk": "CMYK"}
     for case, path in odd_mode_files(tmp_path / "odd").items():
@@ -1152,7 +1159,7 @@ class _Request:
     session_hash = "label-test"
 
 
-def test_an_upload_read_after_translate_was_pressed_leaves_the_translating_line(app_env, two_images):
+def test_an_upload_read_after_translate_was_pressed_leaves_the_translating_line(app_env, cut_model, two_images):
     """A large upload is still being read when an eager user presses Translate: its "press Translate" must not
     land on the info line while the translation runs (it did, with tiles counting up beside it)."""
     from types import SimpleNamespace
