@@ -19,7 +19,7 @@ from cutcore.correspondence import (
 )
 
 from . import models
-from .errors import UserError, error_text, open_upload, to_gr_error
+from .errors import UserError, checked_upload, error_text, open_upload, to_gr_error
 from .settings import env_int
 from .torch_thread import on_own_thread
 
@@ -148,13 +148,8 @@ def build(ctx) -> None:
 
     def check_upload(file):
         """As the other tabs: a file is checked as soon as it arrives."""
-        if file is None:
-            return ""
-        try:
-            return open_upload(file, "an image").summary + " — press **Translate**, then click the translation."
-        except UserError as e:
-            gr.Warning(str(e), title="Unusable file")
-            return f"⚠️ {e}"
+        upload, warning = checked_upload(file)
+        return warning if upload is None else upload.summary + " — press **Translate**, then click the translation."
 
     run.click(do_analyse, [model_dd, upload], [output, state, info, gallery, details], concurrency_id="analyse",
               concurrency_limit=2, show_progress_on=[output])

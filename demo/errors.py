@@ -146,6 +146,20 @@ def open_upload(file: Any, what: str = "an image", *, max_px: int | None = None,
     return Upload(rgb, name, path, notes)
 
 
+def checked_upload(file: Any) -> tuple[Upload | None, str]:
+    """A file as it arrives in an upload box: (the upload, ""); for an unusable one a toast saying why and
+    (None, "⚠️ why"); (None, "") for none."""
+    if file is None:
+        return None, ""
+    try:
+        return open_upload(file, "an image"), ""
+    except UserError as e:
+        import gradio as gr
+
+        gr.Warning(str(e), title="Unusable file")
+        return None, f"⚠️ {e}"
+
+
 def to_gr_error(e: Exception, where: str = "handler") -> Exception:
     """The gr.Error to show for `e`: a UserError's own sentence, or a short line naming the type of any
     other exception (whose traceback goes to the server log only)."""

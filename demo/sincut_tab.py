@@ -23,7 +23,7 @@ import gradio as gr
 from cutcore.official_urls import offline
 
 from . import models
-from .errors import Upload, UserError, error_text, open_upload, to_gr_error, user_errors
+from .errors import Upload, UserError, checked_upload, error_text, open_upload, to_gr_error, user_errors
 from .settings import env_flag, env_int, output_dir
 from .torch_thread import on_own_thread
 
@@ -523,13 +523,8 @@ def build(ctx) -> None:
             push_status = gr.Markdown("")
 
     def show(file):
-        if file is None:
-            return None
-        try:
-            return open_upload(file).image
-        except UserError as e:
-            gr.Warning(str(e), title="Unusable file")
-            return None
+        upload, _ = checked_upload(file)
+        return upload.image if upload else None
 
     photo.upload(show, photo, photo_view)
     art.upload(show, art, art_view)

@@ -23,7 +23,7 @@ from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
 from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
-from .errors import Upload, UserError, error_text, event_alive, open_upload, to_gr_error, upload_name
+from .errors import Upload, UserError, checked_upload, error_text, event_alive, open_upload, to_gr_error, upload_name
 from .settings import env_int, output_dir
 from .torch_thread import on_own_thread
 
@@ -132,16 +132,15 @@ def end_job(job: Job) -> None:
             _jobs.remove(job)
 
 
-def translating(session: str | None) -> bool:
-    """Whether a translation of `session` is under way."""
+def jobs_of(session: str | None) -> list[Job]:
+    """The translations of `session` under way."""
     with _jobs_lock:
-        return session is not None and any(j.session == session for j in _jobs)
+        return [j for j in _jobs if session is not None and j.session == session]
 
 
 def request_cancel(session: str | None) -> str:
     """Cancel the running translations of `session`; returns a status line."""
-    with _jobs_lock:
-        mine = [j for j in _jobs if session is not None and j.session == session]
+    mine = jobs_of(session)
     for job in mine:
         job.cancel.set()
     if not mine:
@@ -223,13 +222,9 @@ def translate_upload(model_key: str | None, file, progress: Callable[[int, int],
 
 def on_upload(file):
     """Validate as soon as a file arrives: (input preview or None, status markdown)."""
-    if file is None:
-        return None, ""
-    try:
-        upload = open_upload(file, "an image")
-    except UserError as e:
-        gr.Warning(str(e), title="Unusable file")
-        return None, f"⚠️ {e}"
+    upload, warning = checked_upload(file)
+    if upload is None:
+        return None, warning
     if not models.scan().entries:  # "press Translate" would only lead to "no model selected"
         return view(upload.image), upload.summary + " — no model is installed yet (see the note above)."
     return view(upload.image), upload.summary + " — press **Translate**."
@@ -275,7 +270,7 @@ def build(ctx) -> None:
         shown = show_input(file)
         # A large upload is still being read when an eager user presses Translate: its "press Translate" would
         # then land on the line that says the translation is under way.
-        return (*shown[:3], gr.update()) if translating(getattr(request, "session_hash", None)) else shown
+        return (*shown[:3], gr.update()) if jobs_of(getattr(request, "session_hash", None)) else shown
 
     examples = example_images()
     if examples:

@@ -573,6 +573,13 @@ def test_sincut_direction_swaps_content_and_style(app_env, two_images):
     assert FakeTrainer.instances[-1].content.size == (80, 64)
 
 
+def _wait_for_the_training_slot():
+    deadline = time.time() + 30
+    while sincut_tab._train_lock.locked() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not sincut_tab._train_lock.locked()
+
+
 def test_sincut_one_training_at_a_time(app_env, two_images):
     gen = sincut_tab.train_updates(*two_images, sincut_tab.PHOTO_TO_ART, "sincut-cpu", 100_000, 5, "a",
                                    factory=FakeTrainer)
@@ -583,10 +590,7 @@ def test_sincut_one_training_at_a_time(app_env, two_images):
                                           factory=FakeTrainer))
     finally:
         gen.close()  # like a client disconnect: the trainer stops and the lock is released
-    deadline = time.time() + 30
-    while sincut_tab._train_lock.locked() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not sincut_tab._train_lock.locked()
+    _wait_for_the_training_slot()
     assert all(not t.running for t in FakeTrainer.instances)
 
 
@@ -611,10 +615,7 @@ def test_sincut_closed_by_gradio_stops_without_blocking_and_keeps_nothing_before
     gen.close()  # returns although the trainer has not finished its iteration
     assert sincut_tab._train_lock.locked()  # the slot is freed only once the trainer has really stopped
     release.set()
-    deadline = time.time() + 30
-    while sincut_tab._train_lock.locked() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not sincut_tab._train_lock.locked()
+    _wait_for_the_training_slot()
     assert not any(models.live_dir().iterdir())
 
 
@@ -627,21 +628,11 @@ def test_sincut_run_of_a_page_that_went_away_is_kept_once_worth_keeping(app_env,
     while next(gen).iteration < 15:
         pass
     gen.close()
-    deadline = time.time() + 30
-    while sincut_tab._train_lock.locked() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not sincut_tab._train_lock.locked()
+    _wait_for_the_training_slot()
     (kept,) = models.live_dir().iterdir()
     card = (kept / "README.md").read_text()
     assert "stopped early" in card and "of 100000 iterations" in card
     assert [e.key for e in models.scan(use_hub=False).entries if e.source == "live"] == [str(kept)]
-
-
-def _wait_for_the_training_slot():
-    deadline = time.time() + 30
-    while sincut_tab._train_lock.locked() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not sincut_tab._train_lock.locked()
 
 
 def test_sincut_page_gone_at_the_final_update_or_after_a_failure_keeps_no_extra_model(app_env, two_images,
