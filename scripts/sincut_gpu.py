@@ -80,8 +80,8 @@ def probe(photo: Image.Image, art: Image.Image, preset: str, device: torch.devic
             rows.append({"batch": b, "precision": precision, "error": traceback.format_exc()})
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        print("probe", {k: v for k, v in rows[-1].items() if k != "error"} | (
-            {"error": rows[-1]["error"].strip().splitlines()[-1]} if "error" in rows[-1] else {}), flush=True)
+        row = rows[-1]  # a failed row shows the last line of its traceback
+        print("probe", {**row, "error": row["error"].strip().splitlines()[-1]} if "error" in row else row, flush=True)
 
 
 def probe_row(photo: Image.Image, art: Image.Image, preset: str, device: torch.device, b: int, precision: str,

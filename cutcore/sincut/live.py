@@ -118,9 +118,7 @@ class LiveTrainer:
             ZoomPatchSampler(style_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + 1, style_name),
         )
         # Seeded init without touching the caller's RNG (manual_seed also seeds every CUDA device: fork this one's).
-        cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-            if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(t.seed)
             self.model = SinCUTModel(cfg.model).to(self.device)
         if channels_last:
