@@ -41,21 +41,21 @@ class TrainingLoop:
         self.model, self.batches, self.lr_at, self.total = model, batches, lr_at, total
         self.seed, self.step, self.device = seed, step, torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.fetching = False  # drawing the next batch, not inside a step
+        self.updating = False  # inside a model update: an error there leaves the weights half-stepped
 
     def run(self, on_step: Callable[[StepResult], None] | None = None,
             should_stop: Callable[[], bool] = lambda: False, lock: threading.Lock | None = None) -> None:
         """Train until `total` steps or `should_stop()`; `lock` is held during each update."""
         while self.step < self.total and not should_stop():
-            self.fetching = True  # an error now comes between two steps: the model's state is whole
             real_a, real_b = (t.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
                               for t in next(self.batches))
-            self.fetching = False
             with lock or contextlib.nullcontext():
+                self.updating = True
                 lr = self.lr_at(self.step)
                 self.model.set_lr(lr)
                 rng = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
                 losses = self.model.train_step(real_a, real_b, rng)
                 self.step += 1
+                self.updating = False
             if on_step is not None:
                 on_step(StepResult(self.step, lr, losses, (real_a, real_b)))

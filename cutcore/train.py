@@ -325,10 +325,12 @@ class Trainer:
                            file=sys.stderr)
                 raise KeyboardInterrupt
         except Exception:
-            if loop.fetching and alone and self.step:  # between two steps: the state is whole, keep it
+            # Outside an update (drawing a batch, or logging, evaluating, saving samples after one) the state
+            # is whole: keep it.
+            if not loop.updating and alone and self.step:
                 ckpt = self._save_once(reporter.checkpoint)
-                tqdm.write(f"checkpoint of step {self.step} saved ({ckpt}); once the data is mended, continue "
-                           "with --resume", file=sys.stderr)
+                tqdm.write(f"checkpoint of step {self.step} saved ({ckpt}); once the cause below is mended, "
+                           "continue with --resume", file=sys.stderr)
             raise
         finally:  # an error message must not land on the progress bar's line
             bar.close()

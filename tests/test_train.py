@@ -419,6 +419,25 @@ def test_an_unreadable_training_image_leaves_a_checkpoint_of_the_last_step(tmp_p
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3]
 
 
+def test_an_error_after_a_step_leaves_a_checkpoint_of_that_step(tmp_path):
+    """An evaluation (or a plot, or a samples grid) that fails after a whole step must not cost the steps since
+    the last checkpoint either; the error still ends the run."""
+    data = make_unpaired(tmp_path / "data")
+    cfg = tiny_run_config("cut", data, max_steps=6)
+    cfg.runtime.save_every, cfg.runtime.eval_every = 4, 3
+
+    def failing_evaluator(*_):
+        def evaluate(g, step, epoch):
+            raise RuntimeError("matplotlib is missing")
+        return evaluate
+
+    with pytest.raises(RuntimeError, match="matplotlib is missing"):
+        train(cfg, tmp_path / "run", make_evaluator=failing_evaluator)
+    assert [c.name for c in checkpoint_dirs(tmp_path / "run")] == ["step_00000003"]
+    train(cfg, tmp_path / "run", resume=True)  # without the evaluator: continues from step 3
+    assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
+
+
 def test_a_resume_from_an_older_checkpoint_logs_each_step_once(session_unpaired, tmp_path):
     """A run that went on past its newest checkpoint (killed, or stopped by an error) redoes those steps."""
     cfg = tiny_run_config("cut", session_unpaired, max_steps=5)
