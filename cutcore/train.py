@@ -252,6 +252,12 @@ class Trainer:
         self.total_steps = min(self.schedule_steps, r.max_steps) if r.max_steps else self.schedule_steps
         self._place_whole_images()
 
+    def plan_keeps_the_checkpoint(self, steps: int, resumed_at: int) -> bool:
+        """Whether laying the schedule over `steps` leaves the LR of the steps a resumed run had trained before
+        this invocation as it was: the full LR under both schedules (it may be past either decay start)."""
+        t = self.cfg.train
+        return resumed_at <= min(self.decay_start(), math.ceil(t.epochs * steps / (t.epochs + t.epochs_decay)))
+
     def decay_start(self) -> int:
         """The first step whose learning rate is below the constant phase's."""
         t = self.cfg.train
@@ -416,15 +422,21 @@ class _Reporter:
         self.sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.checkpoint: Path | None = None
         self.last_time, self.last_step = time.perf_counter(), trainer.step
+        self.resumed_at = trainer.step
 
     def __call__(self, result: StepResult) -> None:
         tr, r = self.trainer, self.trainer.cfg.runtime
         tr.step = step = result.step
         if tr.budget and tr.schedule_steps is None and (fit := tr.budget.steps_that_fit(step)) is not None:
-            tr.plan_schedule(fit)
-            self.loop.total = self.bar.total = tr.total_steps
-            self.loop.batches = tr.batches(step)  # loader workers hold a copy of the dataset's whole-image step
-            self.bar.refresh()
+            if tr.plan_keeps_the_checkpoint(fit, self.resumed_at):
+                tr.plan_schedule(fit)
+                self.loop.total = self.bar.total = tr.total_steps
+                self.loop.batches = tr.batches(step)  # loader workers hold a copy of the dataset's whole-image step
+                self.bar.refresh()
+            elif tr.dist.main:
+                tqdm.write(f"--time-budget: {fit} steps fit, too few to lay the schedule over without changing the "
+                           f"learning rate of the {self.resumed_at} steps this run had trained; it keeps its "
+                           "epochs' schedule and stops on time with a checkpoint", file=sys.stderr)
         last = step == tr.total_steps
         if self.sample_batch is None:  # the first step: the run is under way, say how it executes
             self.sample_batch = result.batch

@@ -623,6 +623,30 @@ def test_time_budget_lays_the_schedule_over_the_steps_that_fit(session_unpaired,
     assert resumed.schedule_steps == 58 and resumed.lr_at(57) == pytest.approx(lrs[-1])
 
 
+def test_time_budget_on_resume_never_changes_the_lr_of_trained_steps(session_unpaired, tmp_path, fake_clock,
+                                                                      capsys):
+    """A run trained by epochs, resumed with a budget: the budget's schedule is laid only where the steps in the
+    checkpoint keep their LR; otherwise the epochs' schedule goes on and the budget just stops the run on time."""
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=10)
+    cfg.train.epochs = cfg.train.epochs_decay = 1000  # constant LR far beyond these steps
+    train(cfg, tmp_path / "run")
+    # 10 s at 1 s/step: rate measured at step 14, 18 steps fit (2 s reserve); the budget's schedule would decay
+    # from step 9, before the 10 steps already trained.
+    train(cfg, tmp_path / "run", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "10s"})
+    log = _log(tmp_path / "run")
+    assert [r["step"] for r in log] == list(range(1, 19))  # stopped on time, not at the epochs' end
+    assert [r["lr"] for r in log] == pytest.approx([cfg.train.lr] * 18)  # no jump down mid-run
+    assert checkpoint_dirs(tmp_path / "run")[-1].name == "step_00000018"
+    assert "too few to lay the schedule over without changing the learning rate of the 10 steps" in (
+        capsys.readouterr().err)
+    # Resumed early enough, the budget lays its schedule as in a new run.
+    cfg.runtime.max_steps = 3
+    train(cfg, tmp_path / "early")
+    train(cfg, tmp_path / "early", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "30s"})
+    lrs = [r["lr"] for r in _log(tmp_path / "early")]
+    assert lrs[-1] < 0.1 * cfg.train.lr and "too few" not in capsys.readouterr().err
+
+
 def test_time_budget_stops_on_time_with_a_checkpoint(session_unpaired, tmp_path, fake_clock, monkeypatch):
     from cutcore.train import TimeBudget
 
