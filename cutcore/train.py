@@ -472,11 +472,15 @@ def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
     change is declared on the config fields: see `cutcore.config.option`)."""
     cfg = from_dict(RunConfig, asdict(saved))
     for path, value in changes.items():
-        target, name = config_field(cfg, path)
-        if getattr(target, name) == value:
+        try:
+            target, name = config_field(cfg, path)
+            current = getattr(target, name)
+        except AttributeError:  # e.g. model.lambda_nce for a CycleGAN run
+            raise ValueError(f"--resume: {path} does not apply to this run (preset {cfg.preset})") from None
+        if current == value:
             continue
         if resume_policy(cfg, path) is None:
-            raise ValueError(f"--resume: {path} is {getattr(target, name)!r} in the checkpoint and cannot change "
+            raise ValueError(f"--resume: {path} is {current!r} in the checkpoint and cannot change "
                              f"mid-run (asked for {value!r}); start a new run instead")
         setattr(target, name, value)
     return cfg

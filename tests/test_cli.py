@@ -200,6 +200,10 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     for flags, needle in ((("--preset", "cut"), "preset is 'fastcut'"), (("--ngf", "8"), "ngf is 4")):
         r = _main(capsys, "train", *flags, "--data", work / "data", "--out", tmp_path / "run", "--resume")
         assert r.code == 2 and needle in r.stderr and "cannot change mid-run" in r.stderr, r
+    # A flag the saved run's model has no use for (CycleGAN has no PatchNCE): one line, not a traceback.
+    r = _main(capsys, "train", "--data", work / "data", "--out", work / "cyclegan", "--resume", "--lambda-nce", "2")
+    assert r.code == 2 and "model.lambda_nce does not apply to this run (preset cyclegan)" in r.stderr, r
+    assert "Traceback" not in r.stderr
     r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "run", "--resume",
               "--max-steps", "3", "--ngf", "4", "--num-workers", "0")
     assert r.code == 0, r
