@@ -89,16 +89,6 @@ def _timed(fn, iters: int, device, warmup: int = 1, clock=time.perf_counter, syn
     return statistics.median(times), gflop
 
 
-def _autocast(device, precision: str):
-    import contextlib
-
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def _train_step(model, train_cfg, a, b, precision: str):
     """A no-argument training step: the model takes the precision (and its own autocast) in
     `configure_training` and steps with `train_step(a, b, rng)`, a new seed each call."""
@@ -154,6 +144,7 @@ def _ours_train(spec: dict):
 def _ours_inference(spec: dict):
     import torch
 
+    from .hardware import autocast
     from .nets import ResnetGenerator
 
     device = torch.device(spec["device"])
@@ -165,7 +156,7 @@ def _ours_inference(spec: dict):
         x = x.contiguous(memory_format=torch.channels_last)
 
     def run():
-        with torch.no_grad(), _autocast(device, spec["precision"]):
+        with torch.no_grad(), autocast(device, spec["precision"]):
             g(x)
 
     return run, device

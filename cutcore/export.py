@@ -27,6 +27,7 @@ from .checkpoint import UMASK, checkpoint_dirs, load_tensors, read_json
 from .config import DataConfig
 from .data import domain_sources, input_sides
 from .model_folder import CONFIG, WEIGHTS, ModelCard, read_config, write_card, write_model_folder
+from .results import save_figure
 from .runlog import read_log, training_hardware, training_seconds
 from .saved_config import CardText, InferenceSettings, SavedModelConfig, TrainingRecord, measured_inference
 
@@ -70,7 +71,7 @@ def plot_losses(records: Sequence[dict], path: Path) -> None:
             ax.plot(steps[k - 1:], np.convolve(values, np.ones(k) / k, mode="valid"), lw=1.4)
         ax.set_title(key, fontsize="medium")
         ax.set_xlabel("iteration")
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
 
 
 def measure_inference(data: DataConfig) -> InferenceSettings:

@@ -9,6 +9,7 @@ bf16 2048² GEMM ran at 0.2 GFLOP/s against 153 fp32 — so "auto" picks fp32 th
 """
 from __future__ import annotations
 
+import contextlib
 import platform
 from pathlib import Path
 
@@ -88,6 +89,13 @@ def bf16_support(device: str | torch.device, cpuinfo: str | None = None) -> tupl
 def native_bf16(device: str | torch.device, cpuinfo: str | None = None) -> bool:
     """True where bf16 matmuls/convolutions run in hardware on `device` (not emulated)."""
     return bf16_support(device, cpuinfo)[0]
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """What computing in `precision` ("fp32" or "bf16", as resolved) means on `device`: bf16 autocast, or nothing."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str | None = None) -> tuple[str, str]:

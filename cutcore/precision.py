@@ -20,6 +20,7 @@ import numpy as np
 
 from .checkpoint import write_bytes, write_json
 from .config import preset
+from .results import save_figure
 from .runlog import read_log
 from .train import Trainer, read_run_config
 
@@ -91,7 +92,7 @@ def plot(logs: dict[str, list[dict]], path: Path, window: int) -> None:
         ax.set_title(key, fontsize="medium")
         ax.set_xlabel("iteration")
     fig.axes[0].legend(fontsize="small")
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,12 +49,12 @@ def colour_table(by_colour: list[dict]) -> str:
                       "(mean) |", "|---|---:|---:|---|", *rows])
 
 
-def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # Agg without pyplot: no global backend switch, no GUI, thread-safe
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=dpi)
     write_bytes(path, buf.getvalue())
 
 

@@ -7,6 +7,8 @@ from typing import Callable, Iterable
 import torch
 import torch.nn as nn
 
+from ..hardware import autocast
+
 GradSync = Callable[[Iterable[nn.Parameter]], None]
 
 
@@ -60,9 +62,7 @@ class TrainableModel(nn.Module):
 
     # -- helpers for train_step -----------------------------------------------------------------
     def autocast(self, device: torch.device):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return autocast(device, self.precision)
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Back-propagate `loss` and step the optimiser `name` (gradients averaged across processes)."""
