@@ -363,10 +363,14 @@ def _ignore_ctrl_c(_worker: int) -> None:
 
 
 def refuse_existing_run(out: Path) -> None:
-    """A new run in a folder that holds one would overwrite and prune its checkpoints."""
+    """A new run in a folder that holds one would overwrite and prune its checkpoints; in a model folder (an
+    export, a SinCUT run) it would replace the config.json that the model's weights are read with."""
     if old := checkpoint_dirs(out):
         raise ValueError(f"{out} already holds a run (checkpoints up to {old[-1].name}): continue it with "
                          "--resume, or train into another --out")
+    if (out / "model.safetensors").exists():
+        raise ValueError(f"{out} holds a model (model.safetensors): a run there would replace its config.json; "
+                         "train into another --out")
 
 
 class TimeBudget:

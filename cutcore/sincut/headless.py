@@ -47,10 +47,13 @@ RUN_FILES = ("previews", "losses.jsonl", "model.safetensors")  # what a run writ
 
 
 def refuse_existing_run(out: Path) -> None:
-    """A second run into the same folder would leave the first one's previews among its own."""
+    """A second run into the same folder would leave the first one's previews among its own, and its config.json
+    would replace the one a model or a training run there is read with."""
     if held := [name for name in RUN_FILES if (out / name).exists()]:
-        raise ValueError(f"{out} already holds a SinCUT run ({', '.join(held)}): train into another --out, "
-                         "or delete it first")
+        raise ValueError(f"{out} already holds a SinCUT run or a model ({', '.join(held)}): train into another "
+                         "--out, or delete it first")
+    if (out / "checkpoints").is_dir():
+        raise ValueError(f"{out} holds a training run (checkpoints/): train into another --out")
 
 
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
