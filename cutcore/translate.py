@@ -214,24 +214,33 @@ class SkippedImages(ValueError):
 
 
 def translate_path(
-    model: LoadedModel, inp: str | os.PathLike, out_dir: str | os.PathLike, tile: int | None = None,
+    model: LoadedModel, inp: str | os.PathLike, out: str | os.PathLike, tile: int | None = None,
     overlap: int | None = None, scale: float | None = None, report: Report | None = None,
 ) -> list[Path]:
-    """Translate a file or every image in a folder into `out_dir` as PNG; returns the written paths.
+    """Translate a file or every image in a folder into the folder `out` as PNG (for one file, `out` may also
+    name the image to write: its suffix picks the format); returns the written paths.
 
     `report(input, written PNG or ImageLoadError)` hears of each input as it is done. In a folder an
     image that cannot be read is skipped so that one bad file does not stop the batch; SkippedImages
     is raised once the rest are translated. A single input file that cannot be read raises its
-    ImageLoadError; a folder without images is a ValueError."""
-    inp, out_dir = Path(inp), Path(out_dir)
+    ImageLoadError; a folder without images, or a result that would replace an input, is a ValueError."""
+    inp, out = Path(inp), Path(out)
     files = list_images(inp) if inp.is_dir() else [inp]
     if not files:
         raise ValueError(f"{inp}: no images here (accepted: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    to_file = out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
+    if to_file and inp.is_dir():
+        raise ValueError(f"{out}: a folder of images is translated into a folder, not into one image file")
     rel = [f.relative_to(inp) if inp.is_dir() else Path(f.name) for f in files]
     stems = [r.with_suffix("") for r in rel]
+    # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
+    dests = [out] if to_file else [out / r.parent / f"{r.stem if stems.count(s) == 1 else r.name}.png"
+                                   for r, s in zip(rel, stems)]
+    inputs = {f.resolve() for f in files}
+    if clash := next((d for d in dests if d.resolve() in inputs), None):
+        raise ValueError(f"{clash} would be replaced by its own translation: write the results to another folder")
     written, skipped = [], []
-    for f, r, stem in zip(files, rel, stems):
+    for f, dest in zip(files, dests):
         try:
             img = load_rgb(f)
         except ImageLoadError as e:
@@ -241,8 +250,6 @@ def translate_path(
             if report:
                 report(f, e)
             continue
-        # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
-        dest = out_dir / r.parent / f"{r.stem if stems.count(stem) == 1 else r.name}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
         translate_image(model, img, tile, overlap, scale=scale).save(dest)
         written.append(dest)

@@ -364,6 +364,25 @@ def test_translate_path_single_file_and_bad_file(cut_dir, tmp_path):
         translate_path(loaded, tmp_path / "missing.png", tmp_path / "o")
 
 
+def test_translate_path_never_replaces_an_input_and_writes_a_named_file(cut_dir, tmp_path):
+    loaded = load_model(cut_dir[0], "cpu")
+    src = tmp_path / "in"
+    src.mkdir()
+    domain_a_image(0, (20, 20)).save(src / "x.png")
+    domain_a_image(1, (20, 20)).save(src / "y.jpg")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    with pytest.raises(ValueError, match=r"x.png would be replaced by its own translation"):
+        translate_path(loaded, src, src)  # x.png -> x.png: refused before anything is written
+    with pytest.raises(ValueError, match=r"x.png would be replaced"):
+        translate_path(loaded, src / "x.png", src)
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+    # One file may be written to a named image; its suffix picks the format.
+    assert translate_path(loaded, src / "x.png", tmp_path / "res" / "map.jpg") == [tmp_path / "res" / "map.jpg"]
+    assert Image.open(tmp_path / "res" / "map.jpg").format == "JPEG"
+    with pytest.raises(ValueError, match="a folder of images is translated into a folder"):
+        translate_path(loaded, src, tmp_path / "all.png")
+
+
 def test_translate_path_does_not_overwrite_same_stem_inputs(cut_dir, tmp_path):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)

@@ -86,7 +86,9 @@ def add_translate(sub) -> None:
                    help="model folder, checkpoint, run folder, or an official generator file (latest_net_G.pth, "
                         "read without unpickling objects; latest_net_F.pth beside it is used as the heads)")
     p.add_argument("--input", required=True, help="image file or folder")
-    p.add_argument("--output", required=True, help="output folder (PNG files)")
+    p.add_argument("--output", required=True,
+                   help="output folder (PNG files named after the inputs); for one input file also an image path "
+                        "(e.g. map.png)")
     p.add_argument("--tile", type=tile_size, help=TILE_HELP)
     p.add_argument("--overlap", type=at_least(0), help="tile overlap in pixels, blended (default: 64, a quarter "
                                                        "of --tile for tiles of 256 and under)")
