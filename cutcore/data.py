@@ -136,8 +136,8 @@ class UnpairedDataset(Dataset):
         if cfg.max_items is not None:
             a, b = a[: cfg.max_items], b[: cfg.max_items]
         if not a or not b:  # else a ZeroDivisionError in a loader worker, naming nothing
-            raise ValueError(f"{cfg.root}: no training images left in domain {'A' if not a else 'B'} after "
-                             f"--exclude ({len(excluded)} names) and --max-items ({cfg.max_items})")
+            cut = f"--exclude ({len(excluded)} names)" + (f" and --max-items {cfg.max_items}" if cfg.max_items else "")
+            raise ValueError(f"{cfg.root}: no training images left in domain {'A' if not a else 'B'} after {cut}")
         self.a, self.b, self.cfg, self.seed = a, b, cfg, seed
         # From this item on, whole images resized to the crop size (the trainer sets it where the LR decays).
         self.whole_images_from: int | None = None

@@ -91,6 +91,9 @@ def read_config(folder: str | os.PathLike) -> SavedModelConfig:
     path = Path(folder) / CONFIG
     try:
         return SavedModelConfig.from_json(read_json(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing: a model folder holds {WEIGHTS} and the {CONFIG} that describes "
+                                "its networks (python -m cutcore export writes both)") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:  # valid JSON, but not a config's fields

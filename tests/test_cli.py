@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -193,8 +194,6 @@ def test_train_overrides_and_exclude(work, capsys, tmp_path):
 
 def test_resume_via_cli(trained, capsys, tmp_path):
     work, _ = trained
-    import shutil
-
     shutil.copytree(work / "fastcut", tmp_path / "run")
     # --resume continues the saved run (fastcut, ngf 4) and refuses flags that would change it.
     for flags, needle in ((("--preset", "cut"), "preset is 'fastcut'"), (("--ngf", "8"), "ngf is 4")):
@@ -231,7 +230,11 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--device", "gpu"),
      "--device gpu: unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{work}/photo.png"),
-     "photo.png is a file, not a folder"),
+     "photo.png would be replaced by its own translation"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{work}/notes.txt"),
+     "notes.txt is a file, not a folder"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--exclude", "{work}/nope.txt"),
+     "split file not found"),
     (("train", "--data", "{work}/data", "--out", "{work}/notes.txt/run", *TINY), "notes.txt is a file, not a folder"),
     (("translate", "--model", "{work}/notes.txt", "--input", "{work}/photo.png", "--output", "{tmp}/o"),
      "notes.txt: not a PyTorch state-dict file"),
@@ -244,7 +247,8 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--num-patches", "0"), "--num-patches must be"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "30000"), "is over 8192"),
 ], ids=["bad-data", "crop>load", "bad-image", "resume-nothing", "no-model", "bad-input", "missing-input", "no-BtoA",
-        "overlap", "device-typo", "output-is-a-file", "out-under-a-file", "model-is-text", "no-images",
+        "overlap", "device-typo", "output-is-the-input", "output-is-a-file", "no-exclude-file",
+        "out-under-a-file", "model-is-text", "no-images",
         "crop-not-multiple", "batch-0", "no-epochs", "no-patches", "huge-load"])
 def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle):
     work, _ = trained
@@ -254,6 +258,16 @@ def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle)
     assert len(lines) == 1, r
     assert lines[0].startswith("error: ") and needle in lines[0], r
 
+
+
+def test_a_model_folder_without_its_config_is_named_as_such(trained, capsys, tmp_path):
+    work, _ = trained
+    (tmp_path / "m").mkdir()
+    shutil.copy(work / "cut" / "checkpoints" / "step_00000002" / "model.safetensors", tmp_path / "m")
+    r = _main(capsys, "translate", "--model", tmp_path / "m", "--input", work / "photo.png", "--output", tmp_path / "o")
+    assert r.code == 2 and _error_lines(r.stderr) == [
+        f"error: {tmp_path / 'm' / 'config.json'} is missing: a model folder holds model.safetensors and the "
+        "config.json that describes its networks (python -m cutcore export writes both)"], r
 
 
 @pytest.mark.parametrize("flag,value,needle", [("--tile", "8", "argument --tile: must be at least 16, got 8"),
@@ -321,8 +335,6 @@ def test_scale_past_the_pixel_limit_is_one_line(trained, capsys, tmp_path, monke
 
 
 def test_broken_model_folders_are_one_line(trained, capsys, tmp_path):
-    import shutil
-
     work, _ = trained
     checkpoint = work / "cut" / "checkpoints" / "step_00000002"
     for name, damage, needle in (

@@ -51,7 +51,7 @@ def add_train(sub) -> None:
 
 
 def _train(args) -> int:
-    from ..evaluate import periodic_evaluator
+    from ..evaluate import periodic_evaluator, read_split
     from ..train import train
 
     changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
@@ -59,8 +59,8 @@ def _train(args) -> int:
         changes["runtime.channels_last"] = args.channels_last
     if args.no_flip:
         changes["data.flip"] = False
-    if args.exclude:
-        changes["data.exclude"] = [ln.strip() for ln in args.exclude.read_text().splitlines() if ln.strip()]
+    if args.exclude:  # file names, one a line, as --eval-split reads them
+        changes["data.exclude"] = read_split(args.exclude)
     options = config_options()
     changes |= {path: getattr(args, path) for path, _, _ in options if getattr(args, path) is not None}
     cfg = preset(args.preset or "cut")
