@@ -502,6 +502,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = read_run_config(ckpts[-1] / "config.json")
         resumed = resume_config(saved, changes or {})
+        if Path(resumed.data.root).resolve() != Path(saved.data.root).resolve():  # allowed (the data moved), but said
+            tqdm.write(f"--resume: training data from {resumed.data.root} (the checkpoint's run used "
+                       f"{saved.data.root})", file=sys.stderr)
         trainer = Trainer(resumed, out, make_evaluator)
         trainer.load(ckpts[-1])
         old, new = saved.train, resumed.train
@@ -512,6 +515,10 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
     else:
         refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
         trainer = Trainer(cfg, out, make_evaluator)
+    if resume and trainer.step >= trainer.total_steps:
+        tqdm.write(f"--resume: nothing to train: the checkpoint is at step {trainer.step} and the run ends at step "
+                   f"{trainer.total_steps} (a longer --epochs/--epochs-decay or a higher --max-steps goes on)",
+                   file=sys.stderr)
     checkpoint = trainer.fit()
     trainer.dist.close()  # a failure above exits the process instead (see _Dist.close)
     return checkpoint

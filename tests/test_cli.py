@@ -212,6 +212,17 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     assert [rec["step"] for rec in log] == [2, 3]  # log_every 10: only each run's last step
     cfg = json.loads((ckpt / "config.json").read_text())
     assert (cfg["preset"], cfg["model"]["generator"]["ngf"], cfg["runtime"]["max_steps"]) == ("fastcut", 4, 3)
+    # --data defaults to the checkpoint's; a run at its end says so rather than nothing.
+    again = _main(capsys, "train", "--out", tmp_path / "run", "--resume", "--num-workers", "0")
+    assert again.code == 0 and "nothing to train: the checkpoint is at step 3 and the run ends at step 3" in (
+        again.stderr), again
+    assert "training data from" not in again.stderr
+    moved = shutil.copytree(work / "data", tmp_path / "moved")
+    on = _main(capsys, "train", "--data", moved, "--out", tmp_path / "run", "--resume", "--max-steps", "4",
+               "--num-workers", "0")
+    assert on.code == 0 and f"--resume: training data from {moved} (the checkpoint's run used" in on.stderr, on
+    r2 = _main(capsys, "train", "--out", tmp_path / "new")
+    assert r2.code == 2 and "--data is required (with --resume the checkpoint's is used)" in r2.stderr, r2
 
 
 @pytest.mark.parametrize("args,needle", [

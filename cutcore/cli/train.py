@@ -35,7 +35,8 @@ def _argument(hint) -> dict:
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a preset")
     p.add_argument("--preset", choices=sorted(PRESETS), help="default: cut (with --resume: the checkpoint's)")
-    p.add_argument("--data", required=True, help="dataset folder (trainA/ + trainB/, or train/ of AB images)")
+    p.add_argument("--data", help="dataset folder (trainA/ + trainB/, or train/ of AB images); with --resume "
+                                  "default: the checkpoint's (give it where the data has moved)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, samples/, checkpoints/")
     p.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
     p.add_argument("--channels-last", nargs="?", const="on", choices=["auto", "on", "off"],
@@ -54,7 +55,9 @@ def _train(args) -> int:
     from ..evaluate import periodic_evaluator, read_split
     from ..train import train
 
-    changes: dict[str, object] = {"data.root": args.data}  # what the command line asks for
+    if args.data is None and not args.resume:
+        raise ValueError("--data is required (with --resume the checkpoint's is used)")
+    changes: dict[str, object] = {"data.root": args.data} if args.data else {}  # what the command line asks for
     if args.channels_last:
         changes["runtime.channels_last"] = args.channels_last
     if args.no_flip:
