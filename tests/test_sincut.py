@@ -803,6 +803,19 @@ def test_sincut_command_trains_the_recipe_it_is_given(tmp_path):
     assert not (tmp_path / "small").exists()
 
 
+def test_a_photo_shrunk_below_the_crop_by_the_working_size_is_said_so(tmp_path, capsys):
+    from cutcore.cli import main
+
+    photo, art = tmp_path / "photo.png", tmp_path / "art.png"
+    domain_a_image(0, (96, 64)).save(photo)
+    domain_b_image(1, (96, 96)).save(art)
+    # sincut-cpu crops 32 px: a longer side of 40 leaves the 3:2 photo 27 px high.
+    assert main(["sincut", "--content", str(photo), "--style", str(art), "--out", str(tmp_path / "run"),
+                 "--max-side", "40", "--device", "cpu"]) == 2
+    assert (f"{photo} (shrunk from 96x64 to the working size, 40 px): image is 40x27, smaller than the 32x32 "
+            "training crop") in capsys.readouterr().err
+
+
 def test_sincut_command_refuses_a_count_below_one(tmp_path, capsys):
     from cutcore.cli import main
 

@@ -111,12 +111,14 @@ class LiveTrainer:
         d, t = cfg.data, cfg.train
         # Both images at the preset's working size; the model is exported with the content's factor.
         self.input_scale = working_scale(content_img.size, d.max_side)
-        content_img, style_img = working_image(content_img, d.max_side), working_image(style_img, d.max_side)
-        self.content = content_img
-        self.samplers = (
-            ZoomPatchSampler(content_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed, content_name),
-            ZoomPatchSampler(style_img, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + 1, style_name),
-        )
+        samplers = []
+        for i, (img, name) in enumerate(((content_img, content_name), (style_img, style_name))):
+            working = working_image(img, d.max_side)
+            if working.size != img.size:  # a crop that does not fit is then the working size's doing, not the file's
+                name = f"{name} (shrunk from {img.width}x{img.height} to the working size, {d.max_side} px)"
+            samplers.append(ZoomPatchSampler(working, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + i, name))
+        self.samplers = tuple(samplers)
+        self.content = self.samplers[0].image
         # Seeded init without touching the caller's RNG (manual_seed also seeds every CUDA device: fork this one's).
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(t.seed)
