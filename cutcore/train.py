@@ -470,6 +470,13 @@ class _Reporter:
             tr.dist.barrier()
 
 
+def _brief(value: object) -> str:
+    """repr for a one-line message: a long list (an --exclude file's names) as its start and its length."""
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        return f"[{', '.join(map(repr, value[:3]))}, … ({len(value)} items)]"
+    return repr(value)
+
+
 def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
     """The checkpoint's config with the requested `changes` ({"runtime.device": "cpu", ...}) applied;
     a change to anything that shapes the model or its data is refused rather than ignored (what may
@@ -484,8 +491,8 @@ def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
         if current == value:
             continue
         if resume_policy(cfg, path) is None:
-            raise ValueError(f"--resume: {path} is {current!r} in the checkpoint and cannot change "
-                             f"mid-run (asked for {value!r}); start a new run instead")
+            raise ValueError(f"--resume: {path} is {_brief(current)} in the checkpoint and cannot change "
+                             f"mid-run (asked for {_brief(value)}); start a new run instead")
         setattr(target, name, value)
     return cfg
 

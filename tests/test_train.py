@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import pickle
+import re
 import shutil
 import signal
 import struct
@@ -318,6 +319,10 @@ def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unp
     train(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="model.generator.ngf is 4 in the checkpoint and cannot change"):
         train(cfg, tmp_path / "run", resume=True, changes={"model.generator.ngf": 8})
+    names = [f"{i}.png" for i in range(138)]  # an --exclude file: its start and its length, not 138 names
+    with pytest.raises(ValueError, match=re.escape("is [] in the checkpoint and cannot change mid-run (asked for "
+                                                   "['0.png', '1.png', '2.png', … (138 items)])")):
+        train(cfg, tmp_path / "run", resume=True, changes={"data.exclude": names})
     assert train(cfg, tmp_path / "run", resume=True).name == "step_00000002"  # the saved step limit holds
     # Still in epoch 0, where 1+1 and 2+1 epochs agree: the run grows from 8 to 12 steps.
     end = train(cfg, tmp_path / "run", resume=True,
