@@ -134,6 +134,10 @@ def test_missing_step_or_run_is_a_one_line_error(run, tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
     assert "nothing: no checkpoints/step_* to export" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    # An --eval-* flag without --eval-data would be ignored: refused instead.
+    assert main(["export", str(run), str(tmp_path / "z"), "--eval-split", "val.txt", "--eval-phase", "test"]) == 2
+    assert "--eval-phase, --eval-split only apply with --eval-data" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
 
 
 def test_cyclegan_export_keeps_both_generators(paired, tmp_path):

@@ -14,7 +14,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--model", required=True, help="model folder, checkpoint, or run folder")
     p.add_argument("--data", required=True,
                    help="paired dataset: <phase>A/ + <phase>B/ with matching file names, or <phase>/ of AB images")
-    p.add_argument("--phase", default="test")
+    p.add_argument("--phase", default="test",
+                   help="which pairs of --data: <phase>A/ + <phase>B/ (default: test; train with --split for a "
+                        "held-out part of the training folders)")
     p.add_argument("--split", type=Path,
                    help="text file of file names to evaluate, e.g. the held-out validation split with --phase train")
     p.add_argument("--metrics", help="comma-separated subset of accuracy,rmse,swd,fid "
@@ -90,8 +92,10 @@ def add_export(sub) -> None:
     p.add_argument("--about", default="", help="model card: a sentence on what the model translates")
     p.add_argument("--attribution", default="", help="model card: the data's source and licence")
     p.add_argument("--eval-data", help="paired dataset to evaluate on (writes metrics.json, samples.png)")
-    p.add_argument("--eval-phase", default="train")
-    p.add_argument("--eval-split", type=Path, help="file names of the held-out split")
+    p.add_argument("--eval-phase", default="train",
+                   help="which pairs of --eval-data (default: train, with --eval-split naming the held-out ones)")
+    p.add_argument("--eval-split", type=Path, help="file names of the held-out split (without it: every pair of "
+                                                   "--eval-phase)")
     p.add_argument("--eval-metrics", help="comma-separated metrics (default: all available)")
     p.add_argument("--fid-weights", type=Path, help="pt_inception-2015-12-05-6726825d.pth, for FID")
     p.set_defaults(func=_export)
@@ -100,6 +104,12 @@ def add_export(sub) -> None:
 def _export(args: argparse.Namespace) -> int:
     from ..export import CardText, Evaluation, export_run
 
+    if not args.eval_data:  # the other --eval-* flags would be ignored without a word
+        given = [f"--{k.replace('_', '-')}" for k in ("eval_split", "eval_metrics", "fid_weights") if getattr(args, k)]
+        if args.eval_phase != "train":
+            given.insert(0, "--eval-phase")
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --eval-data (the paired data to score the model on)")
     evaluation = (Evaluation(args.eval_data, args.eval_phase, args.eval_split, args.eval_metrics, args.fid_weights)
                   if args.eval_data else None)
     out = export_run(args.run, args.out, step=args.step, name=args.name, precision=args.precision,
