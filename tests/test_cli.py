@@ -480,3 +480,14 @@ def test_bool_config_flags_take_on_or_off(trained, capsys, tmp_path, value, expe
     r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "p", *TINY, "--whole-images-when-decaying",
               "maybe")
     assert r.code == 2 and "expected on or off" in r.stderr
+
+
+def test_bench_is_a_command_too(monkeypatch):
+    """`python -m cutcore bench ...` is `python -m cutcore.bench ...`, its flags untouched."""
+    import cutcore.bench
+    from cutcore.cli import main
+
+    heard = []
+    monkeypatch.setattr(cutcore.bench, "main", lambda argv: heard.append(argv) or 0)
+    assert main(["bench", "--preset", "cut", "--device", "cpu"]) == 0
+    assert heard == [["--preset", "cut", "--device", "cpu"]]

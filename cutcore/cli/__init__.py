@@ -16,10 +16,17 @@ COMMANDS = [train.add_train, train.add_translate, evaluate.add_evaluate, evaluat
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark keeps its own command line (python -m cutcore.bench)
+        from ..bench import main as bench
+
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m cutcore", description="Contrastive unpaired translation (CUT family).")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    sub.add_parser("bench", help="speed and memory of training and inference, optionally beside the reference "
+                                 "implementation (python -m cutcore bench --help)")
     args = parser.parse_args(argv)
     return run(args.func, args)
 
