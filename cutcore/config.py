@@ -139,8 +139,9 @@ class RuntimeConfig:
 
     max_steps: int | None = option(None, help="stop after this many iterations (total, across resumes)")
     # Wall-clock budget, e.g. "9m", "1h30m", "600s": the schedule is laid over the steps that fit.
-    time_budget: str | None = option(None, help="train for this long (e.g. 9m, 1h30m): the preset's schedule "
-                                                "(constant LR, then linear decay) is fitted to the measured step rate")
+    time_budget: str | None = option(None, help="train for this long (e.g. 9m, 1h30m; a bare number is seconds): the "
+                                                "preset's schedule (constant LR, then linear decay) is fitted to the "
+                                                "measured step rate")
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
     # NHWC activations and weights: "auto" is on for CUDA (cuDNN's tensor-core layout), off elsewhere;
     # `train --channels-last [auto|on|off]` sets it. Saved as given, so a resume on another device decides again.
@@ -189,6 +190,10 @@ class RunConfig:
                                  ("--eval-every", r.eval_every, 0)):
             if value < low:
                 raise ValueError(f"{flag} must be at least {low}, got {value}")
+        if r.max_steps is not None and r.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1 (leave it out for the whole schedule), got {r.max_steps}")
+        if not t.lr > 0:
+            raise ValueError(f"--lr must be above 0, got {t.lr}")
         if d.max_items is not None and d.max_items < 1:
             raise ValueError(f"--max-items must be at least 1 (leave it out for every image), got {d.max_items}")
         if t.epochs + t.epochs_decay < 1:

@@ -174,9 +174,7 @@ class Trainer:
         per_step = t.batch_size * self.dist.world
         self.steps_per_epoch = max(1, math.ceil(self.dataset.epoch_size / per_step))
         self.total_steps = (t.epochs + t.epochs_decay) * self.steps_per_epoch
-        if r.max_steps is not None:
-            if r.max_steps < 1:
-                raise ValueError(f"max_steps must be at least 1, got {r.max_steps}")
+        if r.max_steps is not None:  # at least 1: RunConfig.validate
             self.total_steps = min(self.total_steps, r.max_steps)
         self._place_whole_images()
 

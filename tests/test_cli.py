@@ -257,10 +257,13 @@ def test_resume_via_cli(trained, capsys, tmp_path):
      "at least 1 epoch"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--num-patches", "0"), "--num-patches must be"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "30000"), "is over 8192"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--lr", "-1"), "--lr must be above 0, got -1.0"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--max-steps", "0"),
+     "--max-steps must be at least 1 (leave it out for the whole schedule), got 0"),
 ], ids=["bad-data", "crop>load", "bad-image", "resume-nothing", "no-model", "bad-input", "missing-input", "no-BtoA",
         "overlap", "device-typo", "output-is-the-input", "output-is-a-file", "no-exclude-file",
         "out-under-a-file", "model-is-text", "no-images",
-        "crop-not-multiple", "batch-0", "no-epochs", "no-patches", "huge-load"])
+        "crop-not-multiple", "batch-0", "no-epochs", "no-patches", "huge-load", "negative-lr", "max-steps-0"])
 def test_user_errors_are_one_clean_line(trained, capsys, tmp_path, args, needle):
     work, _ = trained
     r = _main(capsys, *(a.format(work=work, tmp=tmp_path) for a in args))

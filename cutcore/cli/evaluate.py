@@ -50,7 +50,8 @@ def _evaluate(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if seen:  # also under --json, where the table's own line is not printed
-        print(f"note: {len(seen)} of the evaluated images were training images of this model (e.g. {seen[0]}); "
+        were = "was a training image" if len(seen) == 1 else "were training images"
+        print(f"note: {len(seen)} of the evaluated images {were} of this model (e.g. {seen[0]}); "
               "train with --exclude for held-out scores", file=sys.stderr)
     if args.out and _exported_here(args.out):
         from ..export import refresh_card
