@@ -135,6 +135,8 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
     ckpts = checkpoint_dirs(path)
     if ckpts:
         return ckpts[-1]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found")
     raise FileNotFoundError(f"{path}: no model.safetensors here and no checkpoints/step_* below it (give a model "
                             "folder, a checkpoint, a run folder, or an official generator file such as "
                             "latest_net_G.pth)")

@@ -231,7 +231,7 @@ def test_resume_via_cli(trained, capsys, tmp_path):
      "--crop-size 40 is larger than --load-size 32"),
     (("train", "--data", "{work}/bad_img", "--out", "{tmp}/o", *TINY, "--max-steps", "12"), "a08.png"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", "--resume", *TINY), "no checkpoint"),
-    (("translate", "--model", "{tmp}/nope", "--input", "{work}/photo.png", "--output", "{tmp}/o"), "nope"),
+    (("translate", "--model", "{tmp}/nope", "--input", "{work}/photo.png", "--output", "{tmp}/o"), "nope: not found"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/broken.png", "--output", "{tmp}/o"), "broken.png"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/missing.png", "--output", "{tmp}/o"), "missing.png"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--direction", "BtoA"),

@@ -370,6 +370,10 @@ def test_download_from_local_files_converts(monkeypatch, tmp_path, capsys):
 
 def test_cli_convert_and_list(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CUTCORE_MODELS", str(tmp_path / "models"))
+    assert _official(["list"], monkeypatch) == 0
+    listed = capsys.readouterr().out.splitlines()[1:]  # nothing converted yet: no legend for a mark not shown
+    assert "already converted" not in "".join(listed)
+    assert len({line.index(" cyclegan ") for line in listed if " cyclegan " in line}) == 1  # one column
     g_path = _save(_generator(CYCLEGAN).state_dict(), tmp_path / "latest_net_G.pth")
     assert _official(["convert", "--generator", str(g_path), "--name", "sat2map_cyclegan"], monkeypatch) == 0
     assert (tmp_path / "models" / "sat2map_cyclegan" / "model.safetensors").is_file()

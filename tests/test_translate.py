@@ -78,8 +78,11 @@ def test_load_fp16_export(tmp_path):
 
 
 def test_load_model_errors(tmp_path, cut_dir):
-    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="nothing: not found"):
         load_model(tmp_path / "nothing", "cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: no model.safetensors here and no checkpoints"):
+        load_model(tmp_path / "empty", "cpu")
     with pytest.raises(ValueError, match="BtoA"):
         load_model(cut_dir[0], "cpu", "BtoA")
     with pytest.raises(ValueError, match="direction must be AtoB or BtoA, not 'AB'"):

@@ -40,10 +40,14 @@ def add_official(sub) -> None:
 def _list(args) -> int:
     root = official_models_dir()
     print(f"converted models go to {root} (set CUTCORE_MODELS to change)")
+    width = max(len(m.name) for m in OFFICIAL_MODELS.values())
+    converted = False
     for m in OFFICIAL_MODELS.values():
-        mark = "*" if (root / m.name / "config.json").is_file() else " "  # config.json is written last
-        print(f"{mark} {m.name:<30} {m.method:<8} {m.description}")
-    print("(* already converted)")
+        here = (root / m.name / "config.json").is_file()  # config.json is written last
+        converted |= here
+        print(f"{'*' if here else ' '} {m.name:<{width}} {m.method:<8} {m.description}")
+    if converted:
+        print("(* already converted)")
     return 0
 
 
