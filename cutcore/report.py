@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .results import LABELS, METRICS, PLOT_LABELS, format_metric, plotted, save_figure
+from .results import LABELS, METRICS, PLOT_LABELS, format_metric, metric_values, numbers, plotted, save_figure
 
 METHODS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
 BENCH = {"sec_per_iter": "sec/iter", "peak_mem_mib": "memory"}  # benchmark key -> column
@@ -52,10 +52,6 @@ def _load_json(path: Path, notes: list[str]) -> Any:
         return None
 
 
-def _numbers(obj: dict, keys: Sequence[str]) -> dict[str, float]:
-    return {k: float(obj[k]) for k in keys if isinstance(obj.get(k), (int, float)) and not isinstance(obj[k], bool)}
-
-
 def _read_curve(path: Path, notes: list[str]) -> list[dict]:
     if not path.is_file():
         return []
@@ -84,10 +80,8 @@ def read_run(folder: str | os.PathLike, notes: list[str]) -> MethodRow | None:
         return None
     if not doc:
         notes.append(f"{folder}: no metrics.json (write one: evaluate --model {folder} --data ... --out {folder})")
-    metrics = doc.get("metrics", doc)  # evaluate --out nests them; a flat {metric: value} file works too
-    values = _numbers(metrics, METRICS) if isinstance(metrics, dict) else {}
-    baseline = doc.get("baseline")  # written by `evaluate --out` and `export --eval-data`
-    baseline = _numbers(baseline, METRICS) if isinstance(baseline, dict) else {}
+    values = metric_values(doc)
+    baseline = numbers(doc.get("baseline"), METRICS)  # written by `evaluate --out` and `export --eval-data`
     evaluated_on = tuple(doc.get(k) for k in ("data", "phase", "split", "n_images", "size", "paired_size"))
     return MethodRow(method, values, _read_curve(folder / "metrics.jsonl", notes), baseline, evaluated_on)
 
@@ -211,7 +205,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike], bench: str | os.PathLike
     if bench is not None:
         by_preset, footnote = read_bench(bench, notes)
         for preset, entry in by_preset.items():
-            rows.setdefault(preset, MethodRow(preset)).values.update(_numbers(entry, list(BENCH)))
+            rows.setdefault(preset, MethodRow(preset)).values.update(numbers(entry, list(BENCH)))
     baseline = common_baseline(list(rows.values()), notes)
     markdown = markdown_table(list(rows.values()), baseline) + (f"\n\n{footnote}" if footnote else "")
     return Report(markdown, list(rows.values()), notes, baseline)

@@ -23,6 +23,18 @@ LABELS = {"accuracy": "accuracy ↑", "rmse": "RMSE ↓", "swd": "SWD ↓", "fid
 PLOT_LABELS = {**LABELS, "accuracy": "accuracy (%) ↑"}  # plots show accuracy in %, as the tables do
 
 
+def numbers(obj: object, keys: Sequence[str]) -> dict[str, float]:
+    """The entries of `keys` that are numbers in the dict `obj` (parsed JSON: bools, strings, nulls left out)."""
+    if not isinstance(obj, dict):
+        return {}
+    return {k: float(obj[k]) for k in keys if isinstance(obj.get(k), (int, float)) and not isinstance(obj[k], bool)}
+
+
+def metric_values(doc: object) -> dict[str, float]:
+    """The metrics of a parsed metrics.json: nested under "metrics" (evaluate --out, export) or flat."""
+    return numbers(doc.get("metrics", doc) if isinstance(doc, dict) else None, METRICS)
+
+
 def format_metric(name: str, value: float) -> str:
     return f"{plotted(name, value):.1f}%" if name == "accuracy" else f"{value:.2f}"
 

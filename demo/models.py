@@ -41,7 +41,7 @@ from cutcore.checkpoint import checkpoint_dirs
 from cutcore.model_folder import CONFIG, WEIGHTS, load_model
 from cutcore.official_urls import official_models_dir, offline
 from cutcore.report import METHODS
-from cutcore.results import LABELS, METRICS, format_metric
+from cutcore.results import LABELS, format_metric, metric_values
 
 from .settings import device  # where the app translates and trains ($CUTCORE_DEVICE)
 
@@ -123,10 +123,7 @@ def _read_json(path: Path) -> dict:
 
 def read_metrics(folder: Path) -> dict[str, float]:
     """Key metrics from metrics.json: `{"metrics": {...}}` (evaluate --out) or a flat dict."""
-    doc = _read_json(folder / "metrics.json")
-    values = doc.get("metrics", doc) if isinstance(doc.get("metrics", doc), dict) else {}
-    return {k: float(values[k]) for k in METRICS
-            if isinstance(values.get(k), (int, float)) and not isinstance(values.get(k), bool)}
+    return metric_values(_read_json(folder / "metrics.json"))
 
 
 def read_card(folder: Path) -> str:
