@@ -193,7 +193,8 @@ def _extract_cut(archive: Path, model: OfficialModel, workdir: Path) -> dict[str
                     shutil.copyfileobj(src, out, _CHUNK)
                 found[role] = dest
     except (tarfile.TarError, OSError) as e:
-        raise ValueError(f"{archive}: not a readable tar archive ({e}); expected {CUT_ARCHIVE_URL} "
+        why = str(e).splitlines()[0].rstrip(":")  # tarfile lists every compression it tried, a line each
+        raise ValueError(f"{archive}: not a readable tar archive ({why}); expected {CUT_ARCHIVE_URL} "
                          "(loose latest_net_G.pth files go to `official convert`)") from e
     if "G" not in found:
         raise ValueError(f"{archive}: no {wanted['G']} inside; expected the archive {CUT_ARCHIVE_URL}")

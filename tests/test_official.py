@@ -360,6 +360,12 @@ def test_download_from_local_files_converts(monkeypatch, tmp_path, capsys):
     assert load_model(out, "cpu").heads is None
     card = (out / "README.md").read_text()
     assert "`latest_net_G.pth`" in card and "cat faces -> dog faces" in card
+    (tmp_path / "junk.tar").write_text("junk")  # one line saying so (tarfile's own message lists four methods)
+    assert _official(["download", "cat2dog_cut", "--file", str(tmp_path / "junk.tar"), "--out", str(tmp_path / "j")],
+                     monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "junk.tar: not a readable tar archive (file could not be opened successfully); expected" in err
+    assert len(err.strip().splitlines()) == 1
     assert "Downloaded from http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar" in card
     zoo = _save(_generator(CYCLEGAN).state_dict(), tmp_path / "map2sat.pth")
     assert _official(["download", "map2sat", "--file", str(zoo), "--fp16"], monkeypatch) == 0
