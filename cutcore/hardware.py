@@ -101,16 +101,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def resolve_precision(requested: str, device: str | torch.device, cpuinfo: str | None = None) -> tuple[str, str]:
     """("bf16" | "fp32", one line for the log) for a requested precision of "auto", "fp32" or "bf16".
 
-    "auto" picks bf16 exactly where it is native. An explicit choice is always honoured; an
-    explicit bf16 on a device that would emulate it says so in the reason.
+    "auto" picks bf16 exactly where it is native. An explicit choice (given, a command's default, or a resumed run's
+    resolved one) is always honoured; an explicit bf16 on a device that would emulate it says so in the reason.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
     if requested == "fp32":
-        return "fp32", "fp32 (requested)"
+        return "fp32", "fp32 (as configured)"
     native, why = bf16_support(device, cpuinfo)
     if requested == "bf16":
-        return "bf16", "bf16 (requested)" + ("" if native else f"; warning: {why}, so bf16 may be much slower than fp32")
+        warning = "" if native else f"; warning: {why}, so bf16 may be much slower than fp32"
+        return "bf16", "bf16 (as configured)" + warning
     if native:
         return "bf16", f"bf16 (auto): {why}"
     return "fp32", f"fp32 (auto): {why}"

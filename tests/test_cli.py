@@ -456,7 +456,7 @@ def test_train_says_once_how_it_executes(trained, capsys, tmp_path):
     r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, "--precision", "fp32")
     assert r.code == 0, r
     said = [seg for seg in re.split(r"[\r\n]+", r.stderr) if seg.startswith("training on ")]
-    assert len(said) == 1 and said[0].startswith("training on cpu: fp32 (requested); NCHW; data: DataLoader"), said
+    assert len(said) == 1 and said[0].startswith("training on cpu: fp32 (as configured); NCHW; data: DataLoader"), said
 
 
 @pytest.mark.parametrize("given,layout", [(["--channels-last"], "channels_last"),

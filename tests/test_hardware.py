@@ -62,10 +62,10 @@ def test_resolve_precision_cpu():
     assert resolve_precision("auto", "cpu", cpuinfo=SAPPHIRE)[0] == "bf16"
     assert resolve_precision("auto", "cpu", cpuinfo=AVX2_ONLY)[0] == "fp32"
     # Explicit choices are honoured; an emulated bf16 carries a warning, a native one does not.
-    assert resolve_precision("fp32", "cpu", cpuinfo=ZEN4) == ("fp32", "fp32 (requested)")
+    assert resolve_precision("fp32", "cpu", cpuinfo=ZEN4) == ("fp32", "fp32 (as configured)")
     prec, why = resolve_precision("bf16", "cpu", cpuinfo=AVX2_ONLY)
     assert prec == "bf16" and "warning" in why and "slower" in why
-    assert resolve_precision("bf16", "cpu", cpuinfo=ZEN4) == ("bf16", "bf16 (requested)")
+    assert resolve_precision("bf16", "cpu", cpuinfo=ZEN4) == ("bf16", "bf16 (as configured)")
     for _, why in (resolve_precision(r, "cpu", cpuinfo=t) for r in ("auto", "bf16") for t in (ZEN4, AVX2_ONLY)):
         assert "\n" not in why
 

@@ -725,7 +725,7 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
     assert main(["sincut", "--data", str(data), "--out", str(out), "--iters", "3", "--preview-every", "2",
                  "--preview-size", "0"]) == 0
     # --device auto (the default) is the CPU here; fp32 unless asked.
-    assert "training on cpu: fp32 (requested); content 80×64 px" in capsys.readouterr().err
+    assert "training on cpu: fp32 (as configured); content 80×64 px" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["iter_00002.png", "iter_00003.png"]
     assert Image.open(out / "previews" / "iter_00003.png").size == (80, 64)
     logged = [line for line in (out / "losses.jsonl").read_text().splitlines() if line]
