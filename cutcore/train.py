@@ -250,11 +250,16 @@ class Trainer:
         self.total_steps = min(self.schedule_steps, r.max_steps) if r.max_steps else self.schedule_steps
         self._place_whole_images()
 
-    def plan_keeps_the_checkpoint(self, steps: int, resumed_at: int) -> bool:
-        """Whether laying the schedule over `steps` leaves the LR of the steps a resumed run had trained before
-        this invocation as it was: the full LR under both schedules (it may be past either decay start)."""
+    def budget_plan_refusal(self, steps: int, resumed_at: int) -> str | None:
+        """Why laying the schedule over `steps` would change the LR of the steps a resumed run had trained before
+        this invocation (they must all be at the full LR under both schedules); None when it would not."""
         t = self.cfg.train
-        return resumed_at <= min(self.decay_start(), math.ceil(t.epochs * steps / (t.epochs + t.epochs_decay)))
+        if resumed_at > (start := self.decay_start()):
+            return f"the checkpoint (step {resumed_at}) is past the decay start of its epochs' schedule (step {start})"
+        if resumed_at > (planned := math.ceil(t.epochs * steps / (t.epochs + t.epochs_decay))):
+            return (f"{steps} steps fit, so the LR would decay from step {planned}, before the {resumed_at} steps "
+                    "the checkpoint had trained")
+        return None
 
     def decay_start(self) -> int:
         """The first step whose learning rate is below the constant phase's."""
@@ -332,9 +337,13 @@ class Trainer:
             # Outside an update (drawing a batch, or logging, evaluating, saving samples after one) the state
             # is whole: keep it.
             if not loop.updating and alone and self.step:
-                ckpt = self._save_once(reporter.checkpoint)
-                tqdm.write(f"checkpoint of step {self.step} saved ({ckpt}); once the cause below is mended, "
-                           "continue with --resume", file=sys.stderr)
+                try:
+                    ckpt = self._save_once(reporter.checkpoint)
+                except Exception as e:  # noqa: BLE001 - e.g. the disk is full: the first error is the one to see
+                    tqdm.write(f"could not save a checkpoint of step {self.step} either ({e})", file=sys.stderr)
+                else:
+                    tqdm.write(f"checkpoint of step {self.step} saved ({ckpt}); once the cause below is mended, "
+                               "continue with --resume", file=sys.stderr)
             raise
         finally:  # an error message must not land on the progress bar's line
             bar.close()
@@ -430,15 +439,14 @@ class _Reporter:
         tr, r = self.trainer, self.trainer.cfg.runtime
         tr.step = step = result.step
         if tr.budget and tr.schedule_steps is None and (fit := tr.budget.steps_that_fit(step)) is not None:
-            if tr.plan_keeps_the_checkpoint(fit, self.resumed_at):
+            if (refusal := tr.budget_plan_refusal(fit, self.resumed_at)) is None:
                 tr.plan_schedule(fit)
                 self.loop.total = self.bar.total = tr.total_steps
                 self.loop.batches = tr.batches(step)  # loader workers hold a copy of the dataset's whole-image step
                 self.bar.refresh()
             elif tr.dist.main:
-                tqdm.write(f"--time-budget: {fit} steps fit, too few to lay the schedule over without changing the "
-                           f"learning rate of the {self.resumed_at} steps this run had trained; it keeps its "
-                           "epochs' schedule and stops on time with a checkpoint", file=sys.stderr)
+                tqdm.write(f"--time-budget: {refusal}; the run keeps its epochs' schedule and stops on time with a "
+                           "checkpoint", file=sys.stderr)
         last = step == tr.total_steps
         if self.sample_batch is None:  # the first step: the run is under way, say how it executes
             self.sample_batch = result.batch
@@ -475,6 +483,14 @@ def _brief(value: object) -> str:
     return repr(value)
 
 
+def _list_difference(old: object, new: object) -> str:
+    """What two long lists differ by, for a message that shows only their starts."""
+    if not (isinstance(old, list) and isinstance(new, list)) or max(len(old), len(new)) <= 4:
+        return ""
+    added, dropped = sorted(set(new) - set(old), key=str), sorted(set(old) - set(new), key=str)
+    return "".join(f", {len(xs)} {what} (e.g. {xs[0]!r})" for xs, what in ((added, "more"), (dropped, "fewer")) if xs)
+
+
 def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
     """The checkpoint's config with the requested `changes` ({"runtime.device": "cpu", ...}) applied;
     a change to anything that shapes the model or its data is refused rather than ignored (what may
@@ -486,11 +502,12 @@ def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
             current = getattr(target, name)
         except AttributeError:  # e.g. model.lambda_nce for a CycleGAN run
             raise ValueError(f"--resume: {path} does not apply to this run (preset {cfg.preset})") from None
-        if current == value:
+        if current == value or (path == "data.exclude" and set(current) == set(value)):  # names, in any order
             continue
         if resume_policy(cfg, path) is None:
             raise ValueError(f"--resume: {path} is {_brief(current)} in the checkpoint and cannot change "
-                             f"mid-run (asked for {_brief(value)}); start a new run instead")
+                             f"mid-run (asked for {_brief(value)}{_list_difference(current, value)}); start a new "
+                             "run instead")
         setattr(target, name, value)
     return cfg
 
@@ -507,9 +524,13 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         saved = read_run_config(ckpts[-1] / "config.json")
         resumed = resume_config(saved, changes or {})
-        if Path(resumed.data.root).resolve() != Path(saved.data.root).resolve():  # allowed (the data moved), but said
-            tqdm.write(f"--resume: training data from {resumed.data.root} (the checkpoint's run used "
-                       f"{saved.data.root})", file=sys.stderr)
+        data, was = Path(resumed.data.root), Path(saved.data.root)
+        if os.environ.get("RANK", "0") == "0":  # the data is named, as a relative root is read from here
+            if "data.root" not in (changes or {}):
+                tqdm.write(f"--resume: training data from {data.resolve()} (the checkpoint's --data {was})",
+                           file=sys.stderr)
+            elif data.resolve() != was.resolve():  # allowed (the data moved), but said
+                tqdm.write(f"--resume: training data from {data} (the checkpoint's run used {was})", file=sys.stderr)
         trainer = Trainer(resumed, out, make_evaluator)
         trainer.load(ckpts[-1])
         old, new = saved.train, resumed.train
@@ -520,7 +541,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[s
     else:
         refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
         trainer = Trainer(cfg, out, make_evaluator)
-    if resume and trainer.step >= trainer.total_steps:
+    if resume and trainer.step >= trainer.total_steps and trainer.dist.main:
         tqdm.write(f"--resume: nothing to train: the checkpoint is at step {trainer.step} and the run ends at step "
                    f"{trainer.total_steps} (a longer --epochs/--epochs-decay or a higher --max-steps goes on)",
                    file=sys.stderr)

@@ -235,12 +235,14 @@ def translate_path(
     stems = [r.with_suffix("") for r in rel]
     # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
     dests = [out] if to_file else [out / r.parent / f"{r.stem if stems.count(s) == 1 else r.name}.png"
-                                   for r, s in zip(rel, stems)]
+                                   for r, s in zip(rel, stems, strict=True)]
     inputs = {f.resolve() for f in files}
-    if clash := next((d for d in dests if d.resolve() in inputs), None):
-        raise ValueError(f"{clash} would be replaced by its own translation: write the results to another folder")
+    for f, dest in zip(files, dests, strict=True):
+        if dest.resolve() in inputs:
+            by = "its own translation" if dest.resolve() == f.resolve() else f"the translation of {f}"
+            raise ValueError(f"{dest} (an input) would be replaced by {by}: write the results to another folder")
     written, skipped = [], []
-    for f, dest in zip(files, dests):
+    for f, dest in zip(files, dests, strict=True):
         try:
             img = load_rgb(f)
         except ImageLoadError as e:

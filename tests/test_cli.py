@@ -200,7 +200,8 @@ def test_resume_via_cli(trained, capsys, tmp_path):
         r = _main(capsys, "train", *flags, "--data", work / "data", "--out", tmp_path / "run", "--resume")
         assert r.code == 2 and needle in r.stderr and "cannot change mid-run" in r.stderr, r
     # A flag the saved run's model has no use for (CycleGAN has no PatchNCE): one line, not a traceback.
-    r = _main(capsys, "train", "--data", work / "data", "--out", work / "cyclegan", "--resume", "--lambda-nce", "2")
+    shutil.copytree(work / "cyclegan", tmp_path / "cyclegan")
+    r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "cyclegan", "--resume", "--lambda-nce", "2")
     assert r.code == 2 and "model.lambda_nce does not apply to this run (preset cyclegan)" in r.stderr, r
     assert "Traceback" not in r.stderr
     r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "run", "--resume",
@@ -216,7 +217,7 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     again = _main(capsys, "train", "--out", tmp_path / "run", "--resume", "--num-workers", "0")
     assert again.code == 0 and "nothing to train: the checkpoint is at step 3 and the run ends at step 3" in (
         again.stderr), again
-    assert "training data from" not in again.stderr
+    assert f"--resume: training data from {(work / 'data').resolve()} (the checkpoint's --data" in again.stderr
     moved = shutil.copytree(work / "data", tmp_path / "moved")
     on = _main(capsys, "train", "--data", moved, "--out", tmp_path / "run", "--resume", "--max-steps", "4",
                "--num-workers", "0")
@@ -241,7 +242,7 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--device", "gpu"),
      "--device gpu: unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{work}/photo.png"),
-     "photo.png would be replaced by its own translation"),
+     "photo.png (an input) would be replaced by its own translation"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{work}/notes.txt"),
      "notes.txt is a file, not a folder"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--exclude", "{work}/nope.txt"),

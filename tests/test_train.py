@@ -319,9 +319,10 @@ def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unp
     train(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="model.generator.ngf is 4 in the checkpoint and cannot change"):
         train(cfg, tmp_path / "run", resume=True, changes={"model.generator.ngf": 8})
-    names = [f"{i}.png" for i in range(138)]  # an --exclude file: its start and its length, not 138 names
+    names = [f"{i}.png" for i in range(138)]  # an --exclude file: its start, length and difference, not 138 names
     with pytest.raises(ValueError, match=re.escape("is [] in the checkpoint and cannot change mid-run (asked for "
-                                                   "['0.png', '1.png', '2.png', … (138 items)])")):
+                                                   "['0.png', '1.png', '2.png', … (138 items)], 138 more (e.g. "
+                                                   "'0.png'))")):
         train(cfg, tmp_path / "run", resume=True, changes={"data.exclude": names})
     assert train(cfg, tmp_path / "run", resume=True).name == "step_00000002"  # the saved step limit holds
     # Still in epoch 0, where 1+1 and 2+1 epochs agree: the run grows from 8 to 12 steps.
@@ -441,6 +442,39 @@ def test_an_error_after_a_step_leaves_a_checkpoint_of_that_step(tmp_path):
     assert [c.name for c in checkpoint_dirs(tmp_path / "run")] == ["step_00000003"]
     train(cfg, tmp_path / "run", resume=True)  # without the evaluator: continues from step 3
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_error_inside_an_update_saves_nothing_and_a_failing_save_hides_no_error(tmp_path, monkeypatch, capsys):
+    """Weights half-stepped by an update that failed must not become a checkpoint; and when the checkpoint after an
+    error cannot be written either, the first error is still the one raised."""
+    data = make_unpaired(tmp_path / "data")
+    cfg = tiny_run_config("cut", data, max_steps=6)
+    cfg.runtime.save_every = 2
+    original, steps = CUTModel.train_step, []
+
+    def failing_fourth(self, *args):
+        steps.append(1)
+        if len(steps) == 4:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return original(self, *args)
+
+    monkeypatch.setattr(CUTModel, "train_step", failing_fourth)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        train(cfg, tmp_path / "run")
+    assert [c.name for c in checkpoint_dirs(tmp_path / "run")] == ["step_00000002"]
+    monkeypatch.setattr(CUTModel, "train_step", original)
+    monkeypatch.setattr(Trainer, "save", lambda self: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    cfg.runtime.eval_every = 1
+
+    def failing_evaluator(*_):
+        def evaluate(g, step, epoch):
+            raise RuntimeError("matplotlib is missing")
+        return evaluate
+
+    with pytest.raises(RuntimeError, match="matplotlib is missing"):
+        train(cfg, tmp_path / "run2", make_evaluator=failing_evaluator)
+    assert "could not save a checkpoint of step 1 either ([Errno 28] No space left on device)" in (
+        capsys.readouterr().err)
 
 
 def test_a_resume_from_an_older_checkpoint_logs_each_step_once(session_unpaired, tmp_path):
@@ -642,14 +676,20 @@ def test_time_budget_on_resume_never_changes_the_lr_of_trained_steps(session_unp
     assert [r["step"] for r in log] == list(range(1, 19))  # stopped on time, not at the epochs' end
     assert [r["lr"] for r in log] == pytest.approx([cfg.train.lr] * 18)  # no jump down mid-run
     assert checkpoint_dirs(tmp_path / "run")[-1].name == "step_00000018"
-    assert "too few to lay the schedule over without changing the learning rate of the 10 steps" in (
-        capsys.readouterr().err)
+    assert ("--time-budget: 18 steps fit, so the LR would decay from step 9, before the 10 steps the checkpoint had "
+            "trained; the run keeps its epochs' schedule and stops on time") in capsys.readouterr().err
     # Resumed early enough, the budget lays its schedule as in a new run.
     cfg.runtime.max_steps = 3
     train(cfg, tmp_path / "early")
     train(cfg, tmp_path / "early", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "30s"})
     lrs = [r["lr"] for r in _log(tmp_path / "early")]
-    assert lrs[-1] < 0.1 * cfg.train.lr and "too few" not in capsys.readouterr().err
+    assert lrs[-1] < 0.1 * cfg.train.lr and "--time-budget:" not in capsys.readouterr().err
+    # A checkpoint already decaying on its epochs' schedule keeps it, whatever fits.
+    cfg.train.epochs, cfg.runtime.max_steps = 0, 3
+    train(cfg, tmp_path / "decaying")
+    train(cfg, tmp_path / "decaying", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "1m"})
+    assert "the checkpoint (step 3) is past the decay start of its epochs' schedule (step 0)" in (
+        capsys.readouterr().err)
 
 
 def test_time_budget_stops_on_time_with_a_checkpoint(session_unpaired, tmp_path, fake_clock, monkeypatch):

@@ -374,11 +374,15 @@ def test_translate_path_never_replaces_an_input_and_writes_a_named_file(cut_dir,
     domain_a_image(0, (20, 20)).save(src / "x.png")
     domain_a_image(1, (20, 20)).save(src / "y.jpg")
     before = {p.name: p.read_bytes() for p in src.iterdir()}
-    with pytest.raises(ValueError, match=r"x.png would be replaced by its own translation"):
+    with pytest.raises(ValueError, match=r"x.png \(an input\) would be replaced by its own translation"):
         translate_path(loaded, src, src)  # x.png -> x.png: refused before anything is written
-    with pytest.raises(ValueError, match=r"x.png would be replaced"):
+    with pytest.raises(ValueError, match=r"x.png \(an input\) would be replaced"):
         translate_path(loaded, src / "x.png", src)
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+    # Results in a folder inside the inputs, translated again: out/x.png is an input and x.png's destination.
+    translate_path(loaded, src, src / "out")
+    with pytest.raises(ValueError, match=r"out/x.png \(an input\) would be replaced by the translation of .*in/x.png"):
+        translate_path(loaded, src, src / "out")
     # One file may be written to a named image; its suffix picks the format.
     assert translate_path(loaded, src / "x.png", tmp_path / "res" / "map.jpg") == [tmp_path / "res" / "map.jpg"]
     assert Image.open(tmp_path / "res" / "map.jpg").format == "JPEG"
