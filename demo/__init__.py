@@ -201,8 +201,8 @@ def build_demo():
             return ctx.refresh_lists(values)
 
         demo.load(refresh_all, dropdowns, ctx.model_outputs(), queue=False)
-        for fn, inputs, outputs in ctx.on_load:
-            demo.load(fn, inputs, outputs)
+        for fn, inputs, outputs in ctx.on_load:  # what a fresh page shows: not an API of its own
+            demo.load(fn, inputs, outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=1, max_size=32)
     return demo
 

@@ -576,6 +576,25 @@ def build(ctx) -> None:
 
     ctx.after_build.append(wire)
 
+    def wire_watch() -> None:
+        """A page drawn while a training holds the slot (someone else's, or this user's own, kept after a reload and
+        saved in the background) watches it and refreshes the model lists once it is free: the model shows without
+        ↻. Made here, outside the tabs: a Timer in a tab not shown is never mounted, so it would never tick."""
+        watch = gr.Timer(2.0, active=False)
+
+        def tick():
+            if _train_lock.locked():
+                return {}
+            return {watch: gr.Timer(active=False), **ctx.model_list_updates()}
+
+        watch.tick(tick, None, [watch, *ctx.model_outputs()], concurrency_limit=None, show_progress="hidden",
+                   api_visibility="private")
+        # This page's own run updates the lists when it ends (choosing its model): nothing to watch then.
+        start.click(lambda: gr.Timer(active=False), None, watch, queue=False, api_visibility="private")
+        ctx.on_load.append((lambda: gr.Timer(active=_train_lock.locked()), None, watch))
+
+    ctx.after_build.append(wire_watch)
+
     def stop_fn(request: gr.Request):
         return request_stop(getattr(request, "session_hash", None))
 

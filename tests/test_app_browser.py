@@ -417,3 +417,42 @@ def test_first_screen_without_models_then_a_live_model_made_and_deleted(browser,
     expect(page.get_by_role("option", name=re.compile("sincut-photo2art"))).to_have_count(0)
     shot(page, "07d_live_model_deleted")
     context.close()
+
+
+def test_a_page_opened_during_a_run_lists_its_model_when_it_ends(browser, empty_server, data):
+    """A page drawn while a training holds the slot (someone else's, or this user's own kept after a reload, saved in
+    the background) lists the model once the run ends, without the user pressing ↻."""
+    expect = sync_api.expect
+    pages = []
+    for _ in range(2):
+        context = new_context(browser)
+        pg = context.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        pages.append((context, pg))
+    (ctx_b, trainer), (ctx_a, watcher) = pages
+    trainer.goto(empty_server)
+    trainer.wait_for_selector("#translate-run")
+    trainer.get_by_role("tab", name="SinCUT live").click()
+    upload(trainer, "sincut-photo", data["root"] / "photo.png")
+    upload(trainer, "sincut-art", data["root"] / "art.png")
+    trainer.locator("#sincut-preset input").click()
+    trainer.get_by_role("option", name=re.compile("Tiny")).click()
+    expect(trainer.locator("#sincut-iterations input")).to_have_value("12")  # the preset's default, then ours
+    trainer.fill("#sincut-iterations input", "100000")
+    trainer.fill("#sincut-every input", "5")
+    trainer.click("#sincut-start")
+    # Past the 25 iterations from which a stopped run is kept.
+    expect(trainer.locator("#sincut-status")).to_contain_text(re.compile(r"Iteration \*?\*?([3-9]\d|\d{3,})/"))
+    watcher.goto(empty_server)
+    watcher.wait_for_selector("#translate-run")
+    expect(watcher.locator("#header")).to_contain_text("none")  # drawn while the run holds the slot
+    trainer.click("#sincut-stop")
+    expect(trainer.locator("#sincut-status")).to_contain_text("stopped")
+    expect(watcher.locator("#header")).to_contain_text("1 live", timeout=15_000)  # no ↻ pressed
+    watcher.get_by_role("tab", name="SinCUT live").click()
+    watcher.locator("#sincut-live-model input").click()
+    watcher.get_by_role("option", name=re.compile("sincut-photo2art")).click()
+    watcher.click("#sincut-delete")
+    expect(watcher.locator("#header")).to_contain_text("none")
+    ctx_a.close()
+    ctx_b.close()
