@@ -104,8 +104,10 @@ def read_bench(path: str | os.PathLike, notes: list[str]) -> tuple[dict[str, dic
             continue  # a side-by-side file's reference, inference and failed rows: not a method's training speed
         if not preset:
             notes.append(f"{path}: entry without a preset skipped: {entry!r}"[:200])
-        elif preset in by_preset:
-            notes.append(f"{path}: several entries for {preset}; the first one is shown")
+        elif preset in by_preset:  # another precision or size (a speed table's other rows) is no conflict
+            first = by_preset[preset]
+            if all(first.get(k) == entry.get(k) for k in (*CONDITIONS, "batch_size", "channels_last")):
+                notes.append(f"{path}: several entries for {preset}; the first one is shown")
         else:
             by_preset[preset] = entry
     conditions = []

@@ -462,11 +462,18 @@ def test_report_takes_a_methods_speed_from_our_training_rows_of_a_side_by_side_f
         {**row, "impl": "ours", "kind": "train", "preset": "cut", "sec_per_iter": 0.1, "peak_mem_mib": 2000,
          "device_name": "NVIDIA H200", "torch_version": "2.11.0+cu130", "date": "2026-12-05",
          "gemm_peak_gflops": 50000.0},
+        {**row, "impl": "ours", "kind": "train", "preset": "cut", "precision": "bf16", "sec_per_iter": 0.05,
+         "peak_mem_mib": 1500},
     ]))
     report = build_report([runs["cut"]], bench)
     assert "| cut | 25.0% | 40.00 | 12.50 | 80.00 | 0.100 | 2000 MiB |" in report.markdown.splitlines()
     assert "| fastcut | — | — | — | — | — | — |" in report.markdown.splitlines()  # its row failed
+    # The bf16 row is another measurement of the file's speed table, not a second answer for the method's.
     assert not any("several entries" in n for n in report.notes)
+    twice = tmp_path / "twice.json"  # two answers for the same conditions: said
+    twice.write_text(json.dumps([{**row, "impl": "ours", "kind": "train", "preset": "cut", "sec_per_iter": t}
+                                 for t in (0.1, 0.2)]))
+    assert any("several entries for cut" in n for n in build_report([runs["cut"]], twice).notes)
     title, table = speed_table(bench, [])
     assert title == "NVIDIA H200 · torch 2.11.0+cu130 · 2026-12-05"
     assert "0.25× time, 0.67× mem" in table  # ours beside the reference, every row kept
