@@ -425,6 +425,13 @@ def test_an_unreadable_training_image_leaves_a_checkpoint_of_the_last_step(tmp_p
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3]
 
 
+def _failing_evaluator(*_):
+    """A periodic evaluation that fails (as one whose plot needs a missing matplotlib would)."""
+    def evaluate(g, step, epoch):
+        raise RuntimeError("matplotlib is missing")
+    return evaluate
+
+
 def test_an_error_after_a_step_leaves_a_checkpoint_of_that_step(tmp_path):
     """An evaluation (or a plot, or a samples grid) that fails after a whole step must not cost the steps since
     the last checkpoint either; the error still ends the run."""
@@ -432,13 +439,8 @@ def test_an_error_after_a_step_leaves_a_checkpoint_of_that_step(tmp_path):
     cfg = tiny_run_config("cut", data, max_steps=6)
     cfg.runtime.save_every, cfg.runtime.eval_every = 4, 3
 
-    def failing_evaluator(*_):
-        def evaluate(g, step, epoch):
-            raise RuntimeError("matplotlib is missing")
-        return evaluate
-
     with pytest.raises(RuntimeError, match="matplotlib is missing"):
-        train(cfg, tmp_path / "run", make_evaluator=failing_evaluator)
+        train(cfg, tmp_path / "run", make_evaluator=_failing_evaluator)
     assert [c.name for c in checkpoint_dirs(tmp_path / "run")] == ["step_00000003"]
     train(cfg, tmp_path / "run", resume=True)  # without the evaluator: continues from step 3
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
@@ -466,13 +468,8 @@ def test_an_error_inside_an_update_saves_nothing_and_a_failing_save_hides_no_err
     monkeypatch.setattr(Trainer, "save", lambda self: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     cfg.runtime.eval_every = 1
 
-    def failing_evaluator(*_):
-        def evaluate(g, step, epoch):
-            raise RuntimeError("matplotlib is missing")
-        return evaluate
-
     with pytest.raises(RuntimeError, match="matplotlib is missing"):
-        train(cfg, tmp_path / "run2", make_evaluator=failing_evaluator)
+        train(cfg, tmp_path / "run2", make_evaluator=_failing_evaluator)
     assert "could not save a checkpoint of step 1 either ([Errno 28] No space left on device)" in (
         capsys.readouterr().err)
 
