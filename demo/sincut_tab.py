@@ -580,7 +580,7 @@ def build(ctx) -> None:
         """A page drawn while a training holds the slot (someone else's, or this user's own, kept after a reload and
         saved in the background) watches it and refreshes the model lists once it is free: the model shows without
         ↻. Made here, outside the tabs: a Timer in a tab not shown is never mounted, so it would never tick."""
-        watch = gr.Timer(2.0, active=False)
+        watch = gr.Timer(5.0, active=False)  # a request per page every 5 s, only while a run holds the slot
 
         def tick():
             if _train_lock.locked():
