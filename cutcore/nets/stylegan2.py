@@ -12,6 +12,7 @@ per-sample grouped convolution collapses to an ordinary (transposed) convolution
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -150,15 +151,17 @@ class ModulatedUpConv(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Adds per-pixel N(0,1) noise (shared across channels) scaled by a learned scalar (init 0)."""
+    """Adds per-pixel N(0,1) noise (shared across channels) scaled by a learned scalar (init 0); the noise comes from
+    `generator` when one is set (`StyleGAN2Generator.noise_from`), else from torch's global one."""
 
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
+        self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        return x + self.weight * x.new_empty(b, 1, h, w).normal_()
+        return x + self.weight * x.new_empty(b, 1, h, w).normal_(generator=self.generator)
 
 
 class StyledUpConv(nn.Module):
@@ -233,6 +236,18 @@ class StyleGAN2Generator(nn.Module):
         with torch.no_grad():
             x = torch.zeros(1, 3, 4 * self.size_multiple, 4 * self.size_multiple)
             return [f.shape[1] for f in self.encode(x, layers)]
+
+    @contextlib.contextmanager
+    def noise_from(self, generator: torch.Generator):
+        """The decoder's noise drawn from `generator` inside (training: a run's steps repeat with its seed)."""
+        noises = [m for m in self.decoder.modules() if isinstance(m, NoiseInjection)]
+        for m in noises:
+            m.generator = generator
+        try:
+            yield
+        finally:
+            for m in noises:
+                m.generator = None
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """Encoder features at `layers` (in the order given), stopping after the deepest one."""

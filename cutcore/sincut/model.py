@@ -49,6 +49,7 @@ class SinCUTModel(TrainableModel):
         self.D = StyleGAN2Discriminator(cfg.discriminator)
         self.F = PatchProjector(self.G.layer_channels(cfg.nce_layers), cfg.head_dim)
         init_weights(self.F, "xavier", cfg.head_init_gain)
+        self._noise: torch.Generator | None = None  # G's noise generator in training, on the training device
 
     def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
         # The reference gives F its own Adam with G's settings; Adam is per-parameter, so one is the same.
@@ -95,12 +96,19 @@ class SinCUTModel(TrainableModel):
             queries, _ = self.F(self.G.encode(images, c.nce_layers), c.num_patches, ids)
         return layered_patch_nce(queries, keys, images.shape[0], c.nce, c.lambda_nce)
 
+    def _noise_generator(self, rng: torch.Generator, device: torch.device) -> torch.Generator:
+        """G's noise for this step, on `device`, seeded from the step's generator without drawing from it (its
+        draws, the PatchNCE locations, stay as they were): a run repeats exactly with its seed, resumed or not."""
+        if self._noise is None or self._noise.device != device:
+            self._noise = torch.Generator(device=device)
+        return self._noise.manual_seed(rng.initial_seed() ^ 0x5EED)
+
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """One D update then one G (+F) update; returns the loss values."""
         c, layers, n, device = self.cfg, self.cfg.nce_layers, real_a.shape[0], real_a.device
         use_nce = c.lambda_nce > 0
         with_b = (c.nce_idt and use_nce) or c.lambda_idt > 0
-        with self.autocast(device):
+        with self.autocast(device), self.G.noise_from(self._noise_generator(rng, device)):
             real = torch.cat([real_a, real_b]) if with_b else real_a
             fake, feats = self.G(real, layers)
             fake_b = fake[:n]
