@@ -253,19 +253,19 @@ class Trainer:
     def budget_plan_refusal(self, steps: int, resumed_at: int) -> str | None:
         """Why laying the schedule over `steps` would change the LR of the steps a resumed run had trained before
         this invocation (they must all be at the full LR under both schedules); None when it would not."""
-        t = self.cfg.train
         if resumed_at > (start := self.decay_start()):
             return f"the checkpoint (step {resumed_at}) is past the decay start of its epochs' schedule (step {start})"
-        if resumed_at > (planned := math.ceil(t.epochs * steps / (t.epochs + t.epochs_decay))):
+        if resumed_at > (planned := self.decay_start(steps)):
             return (f"{steps} steps fit, so the LR would decay from step {planned}, before the {resumed_at} steps "
                     "the checkpoint had trained")
         return None
 
-    def decay_start(self) -> int:
-        """The first step whose learning rate is below the constant phase's."""
+    def decay_start(self, schedule_steps: int | None = None) -> int:
+        """The first step whose learning rate is below the constant phase's: of the schedule laid over
+        `schedule_steps` (default: the run's, if a budget laid one), else of the preset's epochs."""
         t = self.cfg.train
-        if self.schedule_steps:
-            return math.ceil(t.epochs * self.schedule_steps / (t.epochs + t.epochs_decay))
+        if schedule_steps := schedule_steps or self.schedule_steps:
+            return math.ceil(t.epochs * schedule_steps / (t.epochs + t.epochs_decay))
         return t.epochs * self.steps_per_epoch
 
     def _place_whole_images(self) -> None:
