@@ -476,16 +476,21 @@ class _Reporter:
             tr.dist.barrier()
 
 
+def _long_list(value: object) -> bool:
+    """A list a one-line message shows only the start of (an --exclude file's names)."""
+    return isinstance(value, (list, tuple)) and len(value) > 4
+
+
 def _brief(value: object) -> str:
-    """repr for a one-line message: a long list (an --exclude file's names) as its start and its length."""
-    if isinstance(value, (list, tuple)) and len(value) > 4:
+    """repr for a one-line message: a long list as its start and its length."""
+    if _long_list(value):
         return f"[{', '.join(map(repr, value[:3]))}, … ({len(value)} items)]"
     return repr(value)
 
 
 def _list_difference(old: object, new: object) -> str:
-    """What two long lists differ by, for a message that shows only their starts."""
-    if not (isinstance(old, list) and isinstance(new, list)) or max(len(old), len(new)) <= 4:
+    """What two lists differ by, when a message shows only the start of one of them."""
+    if not (isinstance(old, list) and isinstance(new, list) and (_long_list(old) or _long_list(new))):
         return ""
     added, dropped = sorted(set(new) - set(old), key=str), sorted(set(old) - set(new), key=str)
     return "".join(f", {len(xs)} {what} (e.g. {xs[0]!r})" for xs, what in ((added, "more"), (dropped, "fewer")) if xs)
