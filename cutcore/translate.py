@@ -236,10 +236,11 @@ def translate_path(
     # x.png -> x.png; but beside x.jpg, x.png -> x.png.png: never overwrite another input's result.
     dests = [out] if to_file else [out / r.parent / f"{r.stem if stems.count(s) == 1 else r.name}.png"
                                    for r, s in zip(rel, stems, strict=True)]
-    inputs = {f.resolve() for f in files}
-    for f, dest in zip(files, dests, strict=True):
-        if dest.resolve() in inputs:
-            by = "its own translation" if dest.resolve() == f.resolve() else f"the translation of {f}"
+    sources = [f.resolve() for f in files]
+    inputs = set(sources)
+    for f, source, dest in zip(files, sources, dests, strict=True):
+        if (target := dest.resolve()) in inputs:
+            by = "its own translation" if target == source else f"the translation of {f}"
             raise ValueError(f"{dest} (an input) would be replaced by {by}: write the results to another folder")
     written, skipped = [], []
     for f, dest in zip(files, dests, strict=True):
