@@ -10,6 +10,7 @@ one-pass translation) and, when it answers True, `TranslationCancelled` is raise
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -86,12 +87,23 @@ def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
     return x, h, w
 
 
+def seeded_noise(generator: nn.Module, device: torch.device, seed: int = 0) -> contextlib.AbstractContextManager:
+    """Inside, a generator that injects noise (SinCUT's StyleGAN2 decoder) draws it from `seed` rather than from
+    torch's global generator: an image translates the same way every time, and translating draws nothing from the
+    global generator (the reference draws from it, so its translations vary from call to call)."""
+    noise_from = getattr(generator, "noise_from", None)
+    if noise_from is None:
+        return contextlib.nullcontext()
+    return noise_from(torch.Generator(device=device).manual_seed(seed))
+
+
 @torch.no_grad()
-def run_generator(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def run_generator(generator: nn.Module, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """G(x) for an (1, 3, H, W) tensor of any H, W, padded to the generator's `size_multiple` (4 for
-    generators that do not say)."""
+    generators that do not say); injected noise comes from `seed` (`seeded_noise`)."""
     padded, h, w = pad_to_multiple(x, getattr(generator, "size_multiple", 4))
-    return generator(padded)[..., :h, :w]
+    with seeded_noise(generator, x.device, seed):
+        return generator(padded)[..., :h, :w]
 
 
 def _window(size: int, overlap: int) -> np.ndarray:
@@ -137,7 +149,8 @@ def translate_tiled(
             patch = src[y : y + tile, x : x + tile]
             th, tw = patch.shape[:2]
             t = torch.from_numpy(patch.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
-            out = run_generator(generator, t)[0].float().clamp(-1, 1).add(1).mul(127.5)
+            # Each tile its own noise seed, so that no noise pattern repeats from tile to tile.
+            out = run_generator(generator, t, seed=done)[0].float().clamp(-1, 1).add(1).mul(127.5)
             # Full weight at image borders: only seams between tiles are blended.
             wy, wx = _window(th, overlap if th < h else 0), _window(tw, overlap if tw < w else 0)
             if y == 0:

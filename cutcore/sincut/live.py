@@ -31,7 +31,7 @@ from ..imageio import rescale, to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
 from ..model_folder import write_model_folder
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
-from ..translate import translate_with
+from ..translate import run_generator, translate_with
 from .config import SinCUTConfig, sincut_preset, with_total_iters
 from .data import ImageInput, ZoomPatchSampler, open_image, working_image, working_scale
 from .model import SinCUTModel
@@ -279,9 +279,9 @@ class LiveTrainer:
             img = img.crop((0, 0, img.width - img.width % m, img.height - img.height % m))
         return to_tensor(img)[None].to(self.device)
 
-    @torch.no_grad()
     def _preview(self) -> Image.Image:
-        return to_pil(self.model.G(self.preview_input)[0])
+        # The same noise at every preview: the sequence shows what G learnt, not a new draw of its noise.
+        return to_pil(run_generator(self.model.G, self.preview_input)[0])
 
     def _emit(self, event: TrainEvent) -> None:
         self._last_event = event
