@@ -296,6 +296,23 @@ def test_tile_and_overlap_are_checked_where_they_are_given(trained, capsys, tmp_
     assert r.code == 2 and r.stderr.splitlines()[-1].endswith(needle), r
     assert not (tmp_path / "o").exists()
 
+@pytest.mark.parametrize("args,needle", [
+    (("evaluate", "--model", "m", "--data", "d", "--size", "3"), "argument --size: must be 0 or at least 16, got 3"),
+    (("evaluate", "--model", "m", "--data", "d", "--size", "-5"), "argument --size: must be 0 or at least 16, got -5"),
+    (("report", "--runs", "r", "--plot", "charts.txt"), "argument --plot: charts.txt: the file written is a PNG, name "
+                                                         "it .png"),
+    (("sincut", "--data", "d", "--out", "o", "--preview-size", "-1"),
+     "argument --preview-size: must be 0 or at least 16, got -1"),
+    (("sincut", "--data", "d", "--out", "o", "--preview-every", "0"), "argument --preview-every: must be at least 1, "
+                                                                        "got 0"),
+])
+def test_sizes_and_file_kinds_are_checked_where_they_are_given(capsys, args, needle):
+    """evaluate --size 3 scored 3² translations, report --plot x.txt wrote a PNG named x.txt, sincut --preview-size -1
+    trained with 4 px previews and --preview-every 0 named an internal field."""
+    r = _main(capsys, *args)
+    assert r.code == 2 and r.stderr.splitlines()[-1].endswith(needle), r
+
+
 def test_translate_folder_skips_unreadable_images_and_says_so(trained, capsys, tmp_path):
     work, _ = trained
     (tmp_path / "in").mkdir()

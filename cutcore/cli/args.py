@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..translate import MIN_TILE
 
@@ -15,6 +16,25 @@ def at_least(low: int):
 
     parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
     return parse
+
+
+def zero_or_at_least(low: int):
+    """0 (the flag's "as given") or at least `low`."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value != 0 and value < low:
+            raise argparse.ArgumentTypeError(f"must be 0 or at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def png_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text}: the file written is a PNG, name it .png")
+    return path
 
 
 positive = at_least(1)

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .args import TILE_HELP, positive, tile_size
+from ..translate import MIN_TILE
+from .args import TILE_HELP, png_path, positive, tile_size, zero_or_at_least
 
 
 def add_evaluate(sub) -> None:
@@ -24,10 +25,10 @@ def add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object {metric: value} instead of a table")
     p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md and samples.png")
     p.add_argument("--max-images", type=positive, help="evaluate only the first N pairs")
-    p.add_argument("--size", type=int,
+    p.add_argument("--size", type=zero_or_at_least(MIN_TILE),
                    help="resize inputs to size² before translating (default: the size the model's config.json "
                         "records under inference.size, else the size its training translated at, else 256 as CUT's "
-                        "test protocol); 0 keeps their size. "
+                        f"test protocol); 0 keeps their size, else at least {MIN_TILE}. "
                         "Translations and targets are always compared at 256² (GcGAN)")
     p.add_argument("--tile", type=tile_size, help=TILE_HELP)
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="BtoA: CycleGAN's second generator")
@@ -128,7 +129,7 @@ def add_report(sub) -> None:
     p.add_argument("--bench", type=Path,
                    help="speed benchmark JSON: a list of {preset, sec_per_iter, peak_mem_mib, ...}")
     p.add_argument("--out", type=Path, help="also write the markdown here")
-    p.add_argument("--plot", type=Path,
+    p.add_argument("--plot", type=png_path,
                    help="bar charts PNG; the runs' metrics.jsonl curves go next to it as <name>-curves.png")
     p.set_defaults(func=_report)
 

@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..sincut.config import SINCUT_PRESETS
+from ..translate import MIN_TILE
+from .args import positive, zero_or_at_least
 
 
 def add_sincut(sub) -> None:
@@ -26,8 +28,9 @@ def add_sincut(sub) -> None:
     p.add_argument("--max-side", type=int, help="shrink both images so that their longer side is at most this "
                                                 "many px, 0: as given (default: the preset's; 512 for sincut-cpu "
                                                 "and sincut-gpu, as given for sincut)")
-    p.add_argument("--preview-every", type=int, default=20, help="iterations between previews")
-    p.add_argument("--preview-size", type=int, default=384, help="longer side of the previews (0: full size)")
+    p.add_argument("--preview-every", type=positive, default=20, help="iterations between previews")
+    p.add_argument("--preview-size", type=zero_or_at_least(MIN_TILE), default=384,
+                   help=f"longer side of the previews, at least {MIN_TILE} (0: full size)")
     p.add_argument("--device", default="auto", help="auto (default): the GPU when CUDA is present, else the CPU")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                    help="fp32 (default, as the paper; sincut-cpu was measured so, sincut-gpu's CPU measurements "
