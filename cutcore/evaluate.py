@@ -41,12 +41,16 @@ GRID_PAIRS = 4
 
 
 class Loadable(Protocol):
-    """What a pair holds: ImageSource, or an already decoded image (PeriodicEvaluator)."""
+    """An image decoded when needed: ImageSource (a file), Scored (a target already resized)."""
 
     def load(self) -> Image.Image: ...
 
 
-Pair = tuple[Loadable, Loadable]
+Pair = tuple[Loadable | Image.Image, Loadable | Image.Image]  # (input, target)
+
+
+def _loaded(item: Loadable | Image.Image) -> Image.Image:
+    return item if isinstance(item, Image.Image) else item.load()
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -190,9 +194,9 @@ def translate_pairs(
     """
     with _eval_mode(generator):
         for src, tgt in tqdm(pairs, desc="translate", unit="img", disable=not progress, leave=False):
-            img = _resize(src.load(), size)
+            img = _resize(_loaded(src), size)
             fake = translate_with(generator, img, tile)
-            yield img, Scored.of(fake), tgt if isinstance(tgt, Scored) else Scored.of(tgt.load())
+            yield img, Scored.of(fake), tgt if isinstance(tgt, Scored) else Scored.of(_loaded(tgt))
 
 
 def _score(
@@ -273,18 +277,19 @@ def evaluate_model(
     metrics: Sequence[str],
     *,
     direction: str = "AtoB",
-    size: int | None = 256,
+    size: int | None = None,
     tile: int | None = None,
     fid_extractor: FeatureExtractor | None = None,
     progress: bool = True,
 ) -> ModelScores:
     """`evaluate_generator` for a loaded model, with the per-colour accuracy, the baseline and samples;
-    `pairs` are the dataset's (A, B) pairs and `direction` is the one `load_model` was given."""
+    `pairs` are the dataset's (A, B) pairs and `direction` is the one `load_model` was given. `size` as in
+    `input_size` (None: the model's own)."""
     from .metrics import colour_breakdown, most_common_colour_baseline
 
     metrics = parse_metrics(metrics)
-    fakes, reals, samples = _translations(model.generator, model_pairs(model, pairs, direction), size, tile,
-                                          progress)
+    fakes, reals, samples = _translations(model.generator, model_pairs(model, pairs, direction),
+                                          input_size(model.config, size), tile, progress)
     by_colour = colour_breakdown([f.paired for f in fakes], [r.paired for r in reals], PAIRED_SIZE) \
         if "accuracy" in metrics else []
     baseline = most_common_colour_baseline([r.paired for r in reals], PAIRED_SIZE)
@@ -292,16 +297,6 @@ def evaluate_model(
 
 
 # --- periodic evaluation during training -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    """An image decoded (and resized) once, behind ImageSource's `load()`."""
-
-    image: Image.Image
-
-    def load(self) -> Image.Image:
-        return self.image
 
 
 class PeriodicEvaluator:
@@ -329,7 +324,7 @@ class PeriodicEvaluator:
         fid_weights: str | os.PathLike | None = None,
     ):
         pairs = orient(select_pairs(data_root, phase, split_names, max_images), direction)
-        self.pairs = [(_Decoded(_resize(a.load(), size)), Scored.of(b.load())) for a, b in pairs]
+        self.pairs = [(_resize(a.load(), size), Scored.of(b.load())) for a, b in pairs]
         self.metrics, self.fid_extractor = select_metrics(metrics, fid_weights, device)
         self.size, self.out_dir = size, Path(out_dir)
 
@@ -382,6 +377,14 @@ def evaluation_size(config: SavedModelConfig) -> int:
     if isinstance(config.run, RunConfig):
         return translation_size(config.run.data.load_size, config.run.data.crop_size)
     return 256
+
+
+def input_size(config: SavedModelConfig, size: int | None) -> int | None:
+    """The square size a model's inputs are resized to for an evaluation asked at `size`: None asks for the
+    model's own (`evaluation_size`), 0 for the inputs as they are (returned as None)."""
+    if size is not None and size < 0:
+        raise ValueError(f"size must be 0 or positive, got {size}")
+    return evaluation_size(config) if size is None else size or None
 
 
 def write_evaluation(out: str | os.PathLike, model: LoadedModel, scores: ModelScores, info: dict,
@@ -444,15 +447,13 @@ def evaluate_saved_model(
     recorded_as: Path | None = None,
 ) -> SavedModelEvaluation:
     """Score a saved model on a paired dataset; with `out`, also metrics.json, metrics.md and samples.png
-    there, naming the model `recorded_as` (default: where it is read from). `size` None: the model's
-    evaluation size; 0: the inputs' own size."""
-    if size is not None and size < 0:
-        raise ValueError(f"size must be 0 or positive, got {size}")
+    there, naming the model `recorded_as` (default: where it is read from; the card of an exported folder is
+    written again by `cutcore.export.refresh_card`, as the evaluate command does). `size` as in `input_size`."""
     pairs = select_pairs(data, phase, read_split(split) if split else None, max_images)
     model = load_model(model_path, device, direction)
     chosen, fid_extractor = select_metrics(metrics, fid_weights, next(model.generator.parameters()).device)
-    size = evaluation_size(model.config) if size is None else size or None
-    scores = evaluate_model(model, pairs, chosen, direction=direction, size=size, tile=tile,
+    size = input_size(model.config, size)
+    scores = evaluate_model(model, pairs, chosen, direction=direction, size=size or 0, tile=tile,
                             fid_extractor=fid_extractor)
     seen = seen_in_training(model.config, data, phase, [a.path.name for a, _ in pairs])
     scope = phase + (f", split {Path(split).name}" if split else "")

@@ -32,6 +32,7 @@ from cutcore.evaluate import (
     PeriodicEvaluator,
     evaluate_generator,
     evaluate_model,
+    evaluation_size,
     orient,
     parse_metrics,
     read_split,
@@ -293,6 +294,12 @@ def test_evaluate_model_on_a_saved_model(model_dir, paired):
     assert scores.n_images == len(pairs)
     assert scores.baseline == most_common_colour_baseline([b.load() for _, b in pairs])
     assert len(scores.samples) == min(GRID_PAIRS, len(pairs))
+    # Without a size, the model's own, as `evaluate` translates (not CUT's 256); pairs may be decoded images.
+    own = evaluation_size(model.config)
+    assert own != 256
+    decoded = [(a.load(), b.load()) for a, b in pairs]
+    assert evaluate_model(model, decoded, ["rmse"], progress=False).values == pytest.approx(
+        evaluate_generator(model.generator, pairs, ["rmse"], size=own, progress=False), rel=1e-9)
     for (inp, _, target), (_, b) in zip(scores.samples, pairs[:GRID_PAIRS], strict=True):
         assert inp.size == (64, 64) and np.array_equal(target.paired, resize_rgb(b.load(), 256))
 
