@@ -36,8 +36,10 @@ def config_field(cfg: Any, path: str) -> tuple[Any, str]:
     return cfg, name
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in "90", "90s", "9m", "1h30m", "1.5h"."""
+def parse_duration(text: str | float) -> float:
+    """Seconds in "90", "90s", "9m", "1h30m", "1.5h" (or a number of seconds)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
     match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
     if not match or not any(match.groups()):
         raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 9m or 1h30m)")
@@ -213,6 +215,21 @@ class RunConfig:
             raise ValueError(f"--load-size {d.load_size} is over {MAX_LOAD_SIZE}: every image is resized to "
                              f"{d.load_size}x{d.load_size} in memory ({d.load_size**2 * 3 / 2**30:.1f} GiB each) first")
         _check_crop(d.crop_size, m.discriminator.n_layers)
+        if isinstance(d.exclude, str):  # a str is a sequence of characters: nothing would be held out
+            raise ValueError(f"data.exclude is a list of file names, got the string {d.exclude!r}")
+        _check_choices(self)
+
+
+def _check_choices(cfg: Any, prefix: str = "") -> None:
+    """Refuse a value outside a Literal field's choices, which the command line offers and Python does not
+    check (data.direction "AB" would train as "AtoB")."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, hint = getattr(cfg, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(hint) is Literal and value not in (choices := typing.get_args(hint)):
+            raise ValueError(f"{prefix}{f.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def smallest_crop(d_layers: int) -> int:

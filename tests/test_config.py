@@ -28,6 +28,10 @@ def test_every_preset_is_valid(name):
     ("runtime.save_every", 0, "--save-every must be at least 1"),
     ("runtime.log_every", 0, "--log-every must be at least 1"),
     ("data.max_items", 0, r"--max-items must be at least 1 \(leave it out for every image\), got 0"),  # was: no limit
+    # What Python callers can set and the command line's choices never let through: each trained silently.
+    ("data.direction", "AB", r"^data.direction must be one of 'AtoB', 'BtoA', got 'AB'$"),  # as AtoB
+    ("model.nce.loss", "fcal", r"^model.nce.loss must be one of 'ce', 'focal', got 'fcal'$"),
+    ("data.exclude", "0.png", r"^data.exclude is a list of file names, got the string '0.png'$"),  # held out none
 ])
 def test_values_that_cannot_train_name_their_flag(path, value, message):
     cfg = preset("cut")
@@ -78,3 +82,20 @@ def _trains(g, d, crop: int) -> bool:
     except (RuntimeError, ValueError):
         return False
     return y.shape == x.shape
+
+
+def test_nce_layers_the_generator_lacks_are_refused():
+    """Layer 99 of a 32-layer generator was skipped: PatchNCE ran on the layers that exist, without a word."""
+    from cutcore.models import build_model
+    from cutcore.sincut import sincut_preset
+    from cutcore.sincut.model import SinCUTModel
+
+    cfg = preset("cut")
+    cfg.model.nce_layers = [0, 4, 99]
+    with pytest.raises(ValueError, match=r"^nce_layers \[0, 4, 99\]: the layers of this generator PatchNCE can read "
+                                         r"are 0-31$"):
+        build_model(cfg.model)
+    sincut = sincut_preset("sincut")
+    sincut.model.nce_layers = [-1, 2]
+    with pytest.raises(ValueError, match=r"^nce_layers \[-1, 2\]: .* are 0-5$"):
+        SinCUTModel(sincut.model)

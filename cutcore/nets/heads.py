@@ -11,6 +11,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def check_layers(layers: list[int], count: int) -> None:
+    """Refuse PatchNCE layer indices an encoder of `count` layers does not have (they would be skipped, and
+    the loss computed on fewer layers than asked)."""
+    if not layers or min(layers) < 0 or max(layers) >= count:
+        raise ValueError(f"nce_layers {list(layers)}: the layers of this generator PatchNCE can read are 0-{count - 1}")
+
+
 class PatchProjector(nn.Module):
     def __init__(self, channels: list[int], dim: int = 256):
         super().__init__()

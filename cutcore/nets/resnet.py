@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .blur import BlurDownsample, BlurUpsample
+from .heads import check_layers
 
 # Two stride-2 downsamplings undone by two upsamplings: any other side comes back a different size
 # (7 -> 4 -> 2 -> 4 -> 8).
@@ -87,6 +88,7 @@ class ResnetGenerator(nn.Module):
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """Features after the given layer indices, stopping after the last one."""
+        check_layers(layers, len(self.model))
         feats, last = [], max(layers)
         for i, layer in enumerate(self.model):
             x = layer(x)

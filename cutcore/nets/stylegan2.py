@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .heads import check_layers
+
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -251,6 +253,7 @@ class StyleGAN2Generator(nn.Module):
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """Encoder features at `layers` (in the order given), stopping after the deepest one."""
+        check_layers(layers, len(self.encoder))
         feats: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.encoder[: max(layers) + 1]):
             x = layer(x)
