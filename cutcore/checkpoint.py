@@ -39,9 +39,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(obj, f, indent=2, default=_path_text)
 
     atomic_write(Path(path), write)
+
+
+def _path_text(value: Any) -> str:
+    """Paths (a config's data root given as a Path) are saved as their text."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

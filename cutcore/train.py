@@ -15,6 +15,7 @@ device except the steps that log, save or evaluate. On the CPU all of this stays
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -136,6 +137,7 @@ def tune_backends(device: str | torch.device) -> dict[str, object]:
 class Trainer:
     def __init__(self, cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None):
         cfg.validate()  # a value that cannot train is one clear error now, not a traceback steps later
+        cfg = copy.deepcopy(cfg)  # the run resolves some fields ("auto" precision): the caller's config stays as given
         self.cfg, self.out = cfg, Path(out)
         t, r = cfg.train, cfg.runtime
         if r.time_budget and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # before a process group exists
@@ -517,39 +519,49 @@ def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
     return cfg
 
 
-def train(cfg: RunConfig, out: str | Path, resume: bool = False, changes: dict[str, object] | None = None,
-          make_evaluator: EvaluatorFactory | None = None) -> Path:
-    """Train `cfg` into `out`; with `resume`, continue from the newest checkpoint there, applying
-    `changes` (run-time settings, or a longer or shorter schedule; see resume_config). `make_evaluator`
-    builds the periodic held-out evaluation when `runtime.eval_every` asks for one."""
+def train(cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None) -> Path:
+    """Train `cfg` into `out`, a new run (a folder that holds one is refused: continue it with `resume`), and
+    return its last checkpoint. `make_evaluator` builds the periodic held-out evaluation when
+    `runtime.eval_every` asks for one (the command uses `cutcore.evaluate.periodic_evaluator`)."""
     out = Path(out)
-    if resume:
-        ckpts = checkpoint_dirs(out)
-        if not ckpts:
-            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        saved = read_run_config(ckpts[-1] / "config.json")
-        resumed = resume_config(saved, changes or {})
-        data, was = Path(resumed.data.root), Path(saved.data.root)
-        if os.environ.get("RANK", "0") == "0":  # the data is named, as a relative root is read from here
-            if "data.root" not in (changes or {}):
-                tqdm.write(f"--resume: training data from {data.resolve()} (the checkpoint's --data {was})",
-                           file=sys.stderr)
-            elif data.resolve() != was.resolve():  # allowed (the data moved), but said
-                tqdm.write(f"--resume: training data from {data} (the checkpoint's run used {was})", file=sys.stderr)
-        trainer = Trainer(resumed, out, make_evaluator)
-        trainer.load(ckpts[-1])
-        old, new = saved.train, resumed.train
-        for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
-            if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
-                raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
-                                 f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
-    else:
-        refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
-        trainer = Trainer(cfg, out, make_evaluator)
-    if resume and trainer.step >= trainer.total_steps and trainer.dist.main:
+    refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
+    return _fit(Trainer(cfg, out, make_evaluator))
+
+
+def resume(out: str | Path, changes: dict[str, object] | None = None,
+           make_evaluator: EvaluatorFactory | None = None) -> Path:
+    """Continue the run in `out` exactly from its newest checkpoint, with the config saved there and `changes`
+    applied ({"runtime.max_steps": 5000, ...}: run-time settings, or a longer or shorter schedule; anything
+    else is refused, see resume_config); returns the last checkpoint."""
+    out = Path(out)
+    ckpts = checkpoint_dirs(out)
+    if not ckpts:
+        raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    changes = changes or {}
+    saved = read_run_config(ckpts[-1] / "config.json")
+    resumed = resume_config(saved, changes)
+    data, was = Path(resumed.data.root), Path(saved.data.root)
+    if os.environ.get("RANK", "0") == "0":  # the data is named, as a relative root is read from here
+        if "data.root" not in changes:
+            tqdm.write(f"--resume: training data from {data.resolve()} (the checkpoint's --data {was})",
+                       file=sys.stderr)
+        elif data.resolve() != was.resolve():  # allowed (the data moved), but said
+            tqdm.write(f"--resume: training data from {data} (the checkpoint's run used {was})", file=sys.stderr)
+    trainer = Trainer(resumed, out, make_evaluator)
+    trainer.load(ckpts[-1])
+    old, new = saved.train, resumed.train
+    for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
+        if lr_factor(epoch, old.epochs, old.epochs_decay) != lr_factor(epoch, new.epochs, new.epochs_decay):
+            raise ValueError(f"--resume: epochs {new.epochs}+{new.epochs_decay} would change the learning rate "
+                             f"of epoch {epoch}, already trained with {old.epochs}+{old.epochs_decay}")
+    if trainer.step >= trainer.total_steps and trainer.dist.main:
         tqdm.write(f"--resume: nothing to train: the checkpoint is at step {trainer.step} and the run ends at step "
                    f"{trainer.total_steps} (a longer --epochs/--epochs-decay or a higher --max-steps goes on)",
                    file=sys.stderr)
+    return _fit(trainer)
+
+
+def _fit(trainer: Trainer) -> Path:
     checkpoint = trainer.fit()
     trainer.dist.close()  # a failure above exits the process instead (see _Dist.close)
     return checkpoint

@@ -23,7 +23,7 @@ from cutcore.config import RunConfig, from_dict, preset
 from cutcore.data import UnpairedDataset
 from cutcore.losses import gan_loss
 from cutcore.models import CUTModel, CycleGANModel, build_model
-from cutcore.train import Trainer, checkpoint_dirs, lr_factor, read_run_config, train
+from cutcore.train import Trainer, checkpoint_dirs, lr_factor, read_run_config, resume, train
 from cutcore.model_folder import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -291,7 +291,7 @@ def test_resume_is_bit_identical(session_unpaired, tmp_path, preset_name, total,
     straight = train(cfg(total), tmp_path / "straight")
     half = train(cfg(total // 2), tmp_path / "split")
     assert half.name == f"step_{total // 2:08d}"
-    resumed = train(cfg(total), tmp_path / "split", resume=True, changes={"runtime.max_steps": total})
+    resumed = resume(tmp_path / "split", {"runtime.max_steps": total})
     assert resumed.name == straight.name == f"step_{total:08d}"
     a, b = _all_tensors(straight), _all_tensors(resumed)
     assert set(a) == set(b)
@@ -308,9 +308,29 @@ def test_resume_is_bit_identical(session_unpaired, tmp_path, preset_name, total,
            [{k: v for k, v in r.items() if k not in drop} for r in log_b]
 
 
-def test_resume_without_checkpoint_is_an_error(session_unpaired, tmp_path):
+def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train(tiny_run_config("cut", session_unpaired), tmp_path / "empty", resume=True)
+        resume(tmp_path / "empty")
+
+
+def test_a_run_configured_from_python_takes_a_path_and_a_number_of_seconds(session_unpaired, tmp_path):
+    """A Path as data root failed when config.json was written (after all the setup); a budget of 600 failed in
+    the duration parser."""
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=2)
+    cfg.data.root, cfg.runtime.time_budget = Path(cfg.data.root), 600
+    assert train(cfg, tmp_path / "run").name == "step_00000002"
+    saved = read_json(tmp_path / "run" / "config.json")
+    assert (saved["data"]["root"], saved["runtime"]["time_budget"]) == (str(cfg.data.root), 600)
+
+
+def test_training_leaves_the_callers_config_as_given(session_unpaired, tmp_path):
+    """train() resolves "auto" precision for the run it saves, not in the config the caller holds."""
+    cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
+    cfg.train.precision = "auto"
+    before = asdict(cfg)
+    train(cfg, tmp_path / "run")
+    assert asdict(cfg) == before
+    assert read_json(tmp_path / "run" / "config.json")["train"]["precision"] in ("fp32", "bf16")
 
 
 def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unpaired, tmp_path):
@@ -318,21 +338,20 @@ def test_resume_extends_the_schedule_but_refuses_to_change_the_model(session_unp
     cfg.train.epochs, cfg.train.epochs_decay = 1, 1
     train(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="model.generator.ngf is 4 in the checkpoint and cannot change"):
-        train(cfg, tmp_path / "run", resume=True, changes={"model.generator.ngf": 8})
+        resume(tmp_path / "run", {"model.generator.ngf": 8})
     names = [f"{i}.png" for i in range(138)]  # an --exclude file: its start, length and difference, not 138 names
     with pytest.raises(ValueError, match=re.escape("is [] in the checkpoint and cannot change mid-run (asked for "
                                                    "['0.png', '1.png', '2.png', … (138 items)], 138 more (e.g. "
                                                    "'0.png'))")):
-        train(cfg, tmp_path / "run", resume=True, changes={"data.exclude": names})
-    assert train(cfg, tmp_path / "run", resume=True).name == "step_00000002"  # the saved step limit holds
+        resume(tmp_path / "run", {"data.exclude": names})
+    assert resume(tmp_path / "run").name == "step_00000002"  # the saved step limit holds
     # Still in epoch 0, where 1+1 and 2+1 epochs agree: the run grows from 8 to 12 steps.
-    end = train(cfg, tmp_path / "run", resume=True,
-                changes={"runtime.max_steps": None, "train.epochs": 2, "runtime.num_workers": 0})
+    end = resume(tmp_path / "run", {"runtime.max_steps": None, "train.epochs": 2, "runtime.num_workers": 0})
     assert end.name == "step_00000012"
     assert read_json(end / "config.json")["runtime"]["num_workers"] == 0
     assert [r["lr"] for r in _log(tmp_path / "run")][-4:] == pytest.approx([cfg.train.lr / 2] * 4)
     with pytest.raises(ValueError, match="would change the learning rate of epoch 1"):
-        train(cfg, tmp_path / "run", resume=True, changes={"train.epochs": 1, "train.epochs_decay": 2})
+        resume(tmp_path / "run", {"train.epochs": 1, "train.epochs_decay": 2})
 
 
 def test_resume_may_shorten_the_schedule_not_yet_trained(session_unpaired, tmp_path):
@@ -340,8 +359,7 @@ def test_resume_may_shorten_the_schedule_not_yet_trained(session_unpaired, tmp_p
     cfg = tiny_run_config("cut", session_unpaired, max_steps=2)  # 4 steps per epoch
     cfg.train.epochs, cfg.train.epochs_decay = 1000, 1000
     train(cfg, tmp_path / "run")
-    end = train(cfg, tmp_path / "run", resume=True,
-                changes={"runtime.max_steps": 12, "train.epochs": 1, "train.epochs_decay": 1})
+    end = resume(tmp_path / "run", {"runtime.max_steps": 12, "train.epochs": 1, "train.epochs_decay": 1})
     assert end.name == "step_00000008"  # 2 epochs of 4 steps (the step limit only bounds a failure)
     assert [r["lr"] for r in _log(tmp_path / "run")][-4:] == pytest.approx([cfg.train.lr / 2] * 4)
 
@@ -351,10 +369,10 @@ def test_resume_stops_at_an_epoch_boundary_can_extend_and_refuses_other_data(ses
     cfg.train.epochs, cfg.train.epochs_decay = 1, 1
     train(cfg, tmp_path / "run")
     # Epoch 1 was never trained, so turning it from decay into constant LR changes nothing done.
-    assert train(cfg, tmp_path / "run", resume=True, changes={"runtime.max_steps": 5, "train.epochs": 2}).name \
+    assert resume(tmp_path / "run", {"runtime.max_steps": 5, "train.epochs": 2}).name \
         == "step_00000005"
     with pytest.raises(ValueError, match="steps per epoch"):  # one image fewer: the schedule would shift
-        train(cfg, tmp_path / "run", resume=True, changes={"data.root": str(_fewer_images(session_unpaired, tmp_path))})
+        resume(tmp_path / "run", {"data.root": str(_fewer_images(session_unpaired, tmp_path))})
 
 
 def _fewer_images(root: Path, tmp_path: Path) -> Path:
@@ -399,7 +417,7 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(sessi
     assert checkpoint_dirs(tmp_path / "split")[-1].name == "step_00000003" and len(steps) == 3
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C means "interrupt" again afterwards
     monkeypatch.setattr(CUTModel, "train_step", original)
-    resumed = train(tiny_run_config("cut", session_unpaired, max_steps=5), tmp_path / "split", resume=True)
+    resumed = resume(tmp_path / "split")
     a, b = _all_tensors(straight), _all_tensors(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -442,7 +460,7 @@ def test_an_error_after_a_step_leaves_a_checkpoint_of_that_step(tmp_path):
     with pytest.raises(RuntimeError, match="matplotlib is missing"):
         train(cfg, tmp_path / "run", make_evaluator=_failing_evaluator)
     assert [c.name for c in checkpoint_dirs(tmp_path / "run")] == ["step_00000003"]
-    train(cfg, tmp_path / "run", resume=True)  # without the evaluator: continues from step 3
+    resume(tmp_path / "run")  # without the evaluator: continues from step 3
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
 
 
@@ -483,7 +501,7 @@ def test_a_resume_from_an_older_checkpoint_logs_each_step_once(session_unpaired,
     with open(tmp_path / "run" / "log.jsonl", "a") as f:  # and in the middle of writing a log line
         f.write('{"step": null}\n{"step": 6, "lo')
     assert checkpoint_dirs(tmp_path / "run")[-1].name == "step_00000004"
-    train(cfg, tmp_path / "run", resume=True)
+    resume(tmp_path / "run")
     assert [r["step"] for r in _log(tmp_path / "run")] == [1, 2, 3, 4, 5]
 
 
@@ -556,7 +574,7 @@ def test_loading_never_unpickles(session_unpaired, tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "Unpickler", forbidden)
     load_model(ckpt, "cpu")
     load_model(ckpt, "cpu", "BtoA")
-    train(tiny_run_config("cyclegan", session_unpaired, max_steps=2), tmp_path / "run", resume=True)
+    resume(tmp_path / "run")
 
 
 # --- learning-rate schedule ------------------------------------------------------------------------
@@ -668,7 +686,7 @@ def test_time_budget_on_resume_never_changes_the_lr_of_trained_steps(session_unp
     train(cfg, tmp_path / "run")
     # 10 s at 1 s/step: rate measured at step 14, 18 steps fit (2 s reserve); the budget's schedule would decay
     # from step 9, before the 10 steps already trained.
-    train(cfg, tmp_path / "run", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "10s"})
+    resume(tmp_path / "run", {"runtime.max_steps": None, "runtime.time_budget": "10s"})
     log = _log(tmp_path / "run")
     assert [r["step"] for r in log] == list(range(1, 19))  # stopped on time, not at the epochs' end
     assert [r["lr"] for r in log] == pytest.approx([cfg.train.lr] * 18)  # no jump down mid-run
@@ -678,13 +696,13 @@ def test_time_budget_on_resume_never_changes_the_lr_of_trained_steps(session_unp
     # Resumed early enough, the budget lays its schedule as in a new run.
     cfg.runtime.max_steps = 3
     train(cfg, tmp_path / "early")
-    train(cfg, tmp_path / "early", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "30s"})
+    resume(tmp_path / "early", {"runtime.max_steps": None, "runtime.time_budget": "30s"})
     lrs = [r["lr"] for r in _log(tmp_path / "early")]
     assert lrs[-1] < 0.1 * cfg.train.lr and "--time-budget:" not in capsys.readouterr().err
     # A checkpoint already decaying on its epochs' schedule keeps it, whatever fits.
     cfg.train.epochs, cfg.runtime.max_steps = 0, 3
     train(cfg, tmp_path / "decaying")
-    train(cfg, tmp_path / "decaying", resume=True, changes={"runtime.max_steps": None, "runtime.time_budget": "1m"})
+    resume(tmp_path / "decaying", {"runtime.max_steps": None, "runtime.time_budget": "1m"})
     assert "the checkpoint (step 3) is past the decay start of its epochs' schedule (step 0)" in (
         capsys.readouterr().err)
 
@@ -776,12 +794,11 @@ def test_resume_with_device_data_is_bit_identical_and_may_switch_data_paths(sess
     with _no_dataloader():
         straight = train(cfg(4, "on"), tmp_path / "straight")
         train(cfg(2, "on"), tmp_path / "split")
-        resumed = train(cfg(4, "on"), tmp_path / "split", resume=True, changes={"runtime.max_steps": 4})
+        resumed = resume(tmp_path / "split", {"runtime.max_steps": 4})
     # Started with the DataLoader, continued on the device (the data path is run-time, as on a new machine).
     train(cfg(2, "off"), tmp_path / "switch")
     with _no_dataloader():
-        switched = train(cfg(4, "off"), tmp_path / "switch", resume=True,
-                         changes={"runtime.max_steps": 4, "runtime.data_on_device": "on"})
+        switched = resume(tmp_path / "switch", {"runtime.max_steps": 4, "runtime.data_on_device": "on"})
     want = _all_tensors(straight)
     for ckpt in (resumed, switched):
         got = _all_tensors(ckpt)

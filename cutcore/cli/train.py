@@ -53,7 +53,7 @@ def add_train(sub) -> None:
 
 def _train(args) -> int:
     from ..evaluate import periodic_evaluator, read_split
-    from ..train import train
+    from ..train import resume, train
 
     if args.data is None and not args.resume:
         raise ValueError("--data is required (with --resume the checkpoint's is used)")
@@ -66,19 +66,21 @@ def _train(args) -> int:
         changes["data.exclude"] = read_split(args.exclude)
     options = config_options()
     changes |= {path: getattr(args, path) for path, _, _ in options if getattr(args, path) is not None}
-    cfg = preset(args.preset or "cut")
-    for path, value in changes.items():
-        try:
-            target, name = config_field(cfg, path)
-            getattr(target, name)
-        except AttributeError:  # e.g. --lambda-nce with the cyclegan preset
-            flag = next(_flag(f) for p, f, _ in options if p == path)
-            raise ValueError(f"{flag} does not apply to the {cfg.preset} preset") from None
-        setattr(target, name, value)
-    if args.resume and args.preset:
-        changes["preset"] = args.preset
-    ckpt = train(cfg, args.out, resume=args.resume, changes=changes if args.resume else None,
-                 make_evaluator=periodic_evaluator)
+    if args.resume:  # the checkpoint's config, with these changes (refused where they would change the model)
+        if args.preset:
+            changes["preset"] = args.preset
+        ckpt = resume(args.out, changes, make_evaluator=periodic_evaluator)
+    else:
+        cfg = preset(args.preset or "cut")
+        for path, value in changes.items():
+            try:
+                target, name = config_field(cfg, path)
+                getattr(target, name)
+            except AttributeError:  # e.g. --lambda-nce with the cyclegan preset
+                flag = next(_flag(f) for p, f, _ in options if p == path)
+                raise ValueError(f"{flag} does not apply to the {cfg.preset} preset") from None
+            setattr(target, name, value)
+        ckpt = train(cfg, args.out, make_evaluator=periodic_evaluator)
     print(f"checkpoint: {ckpt}")
     return 0
 
