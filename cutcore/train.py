@@ -522,10 +522,10 @@ def resume_config(saved: RunConfig, changes: dict[str, object]) -> RunConfig:
 def train(cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None) -> Path:
     """Train `cfg` into `out`, a new run (a folder that holds one is refused: continue it with `resume`), and
     return its last checkpoint. `make_evaluator` builds the periodic held-out evaluation when
-    `runtime.eval_every` asks for one (the command uses `cutcore.evaluate.periodic_evaluator`)."""
+    `runtime.eval_every` asks for one (default: `cutcore.evaluate.periodic_evaluator`)."""
     out = Path(out)
     refuse_existing_run(out)  # before decoding data or loading FID weights: the answer comes at once
-    return _fit(Trainer(cfg, out, make_evaluator))
+    return _fit(Trainer(cfg, out, make_evaluator or _held_out_evaluator()))
 
 
 def resume(out: str | Path, changes: dict[str, object] | None = None,
@@ -547,7 +547,7 @@ def resume(out: str | Path, changes: dict[str, object] | None = None,
                        file=sys.stderr)
         elif data.resolve() != was.resolve():  # allowed (the data moved), but said
             tqdm.write(f"--resume: training data from {data} (the checkpoint's run used {was})", file=sys.stderr)
-    trainer = Trainer(resumed, out, make_evaluator)
+    trainer = Trainer(resumed, out, make_evaluator or _held_out_evaluator())
     trainer.load(ckpts[-1])
     old, new = saved.train, resumed.train
     for epoch in range(math.ceil(trainer.step / trainer.steps_per_epoch)):  # every epoch trained so far
@@ -559,6 +559,12 @@ def resume(out: str | Path, changes: dict[str, object] | None = None,
                    f"{trainer.total_steps} (a longer --epochs/--epochs-decay or a higher --max-steps goes on)",
                    file=sys.stderr)
     return _fit(trainer)
+
+
+def _held_out_evaluator() -> EvaluatorFactory:
+    from .evaluate import periodic_evaluator  # here: the trainer itself runs any evaluator it is given
+
+    return periodic_evaluator
 
 
 def _fit(trainer: Trainer) -> Path:

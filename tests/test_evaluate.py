@@ -417,6 +417,18 @@ def test_periodic_evaluator_appends_and_plots(paired, tmp_path):
         assert png.format == "PNG" and png.size[0] > png.size[1]
 
 
+def test_training_from_python_evaluates_when_asked(paired, tmp_path):
+    """runtime.eval_every from Python evaluates as the command does (it silently did nothing without an explicitly
+    passed evaluator factory)."""
+    from cutcore.train import train
+
+    cfg = tiny_run_config("cut", paired, max_steps=2)
+    cfg.runtime.eval_every, cfg.runtime.eval_metrics, cfg.runtime.eval_split = 2, "rmse", None
+    train(cfg, tmp_path / "run")
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2] and lines[0]["rmse"] > 0
+
+
 # --- report ------------------------------------------------------------------------------------
 
 

@@ -52,7 +52,7 @@ def add_train(sub) -> None:
 
 
 def _train(args) -> int:
-    from ..evaluate import periodic_evaluator, read_split
+    from ..evaluate import read_split
     from ..train import resume, train
 
     if args.data is None and not args.resume:
@@ -69,7 +69,7 @@ def _train(args) -> int:
     if args.resume:  # the checkpoint's config, with these changes (refused where they would change the model)
         if args.preset:
             changes["preset"] = args.preset
-        ckpt = resume(args.out, changes, make_evaluator=periodic_evaluator)
+        ckpt = resume(args.out, changes)
     else:
         cfg = preset(args.preset or "cut")
         for path, value in changes.items():
@@ -80,7 +80,7 @@ def _train(args) -> int:
                 flag = next(_flag(f) for p, f, _ in options if p == path)
                 raise ValueError(f"{flag} does not apply to the {cfg.preset} preset") from None
             setattr(target, name, value)
-        ckpt = train(cfg, args.out, make_evaluator=periodic_evaluator)
+        ckpt = train(cfg, args.out)
     print(f"checkpoint: {ckpt}")
     return 0
 
