@@ -7,9 +7,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .nets.patchgan import PatchGANConfig
-from .nets.resnet import SIZE_MULTIPLE as RESNET_SIZE_MULTIPLE
-from .nets.resnet import ResnetGeneratorConfig
+from .nets.configs import SIZE_MULTIPLE as RESNET_SIZE_MULTIPLE
+from .nets.configs import PatchGANConfig, ResnetGeneratorConfig
 
 GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
 

@@ -1,20 +1,11 @@
 """PatchGAN discriminator (pix2pix; 70×70 receptive field with 3 layers), optionally anti-aliased as in CUT."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn as nn
 
 from .blur import BlurDownsample
-
-
-@dataclass
-class PatchGANConfig:
-    in_channels: int = 3
-    ndf: int = field(default=64, metadata={"help": "discriminator width"})
-    n_layers: int = 3
-    antialias: bool = True  # CUT default; CycleGAN uses strided convs
+from .configs import PatchGANConfig
 
 
 class PatchGANDiscriminator(nn.Module):

@@ -7,28 +7,12 @@ second downsampling convs, and the first and fifth residual blocks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn as nn
 
 from .blur import BlurDownsample, BlurUpsample
+from .configs import SIZE_MULTIPLE, ResnetGeneratorConfig
 from .heads import check_layers
-
-# Two stride-2 downsamplings undone by two upsamplings: any other side comes back a different size
-# (7 -> 4 -> 2 -> 4 -> 8).
-SIZE_MULTIPLE = 4
-
-
-@dataclass
-class ResnetGeneratorConfig:
-    in_channels: int = 3
-    out_channels: int = 3
-    ngf: int = field(default=64, metadata={"help": "generator width (channels of the first conv)"})
-    n_blocks: int = field(default=9, metadata={"help": "residual blocks"})
-    antialias_down: bool = True  # False: strided convs (CycleGAN)
-    antialias_up: bool = True  # False: transposed convs (CycleGAN)
-    dropout: bool = False
 
 
 def _norm(ch: int) -> nn.Module:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import StyleGAN2DiscriminatorConfig, StyleGAN2GeneratorConfig
 from .heads import check_layers
 
 _SQRT2 = math.sqrt(2.0)
@@ -180,17 +180,7 @@ class StyledUpConv(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Generator
-
-
-@dataclass
-class StyleGAN2GeneratorConfig:
-    ngf: int = 10  # width multiplier ngf/32 on the StyleGAN2 channel table
-    n_blocks: int = 6  # residual blocks, half in the encoder and half in the decoder
-    n_downsampling: int = 1
-    # Resolution that sets the widths (the reference uses the training crop size): at 64 and
-    # ngf 10 the encoder runs 80 channels at full and 160 at half resolution.
-    base_size: int = 64
+# Generator (its config, StyleGAN2GeneratorConfig, is in .configs)
 
 
 class StyleGAN2Generator(nn.Module):
@@ -306,16 +296,7 @@ class StyleGAN2Generator(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Discriminator
-
-
-@dataclass
-class StyleGAN2DiscriminatorConfig:
-    ndf: int = 8  # width multiplier ndf/64
-    size: int = 64  # input resolution the network is built for (a power of two >= 8)
-    # Split larger inputs into size x size tiles, each judged on its own (the reference
-    # TileStyleGAN2Discriminator): e.g. 128² crops scored as four 64² tiles.
-    tile: bool = False
+# Discriminator (its config, StyleGAN2DiscriminatorConfig, is in .configs)
 
 
 class StyleGAN2Discriminator(nn.Module):

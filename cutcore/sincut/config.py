@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..config import GANMode, NCEConfig, lr_factor
-from ..nets.stylegan2 import StyleGAN2DiscriminatorConfig, StyleGAN2GeneratorConfig
+from ..nets.configs import StyleGAN2DiscriminatorConfig, StyleGAN2GeneratorConfig
 
 
 @dataclass
