@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-UMASK = os.umask(0o022)  # the process's umask (reading it means setting it), restored on the next line
-os.umask(UMASK)
+from .files import UMASK
 
 
 def atomic_write(path: Path, write) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .checkpoint import UMASK
+from .files import UMASK
 
 CUT_REPO = "taesungp/contrastive-unpaired-translation"
 CYCLEGAN_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"

@@ -34,6 +34,7 @@ from .imageio import (
     to_rgb,
     to_tensor,
 )
+from .tiling import MIN_TILE
 
 if TYPE_CHECKING:
     from .model_folder import LoadedModel
@@ -54,9 +55,6 @@ class TranslationCancelled(Exception):
 def _check(should_stop: ShouldStop | None, done: int, total: int) -> None:
     if should_stop is not None and should_stop():
         raise TranslationCancelled(done, total)
-
-
-MIN_TILE = 16  # px: smaller tiles would run the generator once per few pixels
 
 
 def _default_overlap(tile: int) -> int:

@@ -512,3 +512,39 @@ def test_bench_is_a_command_too(monkeypatch):
     monkeypatch.setattr(cutcore.bench, "main", lambda argv: heard.append(argv) or 0)
     assert main(["bench", "--preset", "cut", "--device", "cpu"]) == 0
     assert heard == [["--preset", "cut", "--device", "cpu"]]
+
+
+# What `python -m cutcore` runs for each command line, in one fresh interpreter: the exit code and which heavy
+# modules the command line itself imported (those already loaded before it, e.g. by a sitecustomize, aside).
+_IMPORTS_OF = """
+import contextlib, io, json, runpy, sys
+HEAVY = ("torch", "numpy", "PIL")
+before = {m for m in HEAVY if m in sys.modules}
+seen = {}
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["cutcore", *argv]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = runpy.run_module("cutcore", run_name="__main__")
+        except SystemExit as e:
+            code = e.code
+    seen[" ".join(argv)] = [code, sorted(m for m in HEAVY if m in sys.modules and m not in before)]
+print(json.dumps({"before": sorted(before), "seen": seen}))
+"""
+_COMMANDS = ["train", "translate", "evaluate", "export", "sincut", "report", "official", "style", "bench"]
+
+
+def test_help_and_usage_errors_import_no_torch():
+    """`--help` and argparse's usage errors are answered before torch, numpy or PIL is imported (seconds of the
+    user's time each): the parsers are built from torch-free modules, and the work's modules load in the handlers."""
+    lines = [["--help"], *([c, "--help"] for c in _COMMANDS), ["official", "download", "--help"],
+             [], ["train", "--no-such-flag"], ["train", "--preset", "cut++"], ["evaluate", "--size", "3", "x"],
+             ["translate", "--tile", "4"], ["sincut", "--preview-every", "0"]]
+    r = subprocess.run([sys.executable, "-c", _IMPORTS_OF, json.dumps(lines)], env=subprocess_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    if report["before"]:
+        pytest.skip(f"the interpreter imports {report['before']} at start-up")
+    expected = {" ".join(argv): [0 if "--help" in argv else 2, []] for argv in lines}
+    assert report["seen"] == expected

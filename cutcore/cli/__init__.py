@@ -1,7 +1,9 @@
 """`python -m cutcore <command>`: every command line of the library is parsed here.
 
 Each module of this package holds the parsers of a few commands and thin handlers that import
-the library lazily (so `--help` stays quick); the work itself happens in library functions.
+the library lazily; the work itself happens in library functions. Building the parsers imports
+neither torch nor numpy nor PIL (they need only torch-free modules: `config`, `nets.configs`, `tiling`,
+`official_urls`), so `--help` and usage errors stay quick; tests/test_cli.py checks it.
 """
 from __future__ import annotations
 

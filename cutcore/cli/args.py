@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..translate import MIN_TILE
+from ..tiling import MIN_TILE
 
 
 def at_least(low: int):

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..translate import MIN_TILE
+from ..tiling import MIN_TILE
 from .args import TILE_HELP, png_path, positive, tile_size, zero_or_at_least
 
 

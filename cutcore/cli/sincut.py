@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..sincut.config import SINCUT_PRESETS
-from ..translate import MIN_TILE
+from ..tiling import MIN_TILE
 from .args import positive, zero_or_at_least
 
 
