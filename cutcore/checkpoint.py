@@ -116,3 +116,16 @@ def checkpoint_dirs(run: Path) -> list[Path]:
     """A training run's checkpoints/step_N folders, oldest first."""
     root = Path(run) / "checkpoints"
     return sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []
+
+
+MODEL_FILES = ("previews", "losses.jsonl", "model.safetensors")  # what a SinCUT run or an export writes
+
+
+def existing_run(folder: Path) -> tuple[str, str] | None:
+    """What a new run in `folder` would overwrite (`train` and `sincut` refuse it, each in its own words):
+    ("training run", "checkpoints up to step_N"), ("model", the model or SinCUT files there), or None."""
+    if ckpts := checkpoint_dirs(folder):
+        return "training run", f"checkpoints up to {ckpts[-1].name}"
+    if held := [name for name in MODEL_FILES if (Path(folder) / name).exists()]:
+        return "model", ", ".join(held)
+    return None

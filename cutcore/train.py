@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .checkpoint import (
     checkpoint_dirs,
+    existing_run,
     load_optimizer_state,
     load_tensors,
     module_state,
@@ -374,12 +375,13 @@ def _ignore_ctrl_c(_worker: int) -> None:
 def refuse_existing_run(out: Path) -> None:
     """A new run in a folder that holds one would overwrite and prune its checkpoints; in a model folder (an
     export, a SinCUT run) it would replace the config.json that the model's weights are read with."""
-    if old := checkpoint_dirs(out):
-        raise ValueError(f"{out} already holds a run (checkpoints up to {old[-1].name}): continue it with "
-                         "--resume, or train into another --out")
-    if (out / "model.safetensors").exists():
-        raise ValueError(f"{out} holds a model (model.safetensors): a run there would replace its config.json; "
-                         "train into another --out")
+    match existing_run(out):
+        case ("training run", what):
+            raise ValueError(f"{out} already holds a run ({what}): continue it with --resume, or train into another "
+                             "--out")
+        case ("model", what):
+            raise ValueError(f"{out} holds a model or a SinCUT run ({what}): a run there would replace its "
+                             "config.json; train into another --out")
 
 
 class TimeBudget:

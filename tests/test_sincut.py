@@ -789,11 +789,11 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
         capsys.readouterr().err)
     # Nor may a CUT run start there (its config.json would replace the model's), nor a SinCUT run in a training run.
     assert main(["train", "--data", str(data), "--out", str(out), "--max-steps", "1"]) == 2
-    assert "holds a model (model.safetensors)" in capsys.readouterr().err
+    assert "holds a model or a SinCUT run (previews, losses.jsonl, model.safetensors)" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     (tmp_path / "cut_run" / "checkpoints" / "step_00000001").mkdir(parents=True)
     assert main(["sincut", "--data", str(data), "--out", str(tmp_path / "cut_run"), "--iters", "2"]) == 2
-    assert "holds a training run (checkpoints/)" in capsys.readouterr().err
+    assert "holds a training run (checkpoints up to step_00000001)" in capsys.readouterr().err
 
 
 def test_a_chosen_iteration_count_is_trained_in_full_on_the_presets_schedule():

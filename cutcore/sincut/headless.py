@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..checkpoint import existing_run
 from ..imageio import list_images, load_rgb
 from ..interrupt import first_ctrl_c_calls
 from ..metrics.style import style_report
@@ -43,17 +44,15 @@ def single_images(data: Path) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
-RUN_FILES = ("previews", "losses.jsonl", "model.safetensors")  # what a run writes into its folder
-
-
 def refuse_existing_run(out: Path) -> None:
     """A second run into the same folder would leave the first one's previews among its own, and its config.json
     would replace the one a model or a training run there is read with."""
-    if held := [name for name in RUN_FILES if (out / name).exists()]:
-        raise ValueError(f"{out} already holds a SinCUT run or a model ({', '.join(held)}): train into another "
-                         "--out, or delete it first")
-    if (out / "checkpoints").is_dir():
-        raise ValueError(f"{out} holds a training run (checkpoints/): train into another --out")
+    match existing_run(out):
+        case ("model", what):
+            raise ValueError(f"{out} already holds a SinCUT run or a model ({what}): train into another --out, or "
+                             "delete it first")
+        case ("training run", what):
+            raise ValueError(f"{out} holds a training run ({what}): train into another --out")
 
 
 def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut-cpu", *, iters: int | None = None,
