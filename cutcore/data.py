@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from .config import DataConfig
-from .imageio import ImageLoadError, list_images, load_rgb, to_tensor
+from .imageio import ImageLoadError, list_images, load_rgb, resize_square, to_tensor
 
 Half = Literal["full", "left", "right"]
 
@@ -95,13 +95,6 @@ def draw_crop(rng: random.Random, load_size: int, crop_size: int, flip: bool) ->
     for a horizontal flip (`apply_crop` applies it to the image `resize_square` made)."""
     x, y = rng.randint(0, load_size - crop_size), rng.randint(0, load_size - crop_size)
     return Crop(x, y, bool(flip and rng.random() < 0.5))
-
-
-def resize_square(img: Image.Image, load_size: int) -> Image.Image:
-    """`img` as a load_size² image (PIL bicubic, as the reference's loader), unchanged if it already is one."""
-    if load_size != img.size[0] or load_size != img.size[1]:
-        img = img.resize((load_size, load_size), Image.BICUBIC)
-    return img
 
 
 def apply_crop(img: Image.Image, crop: Crop, crop_size: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .checkpoint import write_bytes, write_json
 from .config import RunConfig
 from .data import ImageSource, domain_sources, paired_sources
+from .imageio import resize_square
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
 from .runlog import read_log
@@ -156,7 +157,7 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def _resize(img: Image.Image, size: int | None) -> Image.Image:
-    return img if not size or img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
+    return resize_square(img, size) if size else img
 
 
 @dataclass(frozen=True)

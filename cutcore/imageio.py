@@ -74,6 +74,11 @@ def rescale(img: Image.Image, scale: float, resample: int = Image.BICUBIC) -> Im
     return img.resize(scaled_size(img.size, scale), resample)
 
 
+def resize_square(img: Image.Image, side: int) -> Image.Image:
+    """`img` as a side² image (PIL bicubic, as the reference's loader resizes), unchanged if it already is one."""
+    return img if img.size == (side, side) else img.resize((side, side), Image.BICUBIC)
+
+
 def fit_within(img: Image.Image, side: int, resample: int = Image.BICUBIC) -> Image.Image:
     """`img` shrunk, keeping its aspect, so its longer side is at most `side` (never enlarged)."""
     return img if max(img.size) <= side else rescale(img, side / max(img.size), resample)

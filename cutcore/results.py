@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .checkpoint import write_bytes
+from .imageio import resize_square
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -96,7 +97,6 @@ def plot_curves(curves: dict[str, list[dict]], path: str | os.PathLike) -> None:
 def preview_grid(rows: Sequence[Sequence[Image.Image]], thumb: int = 256) -> Image.Image:
     """Rows of input | translation | target, each image as a thumb² square."""
     def square(img: Image.Image) -> np.ndarray:
-        img = img.convert("RGB")
-        return np.asarray(img if img.size == (thumb, thumb) else img.resize((thumb, thumb), Image.BICUBIC))
+        return np.asarray(resize_square(img.convert("RGB"), thumb))
 
     return Image.fromarray(np.concatenate([np.concatenate([square(i) for i in row], axis=1) for row in rows], axis=0))

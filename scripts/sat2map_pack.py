@@ -6,7 +6,7 @@
 
 The pack holds the training tiles of both domains (all of trainA/ and trainB/ minus the held-out
 split, weights/sat2map_val.txt), resized once to the training size exactly as the trainer's
-loader resizes them (`cutcore.data.resize_square`: PIL bicubic), so `train --load-size SIZE` reads
+loader resizes them (`cutcore.imageio.resize_square`: PIL bicubic), so `train --load-size SIZE` reads
 them unchanged. Layout: OUT/trainA/N.jpg, OUT/trainB/N.jpg (same names), OUT/heldout/testA|testB/N.jpg
 (the held-out pairs as they are, for the held-out curve during training), OUT/PACK.json (how it was
 made, the source tile side for the inference scale, sizes).
@@ -40,8 +40,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cutcore.data import resize_square  # noqa: E402  (the trainer's own resize)
-from cutcore.imageio import list_images, load_rgb  # noqa: E402
+from cutcore.imageio import list_images, load_rgb, resize_square  # noqa: E402  (the trainer's own resize)
 from cutcore.metrics.paired import pixel_accuracy, resize_rgb, rmse  # noqa: E402
 
 MiB = 2**20
@@ -127,7 +126,7 @@ def build(data: Path, split: Path, out: Path, size: int, limit: int | None, work
     sat_total, map_total = sum(s for s, _ in sizes), sum(m for _, m in sizes)
     info = {
         "what": "sat2map training pack (issue 13): training tiles minus the held-out split, resized once as "
-                "cutcore.data.resize_square does (PIL bicubic)",
+                "cutcore.imageio.resize_square does (PIL bicubic)",
         "source": _shown(data), "held_out_split": _shown(split), "held_out": len(held), "tiles": len(names),
         "source_side": side_w, "size": size, "satellite": SAT, "maps": MAP,
         "heldout": len(heldout),

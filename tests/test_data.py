@@ -25,10 +25,9 @@ from cutcore.data import (
     domain_sources,
     draw_crop,
     paired_sources,
-    resize_square,
     resolve_data_on_device,
 )
-from cutcore.imageio import ImageLoadError, list_images, load_rgb, to_pil, to_tensor
+from cutcore.imageio import ImageLoadError, list_images, load_rgb, resize_square, to_pil, to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
