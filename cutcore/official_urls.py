@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .files import UMASK
+from .files import atomic_write
 
 CUT_REPO = "taesungp/contrastive-unpaired-translation"
 CYCLEGAN_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
@@ -125,14 +124,11 @@ def download(url: str, dest: Path, timeout: float = DEFAULT_TIMEOUT, progress: P
     """Stream `url` into `dest` (atomically); returns its sha256. Raises DownloadError, never hangs."""
     if offline():
         raise DownloadError(f"downloads are disabled ({' or '.join(f'{k}=1' for k in _OFFLINE_ENVS)} is set)")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    except OSError as e:
-        raise DownloadError(f"cannot write {dest}: {e}") from e
-    h, done = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+    h = hashlib.sha256()
+
+    def write(tmp: str) -> None:
+        done = 0
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             while chunk := resp.read(_CHUNK):
@@ -143,13 +139,12 @@ def download(url: str, dest: Path, timeout: float = DEFAULT_TIMEOUT, progress: P
                     progress(done, total)
         if total is not None and done != total:
             raise DownloadError(f"{url}: truncated download ({done} of {total} bytes)")
-        os.chmod(tmp, 0o666 & ~UMASK)  # not mkstemp's 0600: a kept download is an ordinary file (atomic_write's rule)
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, timeout, HTTP errors
+
+    try:
+        atomic_write(dest, write)
+    except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, timeout, HTTP errors; a full disk
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"could not download {url}: {reason}") from e
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return h.hexdigest()
 
 

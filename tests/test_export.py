@@ -246,7 +246,7 @@ def test_export_never_replaces_the_run_or_a_folder_that_is_not_a_model(run, expo
 
 def test_exported_files_are_readable_as_open_would_create_them(exported):
     """Staged with mkdtemp/mkstemp (0700/0600), a model must not stay unreadable to a web server."""
-    from cutcore.checkpoint import UMASK
+    from cutcore.files import UMASK
 
     assert exported.stat().st_mode & 0o777 == 0o777 & ~UMASK
     for f in ("model.safetensors", "config.json", "README.md", "metrics.json"):

@@ -324,7 +324,7 @@ def test_download_checks_length_and_sha256(monkeypatch, tmp_path):
     with pytest.raises(DownloadError, match="truncated"):
         official_urls.download("http://x/y.pth", tmp_path / "y.pth")
     assert list(tmp_path.iterdir()) == []  # no partial file left
-    from cutcore.checkpoint import UMASK
+    from cutcore.files import UMASK
 
     monkeypatch.setattr(official_urls.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(b"abc", 3))
     official_urls.download("http://x/y.pth", tmp_path / "y.pth")  # kept (--file): readable as open() makes files
