@@ -126,6 +126,12 @@ def test_stray_pixels_do_not_legitimise_a_colour(triple):
     assert foreign_colour_fraction(p, lime_in_art, with_door(p)) < 0.005
 
 
+def test_report_scores_foreign_colours_with_foreign_colour_fraction(triple):
+    p, a = triple
+    # Noise spreads the output's ΔEs across the threshold: another threshold or share would give another share.
+    noisy = np.clip(p + np.random.default_rng(1).normal(0, 30, p.shape), 0, 255).astype(np.uint8)
+    assert style_report(p, a, noisy)["foreign_colour_fraction"] == foreign_colour_fraction(p, a, noisy) > 0.1
+
 def test_noise_lowers_content(triple):
     p, a = triple
     rng = np.random.default_rng(1)

@@ -260,10 +260,15 @@ def foreign_colour_mask(photo: ImageLike, artwork: ImageLike, output: ImageLike,
     return foreign_colour_distance(photo, artwork, output, **kwargs) > delta_e
 
 
-def foreign_colour_fraction(photo: ImageLike, artwork: ImageLike, output: ImageLike, *,
-                            delta_e: float = FOREIGN_DELTA_E, **kwargs) -> float:
+def foreign_colour_fraction(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, side: int = WORK_SIDE,
+                            delta_e: float = FOREIGN_DELTA_E, min_share: float = FOREIGN_MIN_SHARE) -> float:
     """Share of output pixels whose colour is in neither the photo nor the artwork (0 = none)."""
-    return float(foreign_colour_mask(photo, artwork, output, delta_e=delta_e, **kwargs).mean())
+    return _foreign_fraction(*prepare(photo, artwork, output, side), delta_e, min_share)
+
+
+def _foreign_fraction(p: np.ndarray, a: np.ndarray, o: np.ndarray, delta_e: float, min_share: float) -> float:
+    # Takes prepared images: `style_report` reports this on its one preparation of the three.
+    return float((_foreign_distance(p, a, o, min_share) > delta_e).mean())
 
 
 def style_report(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, side: int = WORK_SIDE,
@@ -272,4 +277,4 @@ def style_report(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, sid
     p, a, o = prepare(photo, artwork, output, side)
     s = _scores(p, a, o, seed)
     return {"colour_ratio": s.colour_ratio, "texture_ratio": s.texture_ratio, "content": s.content,
-            "foreign_colour_fraction": float((_foreign_distance(p, a, o, FOREIGN_MIN_SHARE) > delta_e).mean())}
+            "foreign_colour_fraction": _foreign_fraction(p, a, o, delta_e, FOREIGN_MIN_SHARE)}
