@@ -15,11 +15,9 @@ from cutcore.metrics.paired import (
     to_rgb_uint8,
 )
 from cutcore.metrics.style import (
-    StyleScores,
     foreign_colour_fraction,
     foreign_colour_mask,
     style_report,
-    style_scores,
 )
 from cutcore.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
@@ -41,7 +39,6 @@ __all__ = [
     "FIDFeatureExtractor",
     "FIDWeightsUnavailable",
     "PytorchFIDMissing",
-    "StyleScores",
     "colour_breakdown",
     "compute_fid",
     "extract_features",
@@ -59,7 +56,6 @@ __all__ = [
     "rmse",
     "sliced_wasserstein",
     "style_report",
-    "style_scores",
     "swd",
     "to_rgb_uint8",
 ]

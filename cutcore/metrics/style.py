@@ -25,7 +25,6 @@ directly). Identical sample sets score exactly 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -43,18 +42,6 @@ QUANTILES = 1024  # points of the quantile functions compared per direction
 FOREIGN_DELTA_E = 20.0  # CIELAB ΔE76 beyond which a colour is "in neither image"
 FOREIGN_MIN_SHARE = 1e-4  # a colour bin counts as present in an image from this share of its pixels
 _BIN = 8  # colour histogram bins of 8 levels per channel (32³ bins)
-
-
-@dataclass(frozen=True)
-class StyleScores:
-    colour_ratio: float
-    texture_ratio: float
-    content: float
-    # The SWDs behind the ratios (numerator: output vs artwork; denominator: photo vs artwork).
-    colour_swd: float
-    colour_swd_photo: float
-    texture_swd: float
-    texture_swd_photo: float
 
 
 # --- preparation ------------------------------------------------------------------------------
@@ -184,29 +171,6 @@ def edge_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(ea @ eb) / math.sqrt(va * vb)
 
 
-def style_scores(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, side: int = WORK_SIDE,
-                 seed: int = SEED) -> StyleScores:
-    """Colour ratio, texture ratio and content of `output` (a translation of `photo` toward `artwork`).
-
-    Inputs are PIL images (any mode) or uint8 HxWx3 arrays, of any size.
-    """
-    return _scores(*prepare(photo, artwork, output, side), seed)
-
-
-def _scores(p: np.ndarray, a: np.ndarray, o: np.ndarray, seed: int) -> StyleScores:
-    col = [projected_quantiles(colour_samples(x, seed=seed), COLOUR_DIRECTIONS, seed) for x in (o, p, a)]
-    tex = [projected_quantiles(texture_samples(x, seed=seed), TEXTURE_DIRECTIONS, seed) for x in (o, p, a)]
-    colour_swd, colour_swd_photo = quantile_distance(col[0], col[2]), quantile_distance(col[1], col[2])
-    texture_swd, texture_swd_photo = quantile_distance(tex[0], tex[2]), quantile_distance(tex[1], tex[2])
-    return StyleScores(
-        colour_ratio=_ratio(colour_swd, colour_swd_photo),
-        texture_ratio=_ratio(texture_swd, texture_swd_photo),
-        content=edge_correlation(o, p),
-        colour_swd=colour_swd, colour_swd_photo=colour_swd_photo,
-        texture_swd=texture_swd, texture_swd_photo=texture_swd_photo,
-    )
-
-
 # --- colours in neither image -------------------------------------------------------------------
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB in [0, 1] (..., 3) to CIELAB (D65), float64."""
@@ -273,8 +237,15 @@ def _foreign_fraction(p: np.ndarray, a: np.ndarray, o: np.ndarray, delta_e: floa
 
 def style_report(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, side: int = WORK_SIDE,
                  seed: int = SEED, delta_e: float = FOREIGN_DELTA_E) -> dict[str, float]:
-    """{colour_ratio, texture_ratio, content, foreign_colour_fraction}: the four yardsticks, one preparation."""
+    """{colour_ratio, texture_ratio, content, foreign_colour_fraction}: the four yardsticks, one preparation.
+
+    `output` is a translation of `photo` toward `artwork`; inputs are PIL images (any mode) or uint8 HxWx3
+    arrays, of any size.
+    """
     p, a, o = prepare(photo, artwork, output, side)
-    s = _scores(p, a, o, seed)
-    return {"colour_ratio": s.colour_ratio, "texture_ratio": s.texture_ratio, "content": s.content,
+    col = [projected_quantiles(colour_samples(x, seed=seed), COLOUR_DIRECTIONS, seed) for x in (o, p, a)]
+    tex = [projected_quantiles(texture_samples(x, seed=seed), TEXTURE_DIRECTIONS, seed) for x in (o, p, a)]
+    return {"colour_ratio": _ratio(quantile_distance(col[0], col[2]), quantile_distance(col[1], col[2])),
+            "texture_ratio": _ratio(quantile_distance(tex[0], tex[2]), quantile_distance(tex[1], tex[2])),
+            "content": edge_correlation(o, p),
             "foreign_colour_fraction": _foreign_fraction(p, a, o, delta_e, FOREIGN_MIN_SHARE)}
