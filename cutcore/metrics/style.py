@@ -126,12 +126,6 @@ def quantile_distance(qa: np.ndarray, qb: np.ndarray) -> float:
     return float(np.abs(qa - qb).mean())
 
 
-def sliced_w1(a: np.ndarray, b: np.ndarray, directions: int, seed: int = SEED, quantiles: int = QUANTILES) -> float:
-    """Sliced 1-Wasserstein distance between (N, D) and (M, D) sample sets (N != M allowed)."""
-    return quantile_distance(projected_quantiles(a, directions, seed, quantiles),
-                             projected_quantiles(b, directions, seed, quantiles))
-
-
 def _ratio(num: float, den: float) -> float:
     """num / den; nan when the photo already matches the artwork (den = 0) and the output does not."""
     if den > 1e-12:
