@@ -86,11 +86,6 @@ def bf16_support(device: str | torch.device, cpuinfo: str | None = None) -> tupl
     return False, f"native bf16 on {device.type} is not detected by cutcore"
 
 
-def native_bf16(device: str | torch.device, cpuinfo: str | None = None) -> bool:
-    """True where bf16 matmuls/convolutions run in hardware on `device` (not emulated)."""
-    return bf16_support(device, cpuinfo)[0]
-
-
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """What computing in `precision` ("fp32" or "bf16", as resolved) means on `device`: bf16 autocast, or nothing."""
     if precision == "fp32":

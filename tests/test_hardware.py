@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cutcore import hardware
-from cutcore.hardware import DeviceError, cpu_flags, native_bf16, resolve_device, resolve_precision
+from cutcore.hardware import DeviceError, bf16_support, cpu_flags, resolve_device, resolve_precision
 
 # Trimmed /proc/cpuinfo of three machines: AVX2-only EPYC (Zen 2/3), Zen 4 with AVX512-BF16,
 # Sapphire Rapids with AMX, and a Graviton3 (aarch64 lists "Features", not "flags").
@@ -33,17 +33,17 @@ def test_cpu_flags_parses_x86_and_arm():
 @pytest.mark.parametrize("text,native", [(AVX2_ONLY, False), (SKYLAKE, False), (ZEN4, True), (SAPPHIRE, True),
                                          (GRAVITON3, True)])
 def test_native_bf16_cpu_from_flags(text, native):
-    assert native_bf16("cpu", cpuinfo=text) is native
-    assert native_bf16(torch.device("cpu"), cpuinfo=text) is native
+    assert bf16_support("cpu", cpuinfo=text)[0] is native
+    assert bf16_support(torch.device("cpu"), cpuinfo=text)[0] is native
 
 
 def test_reads_proc_cpuinfo(tmp_path, monkeypatch):
     fake = tmp_path / "cpuinfo"
     fake.write_text(ZEN4)
     monkeypatch.setattr(hardware, "_CPUINFO", fake)
-    assert native_bf16("cpu")
+    assert bf16_support("cpu")[0]
     fake.write_text(AVX2_ONLY)
-    assert not native_bf16("cpu")
+    assert not bf16_support("cpu")[0]
     assert resolve_precision("auto", "cpu") == ("fp32", "fp32 (auto): this CPU has no avx512_bf16/amx_bf16 "
                                                         "(bf16 would be emulated, slowly)")
 
@@ -54,7 +54,7 @@ def test_no_cpuinfo_falls_back_to_torch_capability(tmp_path, monkeypatch):
     native, why = hardware.bf16_support("cpu")
     assert not native and "unknown" in why and "AVX512" in why
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AMX_BF16")
-    assert native_bf16("cpu")
+    assert bf16_support("cpu")[0]
 
 
 def test_resolve_precision_cpu():
@@ -86,21 +86,21 @@ def _fake_cuda(monkeypatch, name: str, capability: tuple[int, int], bf16: bool, 
 
 def test_cuda_ampere_and_later_are_native(monkeypatch):
     _fake_cuda(monkeypatch, "NVIDIA H200", (9, 0), bf16=True)
-    assert native_bf16("cuda") and native_bf16("cuda:0")
+    assert bf16_support("cuda")[0] and bf16_support("cuda:0")[0]
     assert resolve_precision("auto", "cuda") == ("bf16", "bf16 (auto): NVIDIA H200 (sm_90) has native bf16")
 
 
 def test_cuda_pre_ampere_is_not_native_even_if_emulation_is_supported(monkeypatch):
     # A T4 (sm_75): torch.cuda.is_bf16_supported() says True by default (emulation; the fake does too) -> still fp32.
     _fake_cuda(monkeypatch, "Tesla T4", (7, 5), bf16=False)
-    assert not native_bf16("cuda")
+    assert not bf16_support("cuda")[0]
     prec, why = resolve_precision("auto", "cuda")
     assert prec == "fp32" and "Tesla T4 (sm_75)" in why and "8.0" in why
 
 
 def test_cuda_capability_gate_holds_when_torch_claims_support(monkeypatch):
     _fake_cuda(monkeypatch, "odd", (7, 0), bf16=True)
-    assert not native_bf16("cuda")
+    assert not bf16_support("cuda")[0]
 
 
 def test_cuda_absent(monkeypatch):
@@ -109,7 +109,7 @@ def test_cuda_absent(monkeypatch):
 
 
 def test_other_devices_are_not_native():
-    assert not native_bf16("meta")
+    assert not bf16_support("meta")[0]
     assert resolve_precision("auto", "meta")[0] == "fp32"
 
 
