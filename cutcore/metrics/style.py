@@ -29,6 +29,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from cutcore.imageio import scaled_size
 from cutcore.metrics.paired import ImageLike, to_rgb_uint8
 
 WORK_SIDE = 256  # longer side of every image while scoring
@@ -45,12 +46,6 @@ _BIN = 8  # colour histogram bins of 8 levels per channel (32³ bins)
 
 
 # --- preparation ------------------------------------------------------------------------------
-def _working_shape(width: int, height: int, side: int) -> tuple[int, int]:
-    """(width, height) with the longer side `side` and the aspect kept (at least 1 px)."""
-    scale = side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 HxWx3 to `size` = (width, height); antialiased bilinear, so no overshoot colours."""
     if (arr.shape[1], arr.shape[0]) == size:
@@ -70,8 +65,8 @@ def prepare(photo: ImageLike, artwork: ImageLike, output: ImageLike,
     if abs(math.log((pw / ph) / (ow / oh))) > 0.05:
         raise ValueError(f"the output ({ow}x{oh}) does not have the photo's aspect ratio ({pw}x{ph}): "
                          "is it a translation of this photo?")
-    size_p = _working_shape(pw, ph, side)
-    size_a = _working_shape(a.shape[1], a.shape[0], side)
+    # Longer side `side`, aspect kept (enlarging small images too, unlike `fit_within`).
+    size_p, size_a = (scaled_size(s, side / max(s)) for s in ((pw, ph), (a.shape[1], a.shape[0])))
     return tuple(_resize(x, s).astype(np.float32) / 255.0 for x, s in ((p, size_p), (a, size_a), (o, size_p)))
 
 
