@@ -93,15 +93,14 @@ def upload_name(file: Any) -> str:
     return Path(path).name if path else ""
 
 
-def open_upload(file: Any, what: str = "an image", *, max_px: int | None = None, min_px: int | None = None) -> Upload:
+def open_upload(file: Any, what: str = "an image") -> Upload:
     """Decode an uploaded file to RGB, or raise UserError saying what is wrong with it."""
     path_str = _path_of(file)
     if not path_str:
         raise UserError(f"Please upload {what} first.")
     path = Path(path_str)
     name = path.name
-    max_px = max_pixels() if max_px is None else max_px
-    min_px = min_side() if min_px is None else min_px
+    max_px, min_px = max_pixels(), min_side()
     if not path.is_file():
         raise UserError(f"“{name}” is no longer on the server (uploads expire); please upload it again.")
     if path.stat().st_size == 0:

@@ -232,9 +232,9 @@ _hub_result: dict[str, tuple[Path | None, str, float]] = {}
 HUB_RETRY_SECONDS = 300.0  # a failed look-up is retried (on a refresh) after this long
 
 
-def hub_snapshot(repo: str | None = None) -> tuple[Path | None, str]:
+def hub_snapshot() -> tuple[Path | None, str]:
     """(local snapshot folder or None, note). Cached per process (failures for a few minutes); never raises."""
-    repo = repo or hub_repo()
+    repo = hub_repo()
     with _hub_lock:
         if repo in _hub_result:
             path, note, when = _hub_result[repo]
@@ -365,7 +365,7 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 3
 
 
-def require(key: str | None, reg: Registry | None = None) -> ModelEntry:
+def require(key: str | None) -> ModelEntry:
     """The registry entry for `key`, or UserError (one line) when no model of this server has that key.
 
     Keys arrive from the browser and from the web API: only what the model lists offer now is accepted."""
@@ -373,7 +373,7 @@ def require(key: str | None, reg: Registry | None = None) -> ModelEntry:
 
     if not key:
         raise UserError("Please choose a model first.")
-    entry = (reg or scan()).get(str(key))
+    entry = scan().get(str(key))
     if entry is None:
         raise UserError(f"There is no model `{Path(str(key)).name}` on this server (any more); "
                         "press ↻ to refresh the model list.")
