@@ -26,11 +26,11 @@ from ..imageio import ImageLoadError, fit_within, load_rgb, scaled_size
 ImageInput = str | os.PathLike | Image.Image  # a path, or an image already in memory (the app's uploads)
 
 
-def open_image(source: ImageInput, name: str | None = None) -> tuple[Image.Image, str]:
+def open_image(source: ImageInput) -> tuple[Image.Image, str]:
     """An RGB image and a name for error messages, from a path or an in-memory PIL image."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB"), name or "<in-memory image>"
-    return load_rgb(source), name or str(source)
+        return source.convert("RGB"), "<in-memory image>"
+    return load_rgb(source), str(source)
 
 
 def working_scale(size: tuple[int, int], max_side: int | None) -> float:
