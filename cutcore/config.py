@@ -13,12 +13,24 @@ from .nets.configs import PatchGANConfig, ResnetGeneratorConfig
 GANMode = Literal["lsgan", "vanilla", "nonsaturating", "hinge"]
 
 
+def option(default: Any, *, help: str | None = None, flag: str | None = None,
+           resume: Literal["runtime", "schedule"] | None = None) -> Any:
+    """A config field that, with `help`, is also a `train` flag (`--name-with-dashes` unless `flag`).
+
+    `resume` says what `--resume` may change besides the `runtime` section (which it may change at
+    will): "runtime" fields likewise, "schedule" fields while the learning rate already used stays
+    the same; every other field of a saved run is fixed.
+    """
+    meta = {"help": help, "flag": flag, "resume": resume}
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class NCEConfig:
     """How PatchNCE scores a query against its positive and negatives."""
 
     temperature: float = 0.07
-    loss: Literal["ce", "focal"] = field(default="ce", metadata={"help": "PatchNCE loss", "flag": "--nce-loss"})
+    loss: Literal["ce", "focal"] = option("ce", help="PatchNCE loss", flag="--nce-loss")
     focal_gamma: float = field(default=2.0, metadata={"help": "focal PatchNCE's gamma"})
     focal_alpha: float = field(default=0.25, metadata={"help": "focal PatchNCE's alpha"})
     # PUT (Lin et al. 2022): keep only the k most similar negatives of each query. None = all.
@@ -50,18 +62,6 @@ def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
     """The reference's linear policy: constant for `epochs`, then linear decay (epoch is 0-based).
     Shared by CUT/CycleGAN training (per data epoch) and SinCUT (per epoch of iterations)."""
     return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
-
-
-def option(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str | None = None,
-           flag: str | None = None, resume: Literal["runtime", "schedule"] | None = None) -> Any:
-    """A config field that, with `help`, is also a `train` flag (`--name-with-dashes` unless `flag`).
-
-    `resume` says what `--resume` may change besides the `runtime` section (which it may change at
-    will): "runtime" fields likewise, "schedule" fields while the learning rate already used stays
-    the same; every other field of a saved run is fixed.
-    """
-    meta = {"help": help, "flag": flag, "resume": resume}
-    return field(default=default, default_factory=factory, metadata=meta)
 
 
 @dataclass
