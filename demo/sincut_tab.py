@@ -112,11 +112,6 @@ def preview_interval(every: float | None) -> int:
     return int(every)
 
 
-def default_preset(on_gpu: bool) -> str:
-    """The preset a newcomer gets: the GPU one where the server trains on a GPU."""
-    return "sincut-gpu" if on_gpu else "sincut-cpu"
-
-
 def expectations(on_gpu: bool) -> str:
     """What to expect of a run on this server, said before anyone presses Start."""
     if on_gpu:
@@ -464,9 +459,12 @@ def push_to_hub(folder: str | None, repo_id: str, token: str) -> str:
 def build(ctx) -> None:
     import pandas as pd
 
+    from cutcore.sincut import default_sincut_preset
+
     choices = preset_choices()
-    on_gpu = models.device().type == "cuda"
-    first = default_preset(on_gpu)
+    device = models.device()
+    on_gpu = device.type == "cuda"
+    first = default_sincut_preset(device)
     gr.Markdown(
         "Train **SinCUT** on two single images: the translation of the whole content image is previewed while it "
         "learns. One training runs at a time on this server (others wait in the queue and see their position).\n\n"

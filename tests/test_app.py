@@ -1224,6 +1224,7 @@ def test_delete_live_models_only(app_env, cut_model):
 def test_sincut_trains_where_the_app_runs_and_says_what_to_expect(monkeypatch):
     import torch
 
+    from cutcore.sincut import default_sincut_preset
     from demo import models, sincut_tab
 
     monkeypatch.setenv("CUTCORE_DEVICE", "cpu")
@@ -1231,7 +1232,8 @@ def test_sincut_trains_where_the_app_runs_and_says_what_to_expect(monkeypatch):
     monkeypatch.delenv("CUTCORE_DEVICE")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert models.device().type == "cuda"  # a Space with a GPU trains and translates there by default
-    assert sincut_tab.default_preset(True) == "sincut-gpu" and sincut_tab.default_preset(False) == "sincut-cpu"
+    assert default_sincut_preset(torch.device("cuda")) == "sincut-gpu"  # the preset a newcomer gets there
+    assert default_sincut_preset(torch.device("cpu")) == "sincut-cpu"
     assert {v for _, v in sincut_tab.preset_choices()} >= {"sincut-cpu", "sincut-gpu", "sincut"}
     assert "**GPU**" in sincut_tab.expectations(True) and "**CPU**" in sincut_tab.expectations(False)
     assert "5 minutes" in sincut_tab.expectations(False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..sincut.config import SINCUT_PRESETS
+from ..sincut.config import SINCUT_PRESETS, default_sincut_preset
 from ..tiling import MIN_TILE
 from .args import positive, zero_or_at_least
 
@@ -52,7 +52,7 @@ def _sincut(args: argparse.Namespace) -> int:
         content, style = args.content, args.style
     else:
         raise ValueError("give --content and --style, or --data")
-    preset = args.preset or ("sincut-gpu" if resolve_device(args.device).type == "cuda" else "sincut-cpu")
+    preset = args.preset or default_sincut_preset(resolve_device(args.device))
     return train_to_folder(content, style, args.out, preset, iters=args.iters, preview_every=args.preview_every,
                            preview_size=args.preview_size or None, device=args.device,
                            precision=args.precision, lambda_nce=args.lambda_nce, max_side=args.max_side)

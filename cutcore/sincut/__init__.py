@@ -10,6 +10,7 @@ from .config import (
     SinCUTDataConfig,
     SinCUTModelConfig,
     SinCUTTrainConfig,
+    default_sincut_preset,
     sincut_preset,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "SinCUTDataConfig",
     "SinCUTModelConfig",
     "SinCUTTrainConfig",
+    "default_sincut_preset",
     "sincut_preset",
 ]

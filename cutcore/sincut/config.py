@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..config import GANMode, NCEConfig, lr_factor
 from ..nets.configs import StyleGAN2DiscriminatorConfig, StyleGAN2GeneratorConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -139,6 +142,11 @@ def sincut_preset(name: str) -> SinCUTConfig:
     if name not in SINCUT_PRESETS:
         raise ValueError(f"unknown SinCUT preset {name!r}; choose from {', '.join(SINCUT_PRESETS)}")
     return SINCUT_PRESETS[name]()
+
+
+def default_sincut_preset(device: torch.device) -> str:
+    """The preset to train on `device` when none is chosen: the GPU one on CUDA, else the CPU one."""
+    return "sincut-gpu" if device.type == "cuda" else "sincut-cpu"
 
 
 def with_recipe(cfg: SinCUTConfig, *, lambda_nce: float | None = None, max_side: int | None = None) -> SinCUTConfig:
