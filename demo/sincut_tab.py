@@ -264,15 +264,14 @@ def _take_stop_request(session: str | None) -> bool:
 
 def check_crops(cfg, content: Upload, style: Upload) -> None:
     """UserError when an image, at the preset's working size, is smaller than its training crops."""
-    from cutcore.sincut.data import working_size
+    from cutcore.imageio import ImageLoadError
+    from cutcore.sincut.data import check_crop_fits
 
-    crop = cfg.data.crop_size
-    for up in (content, style):
-        w, h = working_size(up.image.size, cfg.data.max_side)
-        if min(w, h) < crop:
-            shrunk = "" if (w, h) == up.image.size else f" (this preset shrinks it to {w}×{h})"
-            raise UserError(f"“{up.name}” is {up.image.width}×{up.image.height} px{shrunk}; this preset trains on "
-                            f"{crop}×{crop} crops, so each side needs at least {crop} px.")
+    try:
+        for up in (content, style):
+            check_crop_fits(up.image.size, cfg.data.max_side, cfg.data.crop_size, f"“{up.name}”")
+    except ImageLoadError as e:  # the library's sentence, before the trainer is built (on its own thread)
+        raise UserError(f"{e}.") from None
 
 
 def save_live_model(trainer, cfg, photo: Upload, art: Upload, direction: str, iteration: int, total: int) -> tuple:

@@ -852,8 +852,8 @@ def test_a_photo_shrunk_below_the_crop_by_the_working_size_is_said_so(tmp_path, 
     # sincut-cpu crops 32 px: a longer side of 40 leaves the 3:2 photo 27 px high.
     assert main(["sincut", "--content", str(photo), "--style", str(art), "--out", str(tmp_path / "run"),
                  "--max-side", "40", "--device", "cpu"]) == 2
-    assert (f"{photo} (shrunk from 96x64 to the working size, 40 px): image is 40x27, smaller than the 32x32 "
-            "training crop") in capsys.readouterr().err
+    assert (f"{photo} is 96x64 px (shrunk to 40x27 for training: at most 40 px a side); SinCUT trains on 32x32 "
+            "crops, so each side needs at least 32 px") in capsys.readouterr().err
 
 
 def test_sincut_command_refuses_a_count_below_one(tmp_path, capsys):

@@ -48,6 +48,16 @@ def working_image(img: Image.Image, max_side: int | None) -> Image.Image:
     return img if max_side is None else fit_within(img, max_side)
 
 
+def check_crop_fits(size: tuple[int, int], max_side: int | None, crop_size: int, name: str) -> None:
+    """ImageLoadError naming `name` when an image of `size` (w, h), at its working size for `max_side`, is
+    smaller than the training crop."""
+    w, h = working_size(size, max_side)
+    if min(w, h) < crop_size:
+        shrunk = "" if (w, h) == tuple(size) else f" (shrunk to {w}x{h} for training: at most {max_side} px a side)"
+        raise ImageLoadError(f"{name} is {size[0]}x{size[1]} px{shrunk}; SinCUT trains on {crop_size}x{crop_size} "
+                             f"crops, so each side needs at least {crop_size} px")
+
+
 @dataclass
 class BatchPlan:
     """Where one minibatch comes from: the zoomed image size, crop corners and flips."""
@@ -68,9 +78,7 @@ class ZoomPatchSampler:
         seed: int = 0,
         name: str = "<in-memory image>",
     ):
-        w, h = image.size
-        if min(w, h) < crop_size:
-            raise ImageLoadError(f"{name}: image is {w}x{h}, smaller than the {crop_size}x{crop_size} training crop")
+        check_crop_fits(image.size, None, crop_size, name)
         self.image = image.convert("RGB")
         self.crop, self.batch, self.scale_min, self.flip = crop_size, batch_size, scale_min, flip
         self.rng = np.random.default_rng(seed)

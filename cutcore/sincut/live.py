@@ -33,7 +33,7 @@ from ..model_folder import write_model_folder
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
 from ..translate import run_generator, translate_with
 from .config import SinCUTConfig, sincut_preset, with_total_iters
-from .data import ImageInput, ZoomPatchSampler, open_image, working_image, working_scale
+from .data import ImageInput, ZoomPatchSampler, check_crop_fits, open_image, working_image, working_scale
 from .model import SinCUTModel
 
 EventKind = Literal["started", "progress", "stopped", "finished", "error"]
@@ -113,10 +113,9 @@ class LiveTrainer:
         self.input_scale = working_scale(content_img.size, d.max_side)
         samplers = []
         for i, (img, name) in enumerate(((content_img, content_name), (style_img, style_name))):
-            working = working_image(img, d.max_side)
-            if working.size != img.size:  # a crop that does not fit is then the working size's doing, not the file's
-                name = f"{name} (shrunk from {img.width}x{img.height} to the working size, {d.max_side} px)"
-            samplers.append(ZoomPatchSampler(working, d.crop_size, t.batch_size, d.scale_min, d.flip, t.seed + i, name))
+            check_crop_fits(img.size, d.max_side, d.crop_size, name)  # before shrinking: a refusal gives both sizes
+            samplers.append(ZoomPatchSampler(working_image(img, d.max_side), d.crop_size, t.batch_size, d.scale_min,
+                                             d.flip, t.seed + i, name))
         self.samplers = tuple(samplers)
         self.content = self.samplers[0].image
         # Seeded init without touching the caller's RNG (manual_seed also seeds every CUDA device: fork this one's).
