@@ -28,6 +28,7 @@ CUT_ARCHIVE_URL = "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
 DEFAULT_TIMEOUT = 15.0  # seconds per connect/read, not for the whole transfer
 _OFFLINE_ENVS = ("CUTCORE_OFFLINE", "HF_HUB_OFFLINE")
+ON_WORDS = ("1", "true", "yes", "on")  # what an on/off environment variable says for on, in any case
 _CHUNK = 1 << 20
 
 Method = Literal["cut", "fastcut", "cyclegan"]
@@ -104,7 +105,7 @@ def lookup(name: str) -> OfficialModel:
 
 
 def offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in _OFFLINE_ENVS)
+    return any(os.environ.get(k, "").strip().lower() in ON_WORDS for k in _OFFLINE_ENVS)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

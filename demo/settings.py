@@ -13,6 +13,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from cutcore.official_urls import ON_WORDS
+
+OFF_WORDS = ("0", "false", "no", "off")  # or unset or empty
+
 
 class SettingError(ValueError):
     """An environment setting the app cannot use; the message names the variable and its value."""
@@ -33,14 +37,15 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
 
 
 def env_flag(name: str) -> bool:
-    """$name as on (1/true/yes/on) or off (0/false/no/off, or unset or empty), in any case."""
+    """$name as on (ON_WORDS) or off (OFF_WORDS, or unset or empty), in any case."""
     raw = os.environ.get(name, "")
     value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
+    if value in ON_WORDS:
         return True
-    if value in ("", "0", "false", "no", "off"):
+    if value in ("", *OFF_WORDS):
         return False
-    raise SettingError(f"{name}={raw!r} is neither on (1, true, yes, on) nor off (0, false, no, off, or unset)")
+    raise SettingError(f"{name}={raw!r} is neither on ({', '.join(ON_WORDS)}) nor off ({', '.join(OFF_WORDS)}, "
+                       "or unset)")
 
 
 def output_dir() -> Path:
