@@ -166,6 +166,16 @@ def header_markdown(reg: models.Registry) -> str:
     return text
 
 
+def _check_settings() -> None:
+    """Read every setting once (settings.SettingError on the first bad one)."""
+    from . import correspondence_tab, errors, sincut_tab, translate_tab
+
+    for read in (settings.device, translate_tab.tile_size, errors.max_pixels, errors.min_side,
+                 correspondence_tab.max_side, sincut_tab.max_iters, sincut_tab.min_export_iters,
+                 sincut_tab.preset_choices):
+        read()
+
+
 def build_demo():
     import gradio as gr
 
@@ -173,7 +183,7 @@ def build_demo():
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("cutcore.demo").setLevel(logging.INFO)
-    settings.check()  # a bad CUTCORE_* value stops the start with one line (app.py), not every request
+    _check_settings()  # a bad CUTCORE_* value stops the start with one line (app.py), not every request
     ctx = AppContext()
     reg = ctx.registry()
     with gr.Blocks(title="cutcore demo", analytics_enabled=False) as demo:

@@ -1,7 +1,7 @@
 """The app's numeric, on/off and device settings from the environment (the list is in demo/__init__.py), and where
 it writes a request's files.
 
-Each is read where it is used, so a test or an operator can change it without a restart; `check()`
+Each is read where it is used, so a test or an operator can change it without a restart; `build_demo`
 reads them all once when the app is built, so a bad value stops the server with one line naming the
 variable instead of failing every request that reads it.
 """
@@ -65,12 +65,3 @@ def device():
     except DeviceError as e:  # its advice names the CLI's --device flag; here the setting is the variable
         reason = re.split(r"[;:] use ", str(e))[0]
         raise SettingError(f"CUTCORE_DEVICE={name!r}: {reason}; set it to auto, cpu or cuda[:N], or unset it") from None
-
-
-def check() -> None:
-    """Read every setting once (SettingError on the first bad one)."""
-    from . import correspondence_tab, errors, sincut_tab, translate_tab
-
-    for read in (device, translate_tab.tile_size, errors.max_pixels, errors.min_side, correspondence_tab.max_side,
-                 sincut_tab.max_iters, sincut_tab.min_export_iters, sincut_tab.preset_choices):
-        read()
