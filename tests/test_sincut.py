@@ -457,6 +457,23 @@ def test_a_run_repeats_exactly_with_its_seed():
     assert noise and any(first[k].abs().item() > 0 for k in noise)  # the noise did take part
 
 
+def test_a_failing_step_ends_the_run_with_an_error_event_that_carries_the_exception(monkeypatch):
+    """The event's one line is for a UI; the exception, traceback included, for a Python caller to raise."""
+    from cutcore.config import preset
+
+    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(), preview_size=None)
+
+    def failing_step(*args):
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.setattr(trainer.model, "train_step", failing_step)
+    last = trainer.run()
+    assert (last.kind, last.iteration, last.message) == ("error", 0, "RuntimeError: CUDA error: out of memory")
+    assert isinstance(last.exception, RuntimeError) and last.exception.__traceback__ is not None
+    trainer.close()
+    with pytest.raises(TypeError, match=r"a SinCUT preset name or a SinCUTConfig, got RunConfig"):
+        LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), preset("cut"))
+
 def test_run_trains_in_the_calling_thread_with_the_same_events():
     trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
                           event_every=2, preview_size=32)

@@ -49,6 +49,7 @@ class TrainEvent:
     eta_seconds: float | None = None
     preview: Image.Image | None = None  # current translation of the whole content image
     message: str = ""  # the error, for kind == "error"
+    exception: Exception | None = None  # and the exception itself, with its traceback (`raise ev.exception`)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,12 +93,15 @@ class LiveTrainer:
         event_every: int = 25,
         preview_size: int | None = 384,
         on_event: Callable[[TrainEvent], None] | None = None,
-        device: str | torch.device = "cpu",  # or "auto": the GPU when CUDA is present
+        device: str | torch.device = "auto",  # the GPU when CUDA is present
         channels_last: bool = True,
         max_iters: int | None = None,
         precision: str = "fp32",
     ):
         cfg = sincut_preset(config) if isinstance(config, str) else config
+        if not isinstance(cfg, SinCUTConfig):
+            raise TypeError(f"config is a SinCUT preset name or a SinCUTConfig, got {type(cfg).__name__} (CUT and "
+                            "CycleGAN runs train with cutcore.train.train)")
         cfg.validate()
         if event_every < 1:
             raise ValueError(f"event_every must be >= 1, got {event_every}")
@@ -195,7 +199,8 @@ class LiveTrainer:
 
     def run(self) -> TrainEvent:
         """Train in the calling thread until finished, stopped (`stop()` from a signal handler or another
-        thread) or failed; the same events as `start()`, and the last one is returned.
+        thread) or failed; the same events as `start()`, and the last one is returned (after a failure an "error"
+        event: `raise event.exception` re-raises it).
 
         For callers with nothing else to do (the `sincut` command). Torch's OpenMP workers stop spinning
         between operations once a second thread pool exists (libgomp throttles when its threads outnumber
@@ -334,7 +339,7 @@ class LiveTrainer:
                                   0.0 if kind == "finished" else None))
         except Exception as e:  # noqa: BLE001 - reported to the UI instead of dying silently in the thread
             self._emit(TrainEvent("error", self.iteration, self.total, dict(self.last_losses),
-                                  message=f"{type(e).__name__}: {e}"))
+                                  message=f"{type(e).__name__}: {e}", exception=e))
         finally:
             self._seconds_before += time.perf_counter() - started
 
