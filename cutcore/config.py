@@ -31,10 +31,10 @@ class NCEConfig:
 
     temperature: float = 0.07
     loss: Literal["ce", "focal"] = option("ce", help="PatchNCE loss", flag="--nce-loss")
-    focal_gamma: float = field(default=2.0, metadata={"help": "focal PatchNCE's gamma"})
-    focal_alpha: float = field(default=0.25, metadata={"help": "focal PatchNCE's alpha"})
+    focal_gamma: float = option(2.0, help="focal PatchNCE's gamma")
+    focal_alpha: float = option(0.25, help="focal PatchNCE's alpha")
     # PUT (Lin et al. 2022): keep only the k most similar negatives of each query. None = all.
-    prune_k: int | None = field(default=None, metadata={"help": "PUT: keep each query's k hardest negatives"})
+    prune_k: int | None = option(None, help="PUT: keep each query's k hardest negatives")
     # Draw negatives from every patch of the minibatch (SinCUT) instead of the same image.
     negatives_from_minibatch: bool = False
 
