@@ -59,6 +59,7 @@ from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls
 from .loop import StepResult, TrainingLoop
 from .models import build_model
+from .models.common import seeded_init
 from .runlog import trim_log
 from .saved_config import SavedModelConfig, measured_inference
 
@@ -155,12 +156,13 @@ class Trainer:
         # decided again by each invocation on its own device.
         self.channels_last = resolve_channels_last(r.channels_last, self.device)
         self.backends = tune_backends(self.device)
-        torch.manual_seed(t.seed)
         self.dataset = UnpairedDataset(cfg.data, seed=t.seed)
         # Measured once here and saved with every checkpoint, so a run folder translates as its export does
         # and export needs neither the data nor the folder the run was started in.
         self.inference = measured_inference(cfg.data, input_sides(self.dataset.a))
-        self.model = build_model(cfg.model).to(self.device)
+        with seeded_init(t.seed):
+            self.model = build_model(cfg.model)
+        self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.dist.broadcast(self.model)
@@ -288,6 +290,9 @@ class Trainer:
             worker_init_fn=_ignore_ctrl_c,
             persistent_workers=False,
             pin_memory=self.device.type == "cuda",  # lets the loop's non_blocking copy overlap
+            # Its workers' base seed from here, not from torch's global generator (the draws themselves are
+            # functions of (seed, item): see UnpairedDataset).
+            generator=torch.Generator().manual_seed(t.seed),
         ))
 
     def save_samples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -323,13 +323,14 @@ def test_a_run_configured_from_python_takes_a_path_and_a_number_of_seconds(sessi
     assert (saved["data"]["root"], saved["runtime"]["time_budget"]) == (str(cfg.data.root), 600)
 
 
-def test_training_leaves_the_callers_config_as_given(session_unpaired, tmp_path):
-    """train() resolves "auto" precision for the run it saves, not in the config the caller holds."""
+def test_training_leaves_the_callers_config_and_random_state_as_given(session_unpaired, tmp_path):
+    """train() resolves "auto" precision for the run it saves, not in the config the caller holds; it seeds the
+    networks' initialisation without reseeding torch's global generator."""
     cfg = tiny_run_config("cut", session_unpaired, max_steps=1)
     cfg.train.precision = "auto"
-    before = asdict(cfg)
+    before, state = asdict(cfg), torch.get_rng_state()
     train(cfg, tmp_path / "run")
-    assert asdict(cfg) == before
+    assert asdict(cfg) == before and torch.equal(torch.get_rng_state(), state)
     assert read_json(tmp_path / "run" / "config.json")["train"]["precision"] in ("fp32", "bf16")
 
 

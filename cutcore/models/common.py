@@ -89,6 +89,15 @@ def init_weights(net: nn.Module, kind: str, gain: float) -> None:
 
 
 @contextlib.contextmanager
+def seeded_init(seed: int):
+    """Torch's CPU generator seeded inside and restored after: networks built here (on the CPU) start the same for
+    a seed, and the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
 def frozen(*nets: nn.Module):
     """No weight gradients for `nets` inside (inputs still get theirs): saves the weight-grad GEMMs."""
     params = [p for n in nets for p in n.parameters()]

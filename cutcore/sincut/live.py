@@ -30,6 +30,7 @@ from ..hardware import resolve_device, resolve_precision
 from ..imageio import rescale, to_pil, to_tensor
 from ..loop import StepResult, TrainingLoop
 from ..model_folder import write_model_folder
+from ..models.common import seeded_init
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
 from ..translate import run_generator, translate_with
 from .config import SinCUTConfig, sincut_preset, with_total_iters
@@ -122,10 +123,9 @@ class LiveTrainer:
                                              d.flip, t.seed + i, name))
         self.samplers = tuple(samplers)
         self.content = self.samplers[0].image
-        # Seeded init without touching the caller's RNG (manual_seed also seeds every CUDA device: fork this one's).
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(t.seed)
-            self.model = SinCUTModel(cfg.model).to(self.device)
+        with seeded_init(t.seed):
+            self.model = SinCUTModel(cfg.model)
+        self.model.to(self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         # "auto": bf16 where the device multiplies it natively (cutcore.hardware); fp32 by default, as the paper.
