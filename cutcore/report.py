@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .results import LABELS, METRICS, PLOT_LABELS, format_metric, metric_values, numbers, plotted, save_figure
+from .results import (
+    LABELS,
+    METRICS,
+    PLOT_LABELS,
+    format_metric,
+    metric_values,
+    numbers,
+    plotted,
+    save_figure,
+    speed_table_markdown,
+)
 
 METHODS = ("cut", "cut-focal", "fastcut", "fastcut-focal", "put", "cyclegan")
 BENCH = {"sec_per_iter": "sec/iter", "peak_mem_mib": "memory"}  # benchmark key -> column
@@ -126,8 +136,6 @@ def _our_training_row(entry: dict) -> bool:
 def speed_table(path: str | os.PathLike, notes: list[str]) -> tuple[str, str] | None:
     """A `python -m cutcore.bench` file as (title, its own markdown table: every row, ours beside the
     reference where both were measured); None when the file is missing or holds other rows."""
-    from .bench import markdown
-
     rows = _load_json(Path(path), notes)
     needed = {"preset", "impl", "kind", "size", "device", "precision"}
     if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) and needed <= r.keys() for r in rows):
@@ -140,7 +148,7 @@ def speed_table(path: str | os.PathLike, notes: list[str]) -> tuple[str, str] | 
     # Files merged from several bench runs: each ceiling from whichever run measured it.
     peaks = (next((r[k] for r in rows if r.get(k)), None) for k in ("gemm_peak_gflops", "gemm_peak_gflops_bf16"))
     try:
-        return title, markdown(rows, *peaks, 8192 if cuda else 2048)
+        return title, speed_table_markdown(rows, *peaks, 8192 if cuda else 2048)
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:  # edited by hand, say
         notes.append(f"{path}: rows the bench table cannot show ({type(e).__name__}: {e}); no speed table")
         return None

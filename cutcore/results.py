@@ -100,3 +100,40 @@ def preview_grid(rows: Sequence[Sequence[Image.Image]], thumb: int = 256) -> Ima
         return np.asarray(resize_square(img.convert("RGB"), thumb))
 
     return Image.fromarray(np.concatenate([np.concatenate([square(i) for i in row], axis=1) for row in rows], axis=0))
+
+
+def speed_table_markdown(rows: list[dict], peak: float | None, peak_bf16: float | None = None,
+                         gemm_n: int = 2048) -> str:
+    """A `cutcore.bench` file's rows as one markdown table, ours beside the reference where both were measured, and
+    the device's GEMM ceilings."""
+    lines = ["| method | impl | kind | size | batch | device | precision | sec/iter | images/s | peak memory | GFLOP/s "
+             "| vs reference |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    key = lambda r: (r["preset"], r["kind"], r["size"], r.get("batch_size"))  # noqa: E731
+    ref = {key(r): r for r in rows if r["impl"] == "reference" and "error" not in r}
+    for r in rows:
+        batch = r.get("batch_size") or "—"
+        precision = r["precision"] + (" NHWC" if r.get("channels_last") else "")  # layout beside the reference's
+        if "error" in r:
+            lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | "
+                         f"{precision} | failed: {r['error'].splitlines()[-1][:80]} | | | | |")
+            continue
+        base = ref.get(key(r))
+        ratio = ""
+        if base and r["impl"] == "ours":
+            ratio = (f"{r['sec_per_iter'] / base['sec_per_iter']:.2f}× time, "
+                     f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}× mem")
+        gflops = "—" if r["gflops"] is None else f"{r['gflops']:.0f}"
+        if r.get("peak_fraction") is not None:
+            gflops += f" ({100 * r['peak_fraction']:.0f}% of {r['precision']} GEMM)"
+        ips = "—" if r.get("images_per_s") is None else f"{r['images_per_s']:.2f}"
+        lines.append(f"| {r['preset']} | {r['impl']} | {r['kind']} | {r['size']} | {batch} | {r['device']} | "
+                     f"{precision} | {r['sec_per_iter']:.3f} s | {ips} | {r['peak_mem_mib'] / 1024:.2f} GiB | {gflops} "
+                     f"| {ratio} |")
+    if peak:
+        lines.append(f"\nfp32 GEMM ceiling of this device: {peak:.0f} GFLOP/s ({gemm_n}² matmul).")
+    if peak_bf16:
+        lines.append(f"bf16 GEMM ceiling of this device: {peak_bf16:.0f} GFLOP/s ({gemm_n}² matmul).")
+    named = next((r for r in rows if "device_name" in r), None)
+    if named:
+        lines.append(f"Device: {named['device_name']}; torch {named['torch_version']}.")
+    return "\n".join(lines)

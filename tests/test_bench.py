@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cutcore import bench
+from cutcore.results import speed_table_markdown
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -86,7 +87,7 @@ def test_markdown_rows_ratios_and_footer():
          "peak_mem_mib": 2048.0, "gflops": 125.0, "peak_fraction": None},
         {**base, "impl": "ours", "preset": "sincut", "error": "Traceback\nRuntimeError: boom"},
     ]
-    md = bench.markdown(rows, 60000.0, 900000.0, gemm_n=8192)
+    md = speed_table_markdown(rows, 60000.0, 900000.0, gemm_n=8192)
     ours = md.splitlines()[2]
     assert "| bf16 NHWC |" in ours and "| fp32 |" in md.splitlines()[3]  # each row's layout
     assert "| 8 |" in ours and "80.00" in ours and "250 (25% of bf16 GEMM)" in ours and "0.50× time, 0.50× mem" in ours
