@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import evaluate, official, sincut, train
+from . import evaluate, official, sincut, train, translate
 
-COMMANDS = [train.add_train, train.add_translate, evaluate.add_evaluate, evaluate.add_export, sincut.add_sincut,
+COMMANDS = [train.add_train, translate.add_translate, evaluate.add_evaluate, evaluate.add_export, sincut.add_sincut,
             evaluate.add_report, official.add_official, evaluate.add_style]
 
 
