@@ -159,3 +159,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= (count := torch.cuda.device_count()):
         raise DeviceError(name, f"this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
     return device
+
+
+def resolve_channels_last(setting: str | bool, device: str | torch.device) -> bool:
+    """`runtime.channels_last`: "auto" is on for CUDA (cuDNN's tensor cores work in NHWC) and off
+    elsewhere (the CPU keeps the layout it was measured with); True/"on" and False/"off" as said."""
+    if setting in (True, "on"):
+        return True
+    if setting in (False, "off"):
+        return False
+    if setting == "auto":
+        return torch.device(device).type == "cuda"
+    raise ValueError(f"channels_last must be auto, on or off, not {setting!r}")
+
+
+def tune_backends(device: str | torch.device) -> dict[str, object]:
+    """Process-wide settings for training on `device`; what it set. On CUDA, cuDNN autotuning: the
+    shapes of a run are fixed, so the first steps try its algorithms and the rest use the fastest
+    (the choice may differ between processes: on CUDA a resume is close, not bit-identical).
+    Nothing on other devices."""
+    if torch.device(device).type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    return {"cudnn.benchmark": True}

@@ -2,7 +2,7 @@
 
 The steps themselves run in `cutcore.loop.TrainingLoop`; a `Trainer` feeds it batches of the
 dataset and, after each step, logs, saves samples and checkpoints, and calls the evaluator it
-was handed (training never imports evaluation).
+was handed (`train` and `resume` hand it `cutcore.evaluate`'s held-out evaluation unless given another).
 
 Multi-process (torchrun) training averages gradients with one all-reduce per optimiser step:
 the same update as DistributedDataParallel, without DDP's wrapper, which cannot follow the
@@ -26,13 +26,13 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .budget import TimeBudget
 from .checkpoint import (
     checkpoint_dirs,
     existing_run,
@@ -54,7 +54,8 @@ from .data import (
     input_sides,
     resolve_data_on_device,
 )
-from .hardware import device_name, resolve_device, resolve_precision
+from .distributed import Dist
+from .hardware import device_name, resolve_channels_last, resolve_device, resolve_precision, tune_backends
 from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls
 from .loop import StepResult, TrainingLoop
@@ -68,74 +69,6 @@ Evaluator = Callable[[torch.nn.Module, int, float], None]
 EvaluatorFactory = Callable[[RunConfig, Path, torch.device], Evaluator]
 
 
-class _Dist:
-    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), else a no-op."""
-
-    def __init__(self, device: torch.device):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.owned = self.world > 1 and not dist.is_initialized()
-        if self.owned:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-    def close(self) -> None:
-        """Destroys the process group this object started, after a finished run. Left to the interpreter's
-        exit, gloo's worker threads can be torn down while still joinable ("terminate called without an
-        active exception": the rank aborts after a finished run) and NCCL warns of leaked resources. Not
-        after a failure: NCCL's destroy waits for collectives queued for a peer that may never join them."""
-        if self.owned and dist.is_initialized():
-            dist.destroy_process_group()
-        self.owned = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def broadcast(self, module: torch.nn.Module) -> None:
-        if self.world > 1:
-            for t in module.state_dict().values():
-                dist.broadcast(t, 0)
-
-    def sync_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
-        grads = [p.grad for p in params if p.grad is not None]
-        if self.world == 1 or not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def resolve_channels_last(setting: str | bool, device: str | torch.device) -> bool:
-    """`runtime.channels_last`: "auto" is on for CUDA (cuDNN's tensor cores work in NHWC) and off
-    elsewhere (the CPU keeps the layout it was measured with); True/"on" and False/"off" as said."""
-    if setting in (True, "on"):
-        return True
-    if setting in (False, "off"):
-        return False
-    if setting == "auto":
-        return torch.device(device).type == "cuda"
-    raise ValueError(f"channels_last must be auto, on or off, not {setting!r}")
-
-
-def tune_backends(device: str | torch.device) -> dict[str, object]:
-    """Process-wide settings for training on `device`; what it set. On CUDA, cuDNN autotuning: the
-    shapes of a run are fixed, so the first steps try its algorithms and the rest use the fastest
-    (the choice may differ between processes: on CUDA a resume is close, not bit-identical).
-    Nothing on other devices."""
-    if torch.device(device).type != "cuda":
-        return {}
-    torch.backends.cudnn.benchmark = True
-    return {"cudnn.benchmark": True}
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, out: str | Path, make_evaluator: EvaluatorFactory | None = None):
         cfg.validate()  # a value that cannot train is one clear error now, not a traceback steps later
@@ -147,7 +80,7 @@ class Trainer:
         self.device = resolve_device(r.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        self.dist = _Dist(self.device)
+        self.dist = Dist(self.device)
         name = device_name(self.device)  # logged with every record: export's model card names it
         self.hardware = name if self.dist.world == 1 else f"{self.dist.world} × {name}"
         # The run records the precision it trains in ("auto" resolved), so a resume elsewhere keeps it.
@@ -389,51 +322,6 @@ def refuse_existing_run(out: Path) -> None:
                              "config.json; train into another --out")
 
 
-class TimeBudget:
-    """A wall-clock limit for a run: measures the step rate after a warm-up, then says how many
-    steps fit, keeping a reserve for the final checkpoint and export."""
-
-    WARMUP_STEPS, MEASURE_STEPS = 3, 20
-
-    def __init__(self, seconds: float, sync: Callable[[], None] | None = None):
-        """`sync` waits for the device (CUDA queues steps ahead of the host): called at the two
-        moments the rate is measured between, so it is the device's rate."""
-        if seconds <= 0:
-            raise ValueError(f"time budget must be positive, got {seconds} s")
-        self.seconds, self.start, self.sync = seconds, time.perf_counter(), sync
-        self.reserve = min(60.0, max(2.0, 0.03 * seconds))
-        self.steps_seen, self.mark = 0, None
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def exhausted(self) -> bool:
-        return self.elapsed() >= self.seconds - self.reserve
-
-    def steps_that_fit(self, step: int) -> int | None:
-        """Called after every step; once the rate is measured, the total number of steps that fit."""
-        self.steps_seen += 1
-        if self.steps_seen == self.WARMUP_STEPS:  # first steps pay for allocation and autotuning
-            self._wait()
-            self.mark = (time.perf_counter(), step)
-            return None
-        if self.mark is None:
-            return None
-        now = time.perf_counter()
-        measured = step - self.mark[1]
-        if measured < self.MEASURE_STEPS and now - self.mark[0] < 0.05 * self.seconds:
-            return None
-        self._wait()
-        now = time.perf_counter()
-        per_step = (now - self.mark[0]) / measured
-        self.mark = None
-        return step + int(max(0.0, self.seconds - self.reserve - self.elapsed()) / per_step)
-
-    def _wait(self) -> None:
-        if self.sync is not None:
-            self.sync()
-
-
 class _Reporter:
     """What a Trainer does after each step: log, samples, checkpoints, evaluation (on rank 0)."""
 
@@ -576,5 +464,5 @@ def _held_out_evaluator() -> EvaluatorFactory:
 
 def _fit(trainer: Trainer) -> Path:
     checkpoint = trainer.fit()
-    trainer.dist.close()  # a failure above exits the process instead (see _Dist.close)
+    trainer.dist.close()  # a failure above exits the process instead (see Dist.close)
     return checkpoint

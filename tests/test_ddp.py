@@ -212,7 +212,7 @@ def test_two_processes_batch1_equal_one_process_batch2(ddp_run, tmp_path, float6
 @pytest.fixture
 def world_of_two(monkeypatch, tmp_path):
     """torchrun's environment for rank 0 of 2, with an init that starts a real one-process gloo group (a
-    two-process one would wait for its second rank): what `_Dist` starts and ends is a real process group."""
+    two-process one would wait for its second rank): what `Dist` starts and ends is a real process group."""
     import torch.distributed as dist
 
     if not dist.is_available():
@@ -240,11 +240,11 @@ def test_a_run_ends_the_process_group_it_started(world_of_two, tmp_path):
 
 
 def test_a_process_group_started_by_the_caller_is_left_open(world_of_two):
-    from cutcore.train import _Dist
+    from cutcore.distributed import Dist
 
     dist, started = world_of_two
     dist.init_process_group("gloo")  # the caller's own
-    d = _Dist(torch.device("cpu"))
+    d = Dist(torch.device("cpu"))
     d.close()
     assert started == ["gloo"] and dist.is_initialized()
 

@@ -709,7 +709,7 @@ def test_time_budget_on_resume_never_changes_the_lr_of_trained_steps(session_unp
 
 
 def test_time_budget_stops_on_time_with_a_checkpoint(session_unpaired, tmp_path, fake_clock, monkeypatch):
-    from cutcore.train import TimeBudget
+    from cutcore.budget import TimeBudget
 
     monkeypatch.setattr(TimeBudget, "steps_that_fit", lambda self, step: None)  # never measured: the guard alone
     cfg = tiny_run_config("cut", session_unpaired, max_steps=None)
@@ -821,7 +821,7 @@ def test_device_data_refused_when_it_does_not_fit(session_unpaired, tmp_path, mo
 
 
 def test_channels_last_and_cudnn_autotuning_are_for_cuda_only(session_unpaired, tmp_path):
-    from cutcore.train import resolve_channels_last, tune_backends
+    from cutcore.hardware import resolve_channels_last, tune_backends
 
     settings = ("auto", "on", "off", True, False)
     assert [resolve_channels_last(s, "cpu") for s in settings] == [False, True, False, True, False]
@@ -856,7 +856,7 @@ def test_channels_last_and_cudnn_autotuning_are_for_cuda_only(session_unpaired, 
 
 def test_time_budget_waits_for_the_device_where_it_measures(monkeypatch):
     import cutcore.train as train_module
-    from cutcore.train import TimeBudget
+    from cutcore.budget import TimeBudget
 
     clock, waits = [0.0], []
     monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock[0])
