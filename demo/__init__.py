@@ -168,9 +168,9 @@ def header_markdown(reg: models.Registry) -> str:
 
 def _check_settings() -> None:
     """Read every setting once (settings.SettingError on the first bad one)."""
-    from . import correspondence_tab, errors, sincut_tab, translate_tab
+    from . import correspondence_tab, sincut_tab, translate_tab, uploads
 
-    for read in (settings.device, translate_tab.tile_size, errors.max_pixels, errors.min_side,
+    for read in (settings.device, translate_tab.tile_size, uploads.max_pixels, uploads.min_side,
                  correspondence_tab.max_side, sincut_tab.max_iters, sincut_tab.min_export_iters,
                  sincut_tab.preset_choices):
         read()

@@ -19,9 +19,10 @@ from cutcore.correspondence import (
 )
 
 from . import models
-from .errors import UserError, checked_upload, error_text, open_upload, to_gr_error
+from .errors import UserError, error_text, to_gr_error
 from .settings import env_int
 from .torch_thread import on_own_thread
+from .uploads import checked_upload, open_upload
 
 K_NEGATIVES = 5
 

@@ -23,9 +23,10 @@ import gradio as gr
 from cutcore.official_urls import offline
 
 from . import models
-from .errors import Upload, UserError, checked_upload, error_text, open_upload, to_gr_error, user_errors
+from .errors import UserError, error_text, to_gr_error, user_errors
 from .settings import env_flag, env_int, output_dir
 from .torch_thread import on_own_thread
+from .uploads import Upload, checked_upload, open_upload
 
 log = logging.getLogger("cutcore.demo")
 

@@ -23,9 +23,10 @@ from cutcore.imageio import IMAGE_EXTENSIONS, fit_within
 from cutcore.translate import TranslationCancelled, translate_image, will_tile
 
 from . import models
-from .errors import Upload, UserError, checked_upload, error_text, event_alive, open_upload, to_gr_error, upload_name
+from .errors import UserError, error_text, event_alive, to_gr_error
 from .settings import env_int, output_dir
 from .torch_thread import on_own_thread
+from .uploads import Upload, checked_upload, open_upload, upload_name
 
 log = logging.getLogger("cutcore.demo")
 

@@ -30,7 +30,8 @@ from cutcore.correspondence import (
 )
 from cutcore.sincut.config import sincut_preset
 from demo import AppContext, correspondence_tab, models, results_tab, sincut_tab, translate_tab
-from demo.errors import UserError, open_upload, user_errors
+from demo.errors import UserError, user_errors
+from demo.uploads import open_upload
 
 
 @pytest.fixture
