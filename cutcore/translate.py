@@ -97,8 +97,11 @@ def seeded_noise(generator: nn.Module, device: torch.device, seed: int = 0) -> c
 
 @torch.no_grad()
 def run_generator(generator: nn.Module, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """G(x) for an (1, 3, H, W) tensor of any H, W, padded to the generator's `size_multiple` (4 for
-    generators that do not say); injected noise comes from `seed` (`seeded_noise`)."""
+    """G(x) for an (N, 3, H, W) float tensor in [-1, 1] (`imageio.to_tensor`) of any H, W, padded to the
+    generator's `size_multiple` (4 for generators that do not say); injected noise comes from `seed`."""
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"expected a float (N, 3, H, W) tensor in [-1, 1], got {x.dtype} of shape {tuple(x.shape)} "
+                         "(imageio.to_tensor(img)[None] makes one from a PIL image)")
     padded, h, w = pad_to_multiple(x, getattr(generator, "size_multiple", 4))
     with seeded_noise(generator, x.device, seed):
         return generator(padded)[..., :h, :w]

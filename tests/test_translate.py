@@ -169,6 +169,13 @@ def test_tiny_images_translate(cut_dir, size):
     assert np.abs(_as_array(out) - _as_array(expected)).max() == 0
 
 
+@pytest.mark.parametrize("make", [lambda x: x[0], lambda x: x.add(1).mul(127.5).to(torch.uint8)], ids=["3-d", "uint8"])
+def test_the_generator_runner_says_what_tensor_it_takes(cut_dir, make):
+    """A (3, H, W) tensor failed deep in a convolution ("expected weight..."), a uint8 one in a dtype check."""
+    loaded = load_model(cut_dir[0], "cpu")
+    with pytest.raises(ValueError, match=r"^expected a float \(N, 3, H, W\) tensor in \[-1, 1\], got "):
+        translate.run_generator(loaded.generator, make(to_tensor(domain_a_image(1, (20, 16)))[None]))
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "CMYK", "I;16"])
 def test_any_pil_mode_translates_as_the_file_loaded_from_disk(cut_dir, tmp_path, mode):
     """An image straight from Image.open (not through load_rgb) is made RGB the same way, at any scale."""
