@@ -1,4 +1,4 @@
-"""Unpaired image datasets (CycleGAN folder layout or pix2pix side-by-side AB files).
+"""Training data: unpaired crops from the dataset folders (`cutcore.folders`).
 
 Sampling is a pure function of (seed, item index): any step of any run can be reproduced
 exactly, which is what makes `--resume` and multi-process training deterministic.
@@ -13,10 +13,8 @@ from __future__ import annotations
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Iterator, Literal, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -24,56 +22,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from .config import DataConfig
-from .imageio import ImageLoadError, list_images, load_rgb, resize_square, to_tensor
-
-Half = Literal["full", "left", "right"]
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    path: Path
-    half: Half = "full"  # pix2pix AB files hold A on the left and B on the right
-
-    def load(self) -> Image.Image:
-        img = load_rgb(self.path)
-        if self.half == "full":
-            return img
-        w, h = img.size
-        if w < 2 * h * 0.9:
-            raise ImageLoadError(f"{self.path}: expected a side-by-side AB image (width ≈ 2×height), got {w}x{h}")
-        return img.crop((0, 0, w // 2, h) if self.half == "left" else (w - w // 2, 0, w, h))
-
-
-def domain_sources(root: str | Path, phase: str = "train") -> tuple[list[ImageSource], list[ImageSource]]:
-    """Images of domains A and B under `root`: `<phase>A/` + `<phase>B/`, or `<phase>/` of AB files."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
-    a_dir, b_dir, ab_dir = root / f"{phase}A", root / f"{phase}B", root / phase
-    if a_dir.is_dir() and b_dir.is_dir():
-        a, b = [ImageSource(p) for p in list_images(a_dir)], [ImageSource(p) for p in list_images(b_dir)]
-    elif ab_dir.is_dir():
-        files = list_images(ab_dir)
-        a, b = [ImageSource(p, "left") for p in files], [ImageSource(p, "right") for p in files]
-    else:
-        raise FileNotFoundError(
-            f"{root}: expected {phase}A/ and {phase}B/ folders (CycleGAN layout) or a {phase}/ folder of side-by-side AB images"
-        )
-    if not a or not b:
-        raise FileNotFoundError(f"{root}: no images found for phase {phase!r} (A: {len(a)}, B: {len(b)})")
-    return a, b
-
-
-def paired_sources(root: str | Path, phase: str = "test") -> list[tuple[ImageSource, ImageSource]]:
-    """Aligned (A, B) pairs: same file name in `<phase>A/` and `<phase>B/`, or AB files."""
-    a, b = domain_sources(root, phase)
-    if a[0].half != "full":
-        return list(zip(a, b))
-    by_name = {s.path.name: s for s in b}
-    pairs = [(s, by_name[s.path.name]) for s in a if s.path.name in by_name]
-    if not pairs:
-        raise FileNotFoundError(f"{root}: no file names shared by {phase}A/ and {phase}B/")
-    return pairs
+from .folders import ImageSource, domain_sources
+from .imageio import resize_square, to_tensor
 
 
 class Crop(NamedTuple):
@@ -82,12 +32,6 @@ class Crop(NamedTuple):
     x: int
     y: int
     flip: bool
-
-
-def input_sides(sources: Sequence[ImageSource], n: int = 8) -> set[int]:
-    """The longer sides of the first `n` input images: what a model's inference scale is measured on
-    (one side: new inputs are resized as training resized these; several: translated as they are)."""
-    return {max(src.load().size) for src in sources[:n]}
 
 
 def draw_crop(rng: random.Random, load_size: int, crop_size: int, flip: bool) -> Crop:

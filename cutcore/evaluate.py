@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .checkpoint import write_bytes, write_json
 from .config import RunConfig
-from .data import ImageSource, domain_sources, paired_sources
+from .folders import ImageSource, domain_sources, paired_sources
 from .imageio import resize_square
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid

@@ -25,8 +25,8 @@ import torch
 from . import __version__
 from .checkpoint import checkpoint_dirs, load_tensors, read_json
 from .config import DataConfig
-from .data import domain_sources, input_sides
 from .files import UMASK
+from .folders import domain_sources, input_sides
 from .model_folder import CONFIG, WEIGHTS, ModelCard, read_config, write_card, write_model_folder
 from .results import save_figure
 from .runlog import read_log, training_hardware, training_seconds

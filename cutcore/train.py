@@ -46,15 +46,9 @@ from .checkpoint import (
     write_json,
 )
 from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
-from .data import (
-    DeviceImages,
-    StepSampler,
-    UnpairedDataset,
-    decoded_bytes,
-    input_sides,
-    resolve_data_on_device,
-)
+from .data import DeviceImages, StepSampler, UnpairedDataset, decoded_bytes, resolve_data_on_device
 from .distributed import Dist
+from .folders import input_sides
 from .hardware import device_name, resolve_channels_last, resolve_device, resolve_precision, tune_backends
 from .imageio import tensor_grid
 from .interrupt import first_ctrl_c_calls

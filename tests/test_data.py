@@ -17,16 +17,14 @@ from cutcore.config import DataConfig
 from cutcore.data import (
     DEVICE_DATA_FRACTION,
     DeviceImages,
-    ImageSource,
     StepSampler,
     UnpairedDataset,
     apply_crop,
     decoded_bytes,
-    domain_sources,
     draw_crop,
-    paired_sources,
     resolve_data_on_device,
 )
+from cutcore.folders import ImageSource, domain_sources, paired_sources
 from cutcore.imageio import ImageLoadError, list_images, load_rgb, resize_square, to_pil, to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")

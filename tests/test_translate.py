@@ -435,16 +435,17 @@ def test_translate_path_folder_without_images_is_an_error(cut_dir, tmp_path):
 
 
 def test_inference_and_export_never_import_the_training_stack():
-    """Dependencies point one way: loading and translating a model (the app, `translate`), drawing correspondences
-    and exporting a run import no losses, training models, loops or trainer."""
+    """Dependencies point one way: loading and translating a model (the app, `translate`), drawing correspondences,
+    evaluating and exporting import no losses, training models, loops, trainer or training data."""
     import subprocess
     import sys
 
     from helpers import subprocess_env
 
-    code = ("import sys, cutcore.translate, cutcore.model_folder, cutcore.correspondence, cutcore.export; "
-            "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['cutcore', 'train'], ['cutcore', 'loop'], "
-            "['cutcore', 'losses'], ['cutcore', 'models'], ['cutcore', 'interrupt'])))")
+    training = ["train", "loop", "losses", "models", "interrupt", "data", "budget", "distributed"]
+    code = ("import sys, cutcore.translate, cutcore.model_folder, cutcore.correspondence, cutcore.evaluate, "
+            "cutcore.export; print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+            f"{[['cutcore', m] for m in training]}))")
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
