@@ -150,7 +150,7 @@ class RuntimeConfig:
     # "auto": on CUDA the training images are decoded once into uint8 tensors on the GPU and cropped
     # and flipped there (the same batches as the DataLoader's); elsewhere, or when they would take
     # more than a quarter of the device's memory, the DataLoader (see cutcore.data.DeviceImages).
-    data_on_device: Literal["auto", "on", "off"] = option(
+    data_on_device: Literal["auto", "on", "off"] | bool = option(
         "auto", help="decode the training images once onto the training device and crop there "
                      "(auto: on CUDA when they fit in a quarter of its memory; off: the DataLoader)")
     num_workers: int = option(2, help="data loader processes")

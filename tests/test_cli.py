@@ -402,10 +402,12 @@ def test_error_during_training_starts_its_own_line(trained, capsys, tmp_path):
     assert re.search(r"(^|\n)error: .*a08\.png", r.stderr), r
 
 
-@pytest.mark.parametrize("flag,value", [("--direction", "btoa"), ("--precision", "fp16")])
+@pytest.mark.parametrize("flag,value", [("--direction", "btoa"), ("--precision", "fp16"), ("--data-on-device", "yes"),
+                                        ("--channels-last", "maybe")])
 def test_train_rejects_invalid_choices(work, capsys, tmp_path, flag, value):
+    """The words of a Literal field are the flag's choices, also where Python may set a bool instead."""
     r = _main(capsys, "train", "--data", work / "data", "--out", tmp_path / "o", *TINY, flag, value)
-    assert r.code == 2, r
+    assert r.code == 2 and f"argument {flag}: invalid choice: '{value}' (choose from " in r.stderr, r
 
 
 def test_ctrl_c_exits_130_without_a_traceback(work, capsys, tmp_path, monkeypatch):
@@ -548,3 +550,14 @@ def test_help_and_usage_errors_import_no_torch():
         pytest.skip(f"the interpreter imports {report['before']} at start-up")
     expected = {" ".join(argv): [0 if "--help" in argv else 2, []] for argv in lines}
     assert report["seen"] == expected
+
+
+def test_the_packages_load_their_modules_when_asked():
+    """`import cutcore` loads no submodule (for a quick --help), yet `cutcore.config` and `cutcore.nets.resnet` work
+    as when the package imported them itself; a name that is neither a submodule nor an export is an AttributeError."""
+    code = ("import cutcore, cutcore.nets; print(cutcore.config.preset('cut').preset, cutcore.preset('put').preset, "
+            "cutcore.nets.resnet.SIZE_MULTIPLE, cutcore.nets.ResnetGenerator.__name__); "
+            "print(hasattr(cutcore, 'nope'), hasattr(cutcore.nets, 'nope'))")
+    r = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["cut", "put", "4", "ResnetGenerator", "False", "False"]

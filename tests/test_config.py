@@ -14,6 +14,16 @@ def test_every_preset_is_valid(name):
     preset(name).validate()
 
 
+@pytest.mark.parametrize("path, value", [("runtime.data_on_device", True), ("runtime.data_on_device", False),
+                                         ("runtime.channels_last", True), ("runtime.channels_last", "off")])
+def test_run_time_switches_take_booleans_as_well(path, value):
+    """What older runs saved (`"data_on_device": true`) must still validate, or they could not be resumed."""
+    cfg = preset("cut")
+    target, name = config_field(cfg, path)
+    setattr(target, name, value)
+    cfg.validate()
+
+
 @pytest.mark.parametrize("path, value, message", [
     ("data.crop_size", 0, "--crop-size must be at least 24"),
     ("data.crop_size", 7, "--crop-size must be a multiple of 4"),

@@ -25,6 +25,8 @@ def _argument(hint) -> dict:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is typing.Literal:
         return {"choices": list(args)}
+    if literal := next((a for a in args if typing.get_origin(a) is typing.Literal), None):
+        return {"choices": list(typing.get_args(literal))}  # Literal[...] | bool: the words (Python may pass a bool)
     if hint is bool:
         return {"type": _on_off, "metavar": "on|off"}
     return {"type": args[0] if args else hint}
