@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .imageio import fit_within, to_pil, to_tensor
-from .translate import pad_to_multiple
+from .translate import pad_to_multiple, seeded_noise
 
 DISPLAY_SIDE = 384  # the clickable translation and the heatmaps are shown about this large
 DEFAULT_MAX_SIDE = 256  # the analysis runs on the image resized to this (layer 0 has one location per pixel)
@@ -145,7 +145,8 @@ def embeddings(model, image: Image.Image) -> Embeddings:
     device = next(g.parameters()).device
     x, _, _ = pad_to_multiple(to_tensor(image)[None].to(device), model.size_multiple)
     h, w = image.height, image.width
-    y = g(x).float()
+    with seeded_noise(g, x.device):  # SinCUT's noise as `translate` draws it: the same translation
+        y = g(x).float()
     layers = list(model.nce_layers)
     emb_in, _ = heads(g.encode(x, layers), 0)
     emb_out, _ = heads(g.encode(y, layers), 0)  # unclamped, as the loss encodes G(x)

@@ -22,6 +22,7 @@ from cutcore.checkpoint import module_state, save_tensors, write_json
 from cutcore.correspondence import LayerMap, _Geometry, caption, correspondence_maps
 from cutcore.losses import nce_logits
 from cutcore.model_folder import load_model
+from cutcore.translate import seeded_noise
 from demo.correspondence_tab import details
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,13 +64,12 @@ def _sincut(folder: Path):
     return model.G, model.F, cfg.model.nce
 
 
-def _loss_row(g, f, nce, x: torch.Tensor, layers: list[int], layer_i: int, q: int, seed: int) -> torch.Tensor:
+def _loss_row(g, f, nce, x: torch.Tensor, layers: list[int], layer_i: int, q: int) -> torch.Tensor:
     """Similarities (h*w,) of the output's query at location `q` to the input's key at every location, as
     training computes them: keys from G's forward pass on x, queries from G's encoder on G(x), both through
     F at the same patch ids, then `nce_logits` (row 0: positive, the masked self, the others) times the
-    temperature."""
-    with torch.no_grad():
-        torch.manual_seed(seed)
+    temperature. G's noise (SinCUT) as a translation draws it."""
+    with torch.no_grad(), seeded_noise(g, x.device):
         fake, feats = g(x, layers)
         h, w = feats[layer_i].shape[-2:]
         order = torch.cat([torch.tensor([q]), torch.arange(h * w)[torch.arange(h * w) != q]])
@@ -96,14 +96,15 @@ def test_the_view_shows_the_training_loss_similarities(make, tmp_path):
         assert (y.abs() > 1).float().mean() > 0.2
     for point in POINTS:
         correspondence._cache.clear()
-        torch.manual_seed(1)  # the same generator noise (SinCUT) as the loss-side pass below
+        state = torch.get_rng_state()
         maps = correspondence_maps(model, img, point, k=5)
+        assert torch.equal(torch.get_rng_state(), state)  # SinCUT's noise drawn as a translation draws it
         assert [m.layer for m in maps] == model.nce_layers
         for i, m in enumerate(maps):
             w, h = m.grid
             geo = _Geometry(h, w, 28, 36)
             gx, gy = geo.to_grid(*point)
-            sims = _loss_row(g, f, nce, x, model.nce_layers, i, gy * w + gx, seed=1).view(h, w)
+            sims = _loss_row(g, f, nce, x, model.nce_layers, i, gy * w + gx).view(h, w)
             inside = geo.inside(36, 28).clone()
             inside[gy, gx] = False
             others = sims[inside]

@@ -231,15 +231,17 @@ class StyleGAN2Generator(nn.Module):
 
     @contextlib.contextmanager
     def noise_from(self, generator: torch.Generator):
-        """The decoder's noise drawn from `generator` inside (training: a run's steps repeat with its seed)."""
+        """The decoder's noise drawn from `generator` inside: in training a run's steps repeat with its seed, in
+        inference an image translates the same way every time (`cutcore.translate.seeded_noise`)."""
         noises = [m for m in self.decoder.modules() if isinstance(m, NoiseInjection)]
+        before = [m.generator for m in noises]
         for m in noises:
             m.generator = generator
         try:
             yield
         finally:
-            for m in noises:
-                m.generator = None
+            for m, g in zip(noises, before, strict=True):
+                m.generator = g
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """Encoder features at `layers` (in the order given), stopping after the deepest one."""
