@@ -741,7 +741,7 @@ def test_sincut_errors_are_readable(app_env, two_images, tmp_path):
                                       factory=FakeTrainer))
     # Wide enough as uploaded, too thin once sincut-cpu shrinks it to its 512 px working size.
     sliver = str(_png(tmp_path / "sliver.png", (2000, 100)))
-    with pytest.raises(UserError, match="sliver.png” is 2000x100 px \\(shrunk to 512x26 for training"):
+    with pytest.raises(UserError, match="sliver.png” is 2000×100 px \\(shrunk to 512×26 for training"):
         list(sincut_tab.train_updates(sliver, two_images[1], sincut_tab.PHOTO_TO_ART, "sincut-cpu", 10, 5, None,
                                       factory=FakeTrainer))
     for emptied_or_odd in (1, None, float("nan"), float("inf"), "12"):  # an emptied number box arrives as None

@@ -333,14 +333,14 @@ def test_bad_inputs_name_the_file(tmp_path):
     good = tmp_path / "good.png"
     domain_b_image(0, (64, 64)).save(good)
     cfg = tiny_config(crop=32)
-    with pytest.raises(ImageLoadError, match="tiny.png.*20x50.*32x32"):
-        LiveTrainer(small, good, cfg)
+    with pytest.raises(ImageLoadError, match="tiny.png.*20×50.*32×32"):
+        LiveTrainer(small, good, cfg, device="cpu")
     with pytest.raises(ImageLoadError, match="broken.jpg"):
-        LiveTrainer(good, broken, cfg)
+        LiveTrainer(good, broken, cfg, device="cpu")
     with pytest.raises(ImageLoadError, match="missing.png"):
-        LiveTrainer(tmp_path / "missing.png", good, cfg)
+        LiveTrainer(tmp_path / "missing.png", good, cfg, device="cpu")
     with pytest.raises(ValueError, match="crop_size"):
-        LiveTrainer(good, good, replace(cfg, data=replace(cfg.data, crop_size=24)))
+        LiveTrainer(good, good, replace(cfg, data=replace(cfg.data, crop_size=24)), device="cpu")
 
 
 # --- live trainer -----------------------------------------------------------------------------------------
@@ -365,6 +365,7 @@ def test_live_trainer_start_stop_resume_export(tmp_path):
         event_every=2,
         preview_size=40,
         on_event=lambda ev: seen.append(ev.kind),
+        device="cpu",
     )
     assert trainer.total == 12
     trainer.start()
@@ -417,7 +418,7 @@ def test_max_side_trains_on_both_images_shrunk_and_the_export_records_the_scale(
     cfg = tiny_config()
     cfg.data.max_side = 48
     photo, art = gradient_image(120, 60), gradient_image(40, 96)
-    trainer = LiveTrainer(photo, art, cfg, preview_size=None, max_iters=2)
+    trainer = LiveTrainer(photo, art, cfg, preview_size=None, max_iters=2, device="cpu")
     assert trainer.content.size == (48, 24) and trainer.input_scale == pytest.approx(0.4)
     assert [s.image.size for s in trainer.samplers] == [(48, 24), (20, 48)]  # each image its own factor
     assert trainer.preview_input.shape[-2:] == (24, 48)
@@ -432,7 +433,7 @@ def test_max_side_trains_on_both_images_shrunk_and_the_export_records_the_scale(
     trainer.close()
 
     # Images already within max_side are used as given.
-    small = LiveTrainer(gradient_image(40, 32), art, cfg, preview_size=None)
+    small = LiveTrainer(gradient_image(40, 32), art, cfg, preview_size=None, device="cpu")
     assert small.content.size == (40, 32) and small.input_scale == 1
     small.close()
 
@@ -445,7 +446,7 @@ def test_a_run_repeats_exactly_with_its_seed():
     def weights(seed: int) -> dict[str, torch.Tensor]:
         cfg = tiny_config(iters_per_epoch=4)
         cfg.train.seed = seed
-        trainer = LiveTrainer(content, style, cfg, event_every=100, preview_size=None)
+        trainer = LiveTrainer(content, style, cfg, event_every=100, preview_size=None, device="cpu")
         torch.randn(7)  # another user of the global generator
         trainer.run()
         return {k: v.clone() for k, v in trainer.model.G.state_dict().items()}
@@ -457,26 +458,47 @@ def test_a_run_repeats_exactly_with_its_seed():
     assert noise and any(first[k].abs().item() > 0 for k in noise)  # the noise did take part
 
 
+def test_previews_change_only_with_training():
+    """A preview draws G's noise from a fixed seed: two previews with no step between are the same image, and
+    neither draws from torch's global generator."""
+    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(), preview_size=None,
+                          device="cpu")
+    with torch.no_grad():
+        for name, p in trainer.model.G.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(1.0)
+    state = torch.get_rng_state()
+    first, again = (np.asarray(trainer.preview()) for _ in range(2))
+    assert np.array_equal(first, again) and torch.equal(torch.get_rng_state(), state)
+    trainer.close()
+
 def test_a_failing_step_ends_the_run_with_an_error_event_that_carries_the_exception(monkeypatch):
     """The event's one line is for a UI; the exception, traceback included, for a Python caller to raise."""
     from cutcore.config import preset
 
-    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(), preview_size=None)
+    trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(), preview_size=None,
+                          device="cpu")
+
+    held = []
 
     def failing_step(*args):
+        big = torch.empty(1000)  # what a failing step holds (activations on a GPU)
+        held.append(weakref.ref(big))
         raise RuntimeError("CUDA error: out of memory")
 
     monkeypatch.setattr(trainer.model, "train_step", failing_step)
     last = trainer.run()
     assert (last.kind, last.iteration, last.message) == ("error", 0, "RuntimeError: CUDA error: out of memory")
     assert isinstance(last.exception, RuntimeError) and last.exception.__traceback__ is not None
+    gc.collect()
+    assert held[0]() is None  # the event keeps the traceback, not the failed step's tensors
     trainer.close()
     with pytest.raises(TypeError, match=r"a SinCUT preset name or a SinCUTConfig, got RunConfig"):
-        LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), preset("cut"))
+        LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), preset("cut"), device="cpu")
 
 def test_run_trains_in_the_calling_thread_with_the_same_events():
     trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
-                          event_every=2, preview_size=32)
+                          event_every=2, preview_size=32, device="cpu")
     seen, threads = [], set()
 
     def on_event(ev: TrainEvent) -> None:
@@ -519,7 +541,7 @@ def _one_second_steps(monkeypatch, trainer: LiveTrainer) -> list[float]:
 def _budgeted(budget: float, **kw) -> LiveTrainer:
     cfg = tiny_config(iters_per_epoch=50)  # 100 iterations, the first 50 at the full LR
     cfg.train.time_budget_s = budget
-    return LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), cfg, preview_size=32, **kw)
+    return LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), cfg, preview_size=32, device="cpu", **kw)
 
 
 @pytest.mark.parametrize("budget,total,last_lr", [(30.0, 30, 0.002 / 16), (500.0, 100, 0.002 / 2)])
@@ -595,7 +617,7 @@ def test_an_iteration_count_the_caller_chose_is_not_cut_by_the_budget(monkeypatc
 
 def test_stop_from_an_event_callback_on_the_training_thread_is_a_clean_stop():
     trainer = LiveTrainer(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
-                          event_every=2, preview_size=32)
+                          event_every=2, preview_size=32, device="cpu")
     trainer.on_event = lambda ev: ev.kind == "progress" and trainer.stop()  # waits, on its own thread
     trainer.start()
     assert trainer.wait(timeout=60)
@@ -616,8 +638,8 @@ def test_launch_builds_and_trains_on_one_new_thread(monkeypatch, tmp_path):
     monkeypatch.setattr(live, "SinCUTModel", Recorded)
     evented_on = set()
     trainer = LiveTrainer.launch(domain_a_image(0, (48, 40)), domain_b_image(1), tiny_config(iters_per_epoch=6),
-                                 event_every=2, preview_size=32, on_event=lambda ev: evented_on.add(
-                                     threading.current_thread()))
+                                 event_every=2, preview_size=32, device="cpu",
+                                 on_event=lambda ev: evented_on.add(threading.current_thread()))
     assert trainer.wait(timeout=60)
     kinds = [e.kind for e in _drain(trainer.events)]
     assert kinds[0] == "started" and kinds[-1] == "finished" and trainer.iteration == 12
@@ -687,7 +709,8 @@ def test_sincut_command_run_with_ctrl_c_ignored_does_not_stop_on_it(tmp_path, si
 
 def test_live_trainer_stops_within_an_iteration_and_frees_memory():
     cfg = tiny_config(iters_per_epoch=10_000)
-    trainer = LiveTrainer(domain_a_image(2, (48, 48)), domain_b_image(3, (48, 48)), cfg, event_every=1, preview_size=32)
+    trainer = LiveTrainer(domain_a_image(2, (48, 48)), domain_b_image(3, (48, 48)), cfg, event_every=1, preview_size=32,
+                          device="cpu")
     trainer.start()
     assert trainer.events.get(timeout=30).kind == "started"
     assert trainer.events.get(timeout=30).kind == "progress"
@@ -704,7 +727,8 @@ def test_live_trainer_stops_within_an_iteration_and_frees_memory():
 def test_a_short_run_moves_the_losses():
     # 80 iterations: over seeds 0-5 the NCE loss ends at 0.45-0.69 of its start (at 40: 0.59-0.92, too close to call).
     cfg = tiny_config(iters_per_epoch=40)
-    trainer = LiveTrainer(domain_a_image(4, (64, 64)), domain_b_image(5, (64, 64)), cfg, event_every=1, preview_size=32)
+    trainer = LiveTrainer(domain_a_image(4, (64, 64)), domain_b_image(5, (64, 64)), cfg, event_every=1, preview_size=32,
+                          device="cpu")
     history: list[dict[str, float]] = []
     trainer.on_event = lambda ev: history.append(ev.losses) if ev.kind == "progress" else None
     trainer.start()
@@ -759,8 +783,7 @@ def test_a_translation_repeats_and_leaves_the_global_generator_alone():
 def test_monet_etretat_batches_at_the_paper_settings():
     cfg = sincut_preset("sincut")
     trainer = LiveTrainer(
-        MONET_ETRETAT / "etretat_photo.jpg", MONET_ETRETAT / "monet_painting.jpg", cfg, preview_size=64
-    )
+        MONET_ETRETAT / "etretat_photo.jpg", MONET_ETRETAT / "monet_painting.jpg", cfg, preview_size=64, device="cpu")
     a, b = (s.sample() for s in trainer.samplers)
     assert a.shape == b.shape == (16, 3, 64, 64)
     assert trainer.preview().size == (64, 48)
@@ -869,7 +892,7 @@ def test_a_photo_shrunk_below_the_crop_by_the_working_size_is_said_so(tmp_path, 
     # sincut-cpu crops 32 px: a longer side of 40 leaves the 3:2 photo 27 px high.
     assert main(["sincut", "--content", str(photo), "--style", str(art), "--out", str(tmp_path / "run"),
                  "--max-side", "40", "--device", "cpu"]) == 2
-    assert (f"{photo} is 96x64 px (shrunk to 40x27 for training: at most 40 px a side); SinCUT trains on 32x32 "
+    assert (f"{photo} is 96×64 px (shrunk to 40×27 for training: at most 40 px a side); SinCUT trains on 32×32 "
             "crops, so each side needs at least 32 px") in capsys.readouterr().err
 
 

@@ -53,8 +53,8 @@ def check_crop_fits(size: tuple[int, int], max_side: int | None, crop_size: int,
     smaller than the training crop."""
     w, h = working_size(size, max_side)
     if min(w, h) < crop_size:
-        shrunk = "" if (w, h) == tuple(size) else f" (shrunk to {w}x{h} for training: at most {max_side} px a side)"
-        raise ImageLoadError(f"{name} is {size[0]}x{size[1]} px{shrunk}; SinCUT trains on {crop_size}x{crop_size} "
+        shrunk = "" if (w, h) == tuple(size) else f" (shrunk to {w}×{h} for training: at most {max_side} px a side)"
+        raise ImageLoadError(f"{name} is {size[0]}×{size[1]} px{shrunk}; SinCUT trains on {crop_size}×{crop_size} "
                              f"crops, so each side needs at least {crop_size} px")
 
 

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..model_folder import write_model_folder
 from ..models.common import seeded_init
 from ..saved_config import Domains, InferenceSettings, SavedModelConfig
 from ..translate import run_generator, translate_with
-from .config import SinCUTConfig, sincut_preset, with_total_iters
+from .config import SinCUTConfig, default_sincut_preset, sincut_preset, with_total_iters
 from .data import ImageInput, ZoomPatchSampler, check_crop_fits, open_image, working_image, working_scale
 from .model import SinCUTModel
 
@@ -75,11 +76,11 @@ def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.Pa
 class LiveTrainer:
     """Trains SinCUT from `content` (domain A, translated) to `style` (domain B) in a thread.
 
-    `config` is a SinCUTConfig or a preset name. Every `event_every` iterations a "progress"
-    event carries the losses, speed, ETA and a preview: the whole content image translated at
-    `preview_size` pixels on its longer side (None: full resolution, slow on CPU). Events go to
-    the `events` queue (bounded: the oldest are dropped if nobody reads) and to `on_event`,
-    which runs on the training thread.
+    `config` is a SinCUTConfig or a preset name (default: `sincut-gpu` on CUDA, else `sincut-cpu`). Every
+    `event_every` iterations a "progress" event carries the losses, speed, ETA and a preview: the whole content
+    image translated at `preview_size` pixels on its longer side (None: full resolution, slow on CPU). Events go to
+    the `events` queue (bounded: the oldest are dropped if nobody reads) and to `on_event`, which runs on the
+    training thread.
     """
 
     MAX_QUEUED_EVENTS = 64
@@ -89,7 +90,7 @@ class LiveTrainer:
         self,
         content: ImageInput,
         style: ImageInput,
-        config: SinCUTConfig | str = "sincut-cpu",
+        config: SinCUTConfig | str | None = None,
         *,
         event_every: int = 25,
         preview_size: int | None = 384,
@@ -99,6 +100,8 @@ class LiveTrainer:
         max_iters: int | None = None,
         precision: str = "fp32",
     ):
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        config = default_sincut_preset(self.device) if config is None else config
         cfg = sincut_preset(config) if isinstance(config, str) else config
         if not isinstance(cfg, SinCUTConfig):
             raise TypeError(f"config is a SinCUT preset name or a SinCUTConfig, got {type(cfg).__name__} (CUT and "
@@ -110,7 +113,6 @@ class LiveTrainer:
             raise ValueError(f"max_iters must be >= 1, got {max_iters}")
         self.max_iters = max_iters  # stop early; the LR schedule stays the preset's
         self.cfg, self.event_every, self.on_event = cfg, event_every, on_event
-        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         content_img, content_name = open_image(content)
         style_img, style_name = open_image(style)
         d, t = cfg.data, cfg.train
@@ -338,6 +340,7 @@ class LiveTrainer:
             self._emit(TrainEvent(kind, self.iteration, self.total, dict(self.last_losses), window[2],
                                   0.0 if kind == "finished" else None))
         except Exception as e:  # noqa: BLE001 - reported to the UI instead of dying silently in the thread
+            traceback.clear_frames(e.__traceback__)  # the traceback without the failed step's tensors (GPU memory)
             self._emit(TrainEvent("error", self.iteration, self.total, dict(self.last_losses),
                                   message=f"{type(e).__name__}: {e}", exception=e))
         finally:
