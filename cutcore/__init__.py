@@ -25,11 +25,21 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(".config", __name__), name)
+    if name in __all__:
+        value = getattr(importlib.import_module(".config", __name__), name)
+    else:  # a submodule not imported yet (`import cutcore; cutcore.config.preset(...)`)
+        value = _submodule(__name__, name)
     globals()[name] = value
     return value
+
+
+def _submodule(package: str, name: str) -> Any:
+    try:
+        return importlib.import_module(f".{name}", package)
+    except ModuleNotFoundError as e:
+        if e.name != f"{package}.{name}":  # the submodule exists but something it imports does not
+            raise
+        raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
 
 
 def __dir__() -> list[str]:

@@ -19,9 +19,11 @@ __all__ = ["PatchProjector", "PatchGANConfig", "PatchGANDiscriminator", "ResnetG
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    from .. import _submodule
+
+    # A network class, or a submodule not imported yet (`import cutcore.nets; cutcore.nets.resnet`).
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name) if name in _LAZY \
+        else _submodule(__name__, name)
     globals()[name] = value  # imported once; later lookups do not come here
     return value
 
