@@ -363,7 +363,8 @@ def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluato
     except (FileNotFoundError, ValueError) as e:  # say which flag asked for these pairs: not --data's training
         cls = FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError
         raise cls(f"held-out evaluation (--eval-every {r.eval_every}): {e} (--eval-data names paired data, "
-                      "--eval-split the file names to score)") from e
+                      "--eval-split the file names to score; --eval-every 0, runtime.eval_every = 0 from Python, "
+                      "trains without it)") from e
 
 
 # --- a model folder's evaluation (what the evaluate command runs) -----------------------------

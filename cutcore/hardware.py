@@ -1,4 +1,5 @@
-"""Which precision to train in: does this device do bf16 natively? (issue 12)
+"""How a run uses its device: which one, which precision (does it do bf16 natively? issue 12), which memory layout
+and backend tuning, and the device's name for logs and model cards.
 
 bf16 autocast pays off only where the hardware multiplies bf16 natively: NVIDIA GPUs from
 Ampere (compute capability 8.0) on, and x86 CPUs with AVX512-BF16 or AMX-BF16 (oneDNN uses

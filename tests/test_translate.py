@@ -444,7 +444,8 @@ def test_inference_and_export_never_import_the_training_stack():
 
     training = ["train", "loop", "losses", "models", "interrupt", "data", "budget", "distributed"]
     code = ("import sys, cutcore.translate, cutcore.model_folder, cutcore.correspondence, cutcore.evaluate, "
-            "cutcore.export; print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "cutcore.export, cutcore.nets.resnet, cutcore.nets.stylegan2, cutcore.metrics.style; "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
             f"{[['cutcore', m] for m in training]}))")
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
                           timeout=120)

@@ -34,7 +34,7 @@ class ResnetGeneratorConfig:
     n_blocks: int = field(default=9, metadata={"help": "residual blocks"})
     antialias_down: bool = True  # False: strided convs (CycleGAN)
     antialias_up: bool = True  # False: transposed convs (CycleGAN)
-    dropout: bool = False
+    dropout: bool = False  # off in every preset; on, it draws from torch's global generator (not the run's seed)
 
 
 # --- stylegan2.StyleGAN2Generator and StyleGAN2Discriminator (SinCUT) -----------------------
