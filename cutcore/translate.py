@@ -201,12 +201,14 @@ def check_scale(size: tuple[int, int], scale: float) -> None:
 
 
 def translate_image(
-    model: LoadedModel, img: Image.Image, tile: int | None = None, overlap: int | None = None,
+    model: LoadedModel, img: Image.Image | str | os.PathLike, tile: int | None = None, overlap: int | None = None,
     progress: Progress | None = None, scale: float | None = None, should_stop: ShouldStop | None = None,
 ) -> Image.Image:
-    """Translate at the model's working scale (`scale`, default `model.input_scale`); the result has `img`'s size.
+    """Translate an image (or the image file `img` names, read by `load_rgb`) at the model's working scale (`scale`,
+    default `model.input_scale`); the result has the image's size.
 
     Tiled when the image at that scale is larger than `tile` (`will_tile`); `should_stop` as in `translate_with`."""
+    img = load_rgb(img) if isinstance(img, (str, os.PathLike)) else img
     scale = model.input_scale if scale is None else scale
     check_scale(img.size, scale)
     img = img if img.mode == "RGB" else to_rgb(img)  # Image.open's RGBA, L, P, CMYK...: before resizing

@@ -324,6 +324,17 @@ def test_tiled_through_translate_image(cut_dir):
     assert np.array_equal(_as_array(out), _as_array(translate_tiled(loaded.generator, img, tile=48, overlap=8)))
 
 
+def test_translate_image_reads_a_file_it_is_given(cut_dir, tmp_path):
+    """A path is read as `load_rgb` reads it (a str path failed with "'str' object has no attribute 'size'")."""
+    loaded = load_model(cut_dir[0], "cpu")
+    img = domain_a_image(2, (40, 24))
+    img.save(tmp_path / "tile.png")
+    expected = _as_array(translate_image(loaded, img))
+    for given in (tmp_path / "tile.png", str(tmp_path / "tile.png")):
+        assert np.array_equal(_as_array(translate_image(loaded, given)), expected)
+    with pytest.raises(ImageLoadError, match="missing.png: file not found"):
+        translate_image(loaded, tmp_path / "missing.png")
+
 def test_a_scale_past_the_pixel_limit_says_the_size_it_would_make():
     with pytest.raises(ValueError, match="scale 1e[+]06 would make a 512x384 image 512000000x384000000 px, more than "
                                          "the 300,000,000 px an image may have"):
