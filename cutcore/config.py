@@ -281,8 +281,10 @@ PRESETS = {
 
 
 def preset(name: str) -> RunConfig:
+    """A fresh config of the named CUT-family or CycleGAN preset (SinCUT's: `cutcore.sincut.sincut_preset`)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        sincut = " (SinCUT presets come from cutcore.sincut.sincut_preset)" if name.startswith("sincut") else ""
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}{sincut}")
     return PRESETS[name]()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -89,7 +90,7 @@ def measure_inference(data: DataConfig) -> InferenceSettings:
             "of the images the model is for)") from None
     if len(sides) != 1:
         print(f"note: {data.root}: training images not of one size; the model card gives no inference scale "
-              "(inputs are translated as they are)")
+              "(inputs are translated as they are)", file=sys.stderr)  # a note, not the command's output
     return measured_inference(data, sides)
 
 

@@ -637,6 +637,9 @@ def test_config_round_trip_and_unknown_keys():
         from_dict(RunConfig, bad)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("cut++")
+    with pytest.raises(ValueError, match=r"unknown preset 'sincut-cpu'; choose from cut, .* \(SinCUT presets come "
+                                         r"from cutcore.sincut.sincut_preset\)$"):
+        preset("sincut-cpu")
 
 
 # --- time budget ---------------------------------------------------------------------------------
