@@ -454,8 +454,7 @@ def evaluate_saved_model(
     pairs = select_pairs(data, phase, read_split(split) if split else None, max_images)
     model = load_model(model_path, device, direction)
     chosen, fid_extractor = select_metrics(metrics, fid_weights, next(model.generator.parameters()).device)
-    size = input_size(model.config, size)
-    scores = evaluate_model(model, pairs, chosen, direction=direction, size=size or 0, tile=tile,
+    scores = evaluate_model(model, pairs, chosen, direction=direction, size=size, tile=tile,
                             fid_extractor=fid_extractor)
     seen = seen_in_training(model.config, data, phase, [a.path.name for a, _ in pairs])
     scope = phase + (f", split {Path(split).name}" if split else "")
@@ -465,7 +464,7 @@ def evaluate_saved_model(
     markdown += scores.markdown()
     if out:
         info = {"data": str(data), "phase": phase, "split": str(split) if split else None,
-                "direction": direction, "size": size, "seen_in_training": len(seen),
+                "direction": direction, "size": input_size(model.config, size), "seen_in_training": len(seen),
                 "model": str(recorded_as or model.path)}
         write_evaluation(out, model, scores, info, markdown)
     return SavedModelEvaluation(scores.values, markdown, seen)
