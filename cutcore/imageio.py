@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ from PIL import Image, ImageOps
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".gif"}
 # Refuse decompression bombs early, but allow large aerial tiles (e.g. 16k x 16k).
 MAX_PIXELS = 300_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+_pil_limit_lock = threading.Lock()
 
 
 class ImageLoadError(ValueError):
@@ -38,11 +41,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@contextmanager
+def _large_images_allowed() -> Iterator[None]:
+    """PIL's decompression-bomb limit at MAX_PIXELS while one file is decoded, then as it was. PIL reads the limit
+    from a module global and has no per-call one: raised for the whole process, it would relax the check for a
+    library user's own PIL calls too. The lock keeps two decodes from restoring each other's value."""
+    with _pil_limit_lock:
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
 def load_rgb(path: str | os.PathLike, min_side: int = 1) -> Image.Image:
     """Open `path` as an RGB image, raising ImageLoadError with the file name on any problem."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with _large_images_allowed(), Image.open(path) as img:
             img.load()
             rgb = to_rgb(img)
     except Image.DecompressionBombError as e:

@@ -21,9 +21,11 @@ from cutcore.imageio import MAX_PIXELS, to_rgb
 from .errors import UserError
 from .settings import env_int
 
-# Set once for the process, not per upload: warnings.catch_warnings() is not thread-safe, and uploads are
-# decoded concurrently. Any image large enough to warn is refused by open_upload's size check anyway.
+# Set once for the process (the app's own), not per upload: warnings.catch_warnings() is not thread-safe, and
+# uploads are decoded concurrently. Any image large enough to warn is refused by open_upload's size check anyway;
+# PIL's own refusal (twice the limit) comes only above the largest upload CUTCORE_DEMO_MAX_PIXELS may allow.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 # Defaults for the demo (a shared CPU server), overridable by environment variables.
 DEFAULT_MAX_PIXELS = 40_000_000  # ~6300 x 6300: a few minutes tiled on two cores

@@ -205,6 +205,26 @@ def test_missing_file_raises_image_load_error(tmp_path):
         load_rgb(tmp_path / "missing.png")
 
 
+def test_large_images_are_allowed_in_our_reads_only(tmp_path, monkeypatch):
+    """load_rgb reads images up to its own limit (16k² aerial tiles), while PIL's process-wide limit, which a
+    library user's own PIL calls read, stays as it was; past twice its limit an image is refused, named."""
+    import warnings
+
+    from cutcore import imageio
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's limit as a user set it: 1,200 px is a bomb to PIL
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / "big.png")
+    assert load_rgb(tmp_path / "big.png").size == (40, 30)
+    assert Image.MAX_IMAGE_PIXELS == 100
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 500)
+    with warnings.catch_warnings(), pytest.raises(ImageLoadError, match="big.png: image is too large"):
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        load_rgb(tmp_path / "big.png")
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
 def test_dataset_item_with_bad_file_names_it(tmp_path):
     root = make_unpaired(tmp_path / "d", n_a=1, n_b=1)
     (root / "trainB" / "b00.png").write_bytes(b"broken")
