@@ -107,7 +107,7 @@ def _cpu() -> SinCUTConfig:
     2-core machine; where that is slower, its 285 s budget lays the schedule over fewer iterations.
     The 180-iteration schedule before it ended while the palette still swung (the colour yardstick of
     one run moved 0.46 -> 0.74 in its last 60 iterations) and at full resolution its crops saw flat
-    colour; README (SinCUT) has the measurements.
+    colour; docs/sincut.md has the measurements.
     """
     cfg = SinCUTConfig(preset="sincut-cpu")
     cfg.model.generator = replace(cfg.model.generator, ngf=6)
@@ -122,7 +122,7 @@ def _gpu() -> SinCUTConfig:
     PatchNCE at λ 1 instead of 4, on both images shrunk to 512 px, for 1,360 iterations.
 
     The paper's 8 + 8 epochs shape with 85 iterations per epoch; ~45 s at the ~30 it/s estimated for an
-    H200 (780 GFLOP per step, launch-bound eager PyTorch; see README). Measured on a CPU (the same maths,
+    H200 (780 GFLOP per step, launch-bound eager PyTorch; see GPU_NOTES.md). Measured on a CPU (the same maths,
     GPU_NOTES.md, session 11): with the images as given and λ 4, the previews stayed smoother than the
     painting (texture ratio 1.3-2.4 up to 1,785 iterations; at 1024 px the strokes came out too dense);
     at 512 px with λ 1 the whole schedule met the GPU goals (colour ≤ 0.7, texture ≤ 0.9, content ≥ 0.4):
@@ -150,7 +150,7 @@ def default_sincut_preset(device: torch.device) -> str:
 
 
 def with_recipe(cfg: SinCUTConfig, *, lambda_nce: float | None = None, max_side: int | None = None) -> SinCUTConfig:
-    """`cfg` with the two knobs its presets were chosen by (README, SinCUT) set; None keeps the preset's.
+    """`cfg` with the two knobs its presets were chosen by (docs/sincut.md) set; None keeps the preset's.
     `max_side` 0: both images as given (the paper)."""
     if lambda_nce is not None:
         if not 0 <= lambda_nce < float("inf"):
