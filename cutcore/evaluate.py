@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .checkpoint import write_bytes, write_json
 from .config import RunConfig
-from .folders import ImageSource, domain_sources, paired_sources
+from .folders import ImageSource, domain_sources, has_phase, paired_sources
 from .imageio import resize_square
 from .model_folder import LoadedModel, load_model
 from .results import METRICS, colour_table, metrics_table, plot_curves, preview_grid
@@ -72,7 +72,15 @@ def select_pairs(
     root: str | os.PathLike, phase: str = "test", split: Sequence[str] | None = None, max_images: int | None = None
 ) -> list[tuple[ImageSource, ImageSource]]:
     """Aligned (A, B) pairs of `root`/`phase`, restricted to the `split` file names, first `max_images`."""
-    pairs = paired_sources(root, phase)
+    try:
+        pairs = paired_sources(root, phase)
+    except FileNotFoundError as e:
+        if phase == "train" or not has_phase(root, "train"):
+            raise
+        # A dataset without a test split (sat2map): its held-out pairs lie in the training folders.
+        raise FileNotFoundError(f"{e}; it has training folders: pairs held out from training are scored with "
+                                "phase 'train' and a split file of their names (evaluate --phase train --split FILE)"
+                                ) from None
     if split is not None:
         wanted = set(split)
         pairs = [p for p in pairs if p[0].path.name in wanted]

@@ -29,6 +29,12 @@ class ImageSource:
         return img.crop((0, 0, w // 2, h) if self.half == "left" else (w - w // 2, 0, w, h))
 
 
+def has_phase(root: str | Path, phase: str) -> bool:
+    """Whether `root` holds `<phase>A/` + `<phase>B/` or `<phase>/` (the layouts `domain_sources` reads)."""
+    root = Path(root)
+    return ((root / f"{phase}A").is_dir() and (root / f"{phase}B").is_dir()) or (root / phase).is_dir()
+
+
 def domain_sources(root: str | Path, phase: str = "train") -> tuple[list[ImageSource], list[ImageSource]]:
     """Images of domains A and B under `root`: `<phase>A/` + `<phase>B/`, or `<phase>/` of AB files."""
     root = Path(root)

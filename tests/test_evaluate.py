@@ -145,6 +145,18 @@ def test_select_pairs_split_and_max_images(paired, tmp_path):
         read_split(tmp_path / "missing.txt")
 
 
+@pytest.mark.parametrize("layout", ["cyclegan", "pix2pix"])
+def test_a_dataset_without_a_test_split_points_to_its_training_folders(tmp_path, layout):
+    """sat2map has trainA/ + trainB/ only: the default phase 'test' says how to score its held-out pairs."""
+    root = make_unpaired(tmp_path / "d", n_a=2, n_b=2) if layout == "cyclegan" else make_ab(tmp_path / "d", n=2)
+    with pytest.raises(FileNotFoundError, match=r"expected testA/ and testB/.*--phase train --split FILE"):
+        select_pairs(root)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="expected testA/") as err:  # no training folders: no hint
+        select_pairs(tmp_path / "empty")
+    assert "--phase train" not in str(err.value)
+
+
 def test_select_pairs_reads_pix2pix_ab_files(tmp_path):
     pairs = select_pairs(make_ab(tmp_path / "ab", n=2, phase="test"))
     assert [(a.half, b.half) for a, b in pairs] == [("left", "right")] * 2
