@@ -75,12 +75,11 @@ def select_pairs(
     try:
         pairs = paired_sources(root, phase)
     except FileNotFoundError as e:
-        if phase == "train" or not has_phase(root, "train"):
+        if phase == "train" or has_phase(root, phase) or not has_phase(root, "train"):
             raise
         # A dataset without a test split (sat2map): its held-out pairs lie in the training folders.
-        raise FileNotFoundError(f"{e}; it has training folders: pairs held out from training are scored with "
-                                "phase 'train' and a split file of their names (evaluate --phase train --split FILE)"
-                                ) from None
+        raise FileNotFoundError(f"{e}; it has training folders: pairs held out from training are scored as phase "
+                                "'train' with a split file of their names") from None
     if split is not None:
         wanted = set(split)
         pairs = [p for p in pairs if p[0].path.name in wanted]

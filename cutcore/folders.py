@@ -9,7 +9,7 @@ from typing import Literal
 
 from PIL import Image
 
-from .imageio import ImageLoadError, list_images, load_rgb
+from .imageio import ImageLoadError, large_images_allowed, list_images, load_rgb
 
 Half = Literal["full", "left", "right"]
 
@@ -26,7 +26,8 @@ class ImageSource:
         w, h = img.size
         if w < 2 * h * 0.9:
             raise ImageLoadError(f"{self.path}: expected a side-by-side AB image (width ≈ 2×height), got {w}x{h}")
-        return img.crop((0, 0, w // 2, h) if self.half == "left" else (w - w // 2, 0, w, h))
+        with large_images_allowed():  # Image.crop checks PIL's bomb limit too
+            return img.crop((0, 0, w // 2, h) if self.half == "left" else (w - w // 2, 0, w, h))
 
 
 def has_phase(root: str | Path, phase: str) -> bool:

@@ -14,6 +14,8 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 # Refuse decompression bombs early, but allow large aerial tiles (e.g. 16k x 16k).
 MAX_PIXELS = 300_000_000
 _pil_limit_lock = threading.Lock()
+_raised = 0  # decodes in flight under large_images_allowed
+_limit_before: int | None = None  # PIL's limit before the first of them
 
 
 class ImageLoadError(ValueError):
@@ -42,24 +44,32 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 @contextmanager
-def _large_images_allowed() -> Iterator[None]:
-    """PIL's decompression-bomb limit at MAX_PIXELS while one file is decoded, then as it was. PIL reads the limit
-    from a module global and has no per-call one: raised for the whole process, it would relax the check for a
-    library user's own PIL calls too. The lock keeps two decodes from restoring each other's value."""
+def large_images_allowed() -> Iterator[None]:
+    """PIL's decompression-bomb limit at MAX_PIXELS while the body runs, then as it was. PIL reads the limit from
+    a module global and has no per-call one: raised for the whole process, it would relax the check for a library
+    user's own PIL calls for good; raised here, only while one of our decodes is in flight (other threads' PIL calls
+    see it meanwhile). Decodes in flight are counted, so that threads decoding at once (the training set's decoding
+    pool) neither wait for one another nor restore the limit under each other."""
+    global _raised, _limit_before
     with _pil_limit_lock:
-        before = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = before
+        if _raised == 0:
+            _limit_before = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        _raised += 1
+    try:
+        yield
+    finally:
+        with _pil_limit_lock:
+            _raised -= 1
+            if _raised == 0:
+                Image.MAX_IMAGE_PIXELS = _limit_before
 
 
 def load_rgb(path: str | os.PathLike, min_side: int = 1) -> Image.Image:
     """Open `path` as an RGB image, raising ImageLoadError with the file name on any problem."""
     path = Path(path)
     try:
-        with _large_images_allowed(), Image.open(path) as img:
+        with large_images_allowed(), Image.open(path) as img:
             img.load()
             rgb = to_rgb(img)
     except Image.DecompressionBombError as e:

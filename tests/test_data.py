@@ -225,6 +225,44 @@ def test_large_images_are_allowed_in_our_reads_only(tmp_path, monkeypatch):
     assert Image.MAX_IMAGE_PIXELS == 100
 
 
+def test_large_images_decode_at_once_and_split_into_halves(tmp_path, monkeypatch):
+    """Two threads decode at once (the training set's decoding pool: a decode must not wait for another one to
+    end), PIL's limit comes back after both, and a side-by-side AB file past PIL's limit still splits (Image.crop
+    checks the limit too)."""
+    import threading
+
+    from cutcore import imageio
+
+    Image.new("RGB", (40, 20)).save(tmp_path / "ab.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    both_decoding = threading.Barrier(2, timeout=20)
+
+    def to_rgb_meeting_the_other(img):  # returns only once the other thread's decode is in flight too
+        both_decoding.wait()
+        return img.convert("RGB")
+
+    monkeypatch.setattr(imageio, "to_rgb", to_rgb_meeting_the_other)
+    sizes, errors = [], []
+
+    def decode():
+        try:
+            sizes.append(load_rgb(tmp_path / "ab.png").size)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=decode) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sizes == [(40, 20)] * 2
+    assert Image.MAX_IMAGE_PIXELS == 100
+    monkeypatch.undo()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's real to_rgb back, the low limit kept
+    assert ImageSource(tmp_path / "ab.png", "left").load().size == (20, 20)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
 def test_dataset_item_with_bad_file_names_it(tmp_path):
     root = make_unpaired(tmp_path / "d", n_a=1, n_b=1)
     (root / "trainB" / "b00.png").write_bytes(b"broken")

@@ -149,12 +149,17 @@ def test_select_pairs_split_and_max_images(paired, tmp_path):
 def test_a_dataset_without_a_test_split_points_to_its_training_folders(tmp_path, layout):
     """sat2map has trainA/ + trainB/ only: the default phase 'test' says how to score its held-out pairs."""
     root = make_unpaired(tmp_path / "d", n_a=2, n_b=2) if layout == "cyclegan" else make_ab(tmp_path / "d", n=2)
-    with pytest.raises(FileNotFoundError, match=r"expected testA/ and testB/.*--phase train --split FILE"):
+    with pytest.raises(FileNotFoundError, match=r"expected testA/ and testB/.*scored as phase 'train' with a split"):
         select_pairs(root)
+    (root / "testA").mkdir()
+    (root / "testB").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images found for phase 'test'") as err:  # it has a test split
+        select_pairs(root)
+    assert "phase 'train'" not in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="expected testA/") as err:  # no training folders: no hint
         select_pairs(tmp_path / "empty")
-    assert "--phase train" not in str(err.value)
+    assert "phase 'train'" not in str(err.value)
 
 
 def test_select_pairs_reads_pix2pix_ab_files(tmp_path):
