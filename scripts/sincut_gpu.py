@@ -2,13 +2,13 @@
 
 Runs `cutcore.sincut.live.LiveTrainer.launch(..., device="cuda")` on the Monet/Étretat pair and a few
 style pairs, the way the app does (a training thread, a preview of the whole photo every few
-iterations), and writes at most 2 + pairs files to --out:
+iterations), and writes at most 1 + runs files to --out (a run: a pair, or a pair at each --lambda-nce weight):
 
   sincut_gpu.json          environment; a throughput probe (it/s at batch 16 and 32 in fp32, batch 16
                            in bf16); per pair: iterations, seconds, it/s, time to the first preview,
                            the four style yardsticks of the sheet's previews against the clock, and
                            those of the photo's translation at the working size (`sincut`'s translation.png)
-  sheet_<pair>.png         the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
+  sheet_<run>.png          the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
                            and the last, artwork), each labelled with its time and iteration
 
 Usage on the GPU machine (the data travels in a git-ignored folder, e.g. the run tool's
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from cutcore.metrics.style import style_report  # noqa: E402
-from cutcore.sincut.config import sincut_preset  # noqa: E402
+from cutcore.sincut.config import sincut_preset, with_recipe  # noqa: E402
 from cutcore.sincut.live import LiveTrainer  # noqa: E402
 
 # name -> (photo, artwork), relative to --data (the layout of ../shared/data/single_image)
@@ -48,6 +48,9 @@ PAIRS = {
     "tubingen_starry": ("style_pairs/photos/tubingen.jpg", "style_pairs/artworks/starry_night.jpg"),
     "goldengate_scream": ("style_pairs/photos/golden_gate.jpg", "style_pairs/artworks/the_scream.jpg"),
     "hoover_matisse": ("style_pairs/photos/hoovertowernight.jpg", "style_pairs/artworks/woman-with-hat-matisse.jpg"),
+    # the two pairs on which sincut-gpu (λ 1) missed its goals when trained on a CPU (GPU_NOTES.md, session 16)
+    "goldengate_matisse": ("style_pairs/photos/golden_gate.jpg", "style_pairs/artworks/woman-with-hat-matisse.jpg"),
+    "tubingen_scream": ("style_pairs/photos/tubingen.jpg", "style_pairs/artworks/the_scream.jpg"),
     "tubingen_shipwreck": ("style_pairs/photos/tubingen.jpg", "style_pairs/artworks/shipwreck.jpg"),
 }
 SHEET_TIMES = (8, 15, 30, 45, 60, 90)  # seconds of training whose previews go on the sheet (and the last)
@@ -113,10 +116,13 @@ def probe_row(photo: Image.Image, art: Image.Image, preset: str, device: torch.d
 
 
 def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, device: torch.device, seconds: float,
-             event_every: int, preview_size: int, max_iters: int | None, precision: str) -> tuple[dict, list]:
-    """Train like the app until the schedule ends or `seconds` of wall clock; previews with timestamps."""
+             event_every: int, preview_size: int, max_iters: int | None, precision: str,
+             lambda_nce: float | None = None) -> tuple[dict, list]:
+    """Train like the app until the schedule ends or `seconds` of wall clock; previews with timestamps.
+    `lambda_nce`: the preset's PatchNCE weight replaced (None: the preset's own)."""
     t0 = time.perf_counter()  # the user's clock: building the networks counts
-    tr = LiveTrainer.launch(photo, art, preset, device=device, event_every=event_every, preview_size=preview_size,
+    cfg = with_recipe(sincut_preset(preset), lambda_nce=lambda_nce)
+    tr = LiveTrainer.launch(photo, art, cfg, device=device, event_every=event_every, preview_size=preview_size,
                             max_iters=max_iters, precision=precision)
     previews: list[tuple[float, int, Image.Image]] = []
     first = None
@@ -138,7 +144,8 @@ def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, devic
     wall = time.perf_counter() - t0
     final = tr.preview()
     previews.append((wall, tr.iteration, final))
-    result = {"pair": name, "preset": preset, "precision": tr.precision, "end": last.kind, "message": last.message,
+    result = {"pair": name, "preset": preset, "lambda_nce": cfg.model.lambda_nce, "precision": tr.precision,
+              "end": last.kind, "message": last.message,
               "iterations": tr.iteration,
               "schedule_iters": tr.cfg.train.total_iters, "seconds": round(wall, 2),
               "its_per_sec": round(tr.iteration / wall, 2) if wall > 0 else None,
@@ -208,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--event-every", type=int, default=50, help="iterations between previews")
     ap.add_argument("--preview-size", type=int, default=384)
     ap.add_argument("--max-iters", type=int, default=None, help="stop each pair after this many iterations")
+    ap.add_argument("--lambda-nce", default="",
+                    help="PatchNCE weights to train each pair with, e.g. '1,2' (runs named pair_l1, pair_l2); "
+                         "'' = the preset's")
     ap.add_argument("--cudnn-benchmark", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="CPU, the sincut-cpu preset, a few iterations")
     args = ap.parse_args(argv)
@@ -237,29 +247,31 @@ def main(argv: list[str] | None = None) -> int:
         probe(*images[names[0]], args.preset, device, variants, args.probe_iters, report["probe"],
               1 if args.smoke else 5)
         save()
-    for k, n in enumerate(names):
+    weights = [float(w) for w in args.lambda_nce.split(",") if w] or [None]
+    runs = [(n, w, n if w is None else f"{n}_l{w:g}") for n in names for w in weights]  # pair by pair, each weight
+    for k, (n, weight, label) in enumerate(runs):
         left = args.budget_s - (time.perf_counter() - start)
-        # Each pair: what is left shared by the pairs still to run, ~8 s of each kept for scoring.
-        seconds = min(args.first_s, left / (len(names) - k)) if k == 0 else left / (len(names) - k)
+        # Each run: what is left shared by the runs still to go, ~8 s of each kept for scoring.
+        seconds = min(args.first_s, left / (len(runs) - k)) if k == 0 else left / (len(runs) - k)
         seconds -= 8
         if seconds < 10:
-            report["pairs"].append({"pair": n, "skipped": f"{left:.0f} s left"})
+            report["pairs"].append({"pair": label, "skipped": f"{left:.0f} s left"})
             continue
         photo, art = images[n]
         try:
-            result, previews = run_pair(n, photo, art, args.preset, device, seconds, args.event_every,
-                                        args.preview_size, args.max_iters, args.precision)
+            result, previews = run_pair(label, photo, art, args.preset, device, seconds, args.event_every,
+                                        args.preview_size, args.max_iters, args.precision, weight)
         except Exception:  # noqa: BLE001 - one failed pair must not lose the others
-            report["pairs"].append({"pair": n, "error": traceback.format_exc()})
+            report["pairs"].append({"pair": label, "error": traceback.format_exc()})
             save()
             continue
         scores = {p["iteration"]: p for p in result["previews"]}
-        sheet(photo, art, previews, scores).save(args.out / f"sheet_{n}.png")
+        sheet(photo, art, previews, scores).save(args.out / f"sheet_{label}.png")
         report["pairs"].append(result)
         ended = "" if result["end"] in ("stopped", "finished") else f" [ended: {result['end']}: {result['message']}]"
-        for label, s in (("last preview", result["previews"][-1]), ("translation", result["translation"])):
-            print(f"{n}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s){ended}; "
-                  f"{label}: "
+        for what, s in (("last preview", result["previews"][-1]), ("translation", result["translation"])):
+            print(f"{label}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s){ended}; "
+                  f"{what}: "
                   f"colour {s['colour_ratio']:.2f} texture {s['texture_ratio']:.2f} content {s['content']:.2f} "
                   f"foreign {s['foreign_colour_fraction']:.3f}", flush=True)
         save()
