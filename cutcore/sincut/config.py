@@ -127,6 +127,8 @@ def _gpu() -> SinCUTConfig:
     painting (texture ratio 1.3-2.4 up to 1,785 iterations; at 1024 px the strokes came out too dense);
     at 512 px with λ 1 the whole schedule met the GPU goals (colour ≤ 0.7, texture ≤ 0.9, content ≥ 0.4):
     Monet/Étretat colour 0.03, texture 0.44, content 0.52; Tübingen × The Starry Night 0.30, 0.69, 0.59.
+    On two pairs it was not chosen on it missed them (Matisse: content 0.24; The Scream: 0.92, 0.91, 0.39):
+    the first GPU window chooses λ on three pairs (docs/sincut.md).
     """
     cfg = SinCUTConfig(preset="sincut-gpu")
     cfg.model.lambda_nce = 1.0
