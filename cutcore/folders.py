@@ -30,10 +30,16 @@ class ImageSource:
             return img.crop((0, 0, w // 2, h) if self.half == "left" else (w - w // 2, 0, w, h))
 
 
+def _layout(root: Path, phase: str) -> Literal["cyclegan", "pix2pix"] | None:
+    """Which layout holds `phase` under `root`: `<phase>A/` + `<phase>B/`, `<phase>/` of AB files, or neither."""
+    if (root / f"{phase}A").is_dir() and (root / f"{phase}B").is_dir():
+        return "cyclegan"
+    return "pix2pix" if (root / phase).is_dir() else None
+
+
 def has_phase(root: str | Path, phase: str) -> bool:
-    """Whether `root` holds `<phase>A/` + `<phase>B/` or `<phase>/` (the layouts `domain_sources` reads)."""
-    root = Path(root)
-    return ((root / f"{phase}A").is_dir() and (root / f"{phase}B").is_dir()) or (root / phase).is_dir()
+    """Whether `root` holds `phase` in a layout `domain_sources` reads."""
+    return _layout(Path(root), phase) is not None
 
 
 def domain_sources(root: str | Path, phase: str = "train") -> tuple[list[ImageSource], list[ImageSource]]:
@@ -41,11 +47,12 @@ def domain_sources(root: str | Path, phase: str = "train") -> tuple[list[ImageSo
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    a_dir, b_dir, ab_dir = root / f"{phase}A", root / f"{phase}B", root / phase
-    if a_dir.is_dir() and b_dir.is_dir():
-        a, b = [ImageSource(p) for p in list_images(a_dir)], [ImageSource(p) for p in list_images(b_dir)]
-    elif ab_dir.is_dir():
-        files = list_images(ab_dir)
+    layout = _layout(root, phase)
+    if layout == "cyclegan":
+        a = [ImageSource(p) for p in list_images(root / f"{phase}A")]
+        b = [ImageSource(p) for p in list_images(root / f"{phase}B")]
+    elif layout == "pix2pix":
+        files = list_images(root / phase)
         a, b = [ImageSource(p, "left") for p in files], [ImageSource(p, "right") for p in files]
     else:
         raise FileNotFoundError(
