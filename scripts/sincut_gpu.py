@@ -2,7 +2,7 @@
 
 Runs `cutcore.sincut.live.LiveTrainer.launch(..., device="cuda")` on the Monet/Étretat pair and a few
 style pairs, the way the app does (a training thread, a preview of the whole photo every few
-iterations), and writes at most 1 + runs files to --out (a run: a pair, or a pair at each --lambda-nce weight):
+iterations), and writes at most 2 + runs files to --out (a run: a pair, or a pair at each --lambda-nce weight):
 
   sincut_gpu.json          environment; a throughput probe (it/s at batch 16 and 32 in fp32, batch 16
                            in bf16); per pair: iterations, seconds, it/s, time to the first preview,
@@ -10,12 +10,16 @@ iterations), and writes at most 1 + runs files to --out (a run: a pair, or a pai
                            those of the photo's translation at the working size (`sincut`'s translation.png)
   sheet_<run>.png          the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
                            and the last, artwork), each labelled with its time and iteration
+  previews.tar             every preview of every run (JPEG, <run>/it<iteration>_<seconds>s.jpg): the whole
+                           sequence, scored at home (`--score previews.tar`), shows where along the schedule
+                           each yardstick was met (a run's scores drift late in the schedule: GPU_NOTES.md)
 
 Usage on the GPU machine (the data travels in a git-ignored folder, e.g. the run tool's
 carry=["tmp/single_image"] after `cp -r ../shared/data/single_image tmp/`):
 
   python scripts/sincut_gpu.py --data tmp/single_image --out $OUT
   python scripts/sincut_gpu.py --data ../shared/data/single_image --out /tmp/o --smoke   # CPU, seconds
+  python scripts/sincut_gpu.py --data ../shared/data/single_image --score FILES_AT/previews.tar   # at home
 
 Budget: --budget-s (default 220 s) covers everything after start-up; the first pair (Monet)
 gets up to --first-s (default 100 s) of training, the others share what is left, each stopped
@@ -25,10 +29,12 @@ Needs only torch, numpy, pillow, scipy (the yardsticks) — no gradio, no pytest
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import sys
+import tarfile
 import time
 import traceback
 from pathlib import Path
@@ -167,7 +173,40 @@ def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, devic
                            **{k: round(v, 4) for k, v in style_report(photo, art, img).items()}}
                           for s, i, img in chosen]
     result["preview_times"] = [[round(s, 2), i] for s, i, _ in previews]
-    return result, chosen
+    return result, chosen, previews
+
+
+def add_to_tar(tar_path: Path, label: str, previews: list) -> None:
+    """Append a run's previews to `tar_path` as JPEG (q 90: ~40 kB at 384 px, so six runs stay far below
+    what a device call brings back); the final preview only if its iteration is new (a run that finished)."""
+    with tarfile.open(tar_path, "a") as tar:
+        for k, (s, i, img) in enumerate(previews):
+            if k and i == previews[k - 1][1]:
+                continue
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=90)
+            info = tarfile.TarInfo(f"{label}/it{i:05d}_{s:.0f}s.jpg")
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+
+
+def score_tar(tar_path: Path, data: Path) -> int:
+    """Print the yardsticks of every preview in `tar_path` (from a GPU run), run by run."""
+    runs: dict[str, list] = {}
+    with tarfile.open(tar_path) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                label, name = m.name.split("/", 1)
+                runs.setdefault(label, []).append((name, Image.open(tar.extractfile(m)).convert("RGB")))
+    for label, previews in runs.items():
+        pair = next(n for n in sorted(PAIRS, key=len, reverse=True) if label == n or label.startswith(n + "_l"))
+        photo, art = (Image.open(data / p).convert("RGB") for p in PAIRS[pair])
+        print(f"{label}: preview  colour texture content foreign")
+        for name, img in sorted(previews):
+            r = style_report(photo, art, img)
+            print(f"  {name[:-4]:>14} " + " ".join(f"{v:.3f}" for v in r.values()), flush=True)
+    return 0
 
 
 def pick(previews: list, times=SHEET_TIMES) -> list:
@@ -220,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                          "'' = the preset's")
     ap.add_argument("--cudnn-benchmark", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="CPU, the sincut-cpu preset, a few iterations")
+    ap.add_argument("--score", type=Path, metavar="TAR",
+                    help="train nothing: print the yardsticks of every preview in a run's previews.tar")
     args = ap.parse_args(argv)
+    if args.score:
+        return score_tar(args.score, args.data)
     if args.smoke:
         args.device, args.preset = "cpu", "sincut-cpu"
         args.max_iters, args.event_every, args.probe_iters, args.preview_size = 4, 2, 1, 96
@@ -259,14 +302,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         photo, art = images[n]
         try:
-            result, previews = run_pair(label, photo, art, args.preset, device, seconds, args.event_every,
-                                        args.preview_size, args.max_iters, args.precision, weight)
+            result, previews, sequence = run_pair(label, photo, art, args.preset, device, seconds,
+                                                  args.event_every, args.preview_size, args.max_iters,
+                                                  args.precision, weight)
         except Exception:  # noqa: BLE001 - one failed pair must not lose the others
             report["pairs"].append({"pair": label, "error": traceback.format_exc()})
             save()
             continue
         scores = {p["iteration"]: p for p in result["previews"]}
         sheet(photo, art, previews, scores).save(args.out / f"sheet_{label}.png")
+        add_to_tar(args.out / "previews.tar", label, sequence)
         report["pairs"].append(result)
         ended = "" if result["end"] in ("stopped", "finished") else f" [ended: {result['end']}: {result['message']}]"
         for what, s in (("last preview", result["previews"][-1]), ("translation", result["translation"])):
