@@ -407,6 +407,8 @@ def argument_error(args: argparse.Namespace) -> str | None:
     for flag, value in (("--iters", args.iters), ("--batch-size", args.batch_size), ("--tiled", args.tiled)):
         if value is not None and value < 1:
             return f"{flag} {value}: must be at least 1"
+    if args.out and (args.out / "bench.json").exists():  # an earlier run's table (weights/: the project's)
+        return f"--out {args.out}: it already holds a bench.json; choose another folder, or delete it first"
     return None
 
 
@@ -428,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--reference", type=Path, help="read-only checkout of the reference CUT repo, measured side by side")
     p.add_argument("--json", action="store_true", help="print one JSON list of rows to stdout, nothing else")
-    p.add_argument("--out", type=Path, help="write bench.json and bench.md here")
+    p.add_argument("--out", type=Path, help="write bench.json and bench.md into this folder (refused if it holds a "
+                   "bench.json: an earlier table is not replaced)")
     p.add_argument("--partial", type=Path, help="rewrite this JSON file with the rows so far after every row "
                    "(what a time limit leaves behind); progress goes to stderr")
     p.add_argument("--worker", help=argparse.SUPPRESS)

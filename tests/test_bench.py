@@ -151,6 +151,13 @@ def test_bad_arguments_are_one_line_before_anything_is_measured(monkeypatch, cap
     assert captured.out == "" and captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1
 
 
+def test_out_folder_with_a_table_is_refused_before_anything_is_measured(monkeypatch, capsys, tmp_path):
+    (tmp_path / "bench.json").write_text("[]")
+    test_bad_arguments_are_one_line_before_anything_is_measured(
+        monkeypatch, capsys, ["--out", str(tmp_path)], f"--out {tmp_path}: it already holds a bench.json")
+    assert (tmp_path / "bench.json").read_text() == "[]"
+
+
 def test_device_auto_resolves_before_the_rows(monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(bench, "measure", lambda spec: seen.append(spec) or bench.assemble_row(spec, 1.0, None, 1.0))
