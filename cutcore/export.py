@@ -27,7 +27,7 @@ from . import __version__
 from .checkpoint import checkpoint_dirs, load_tensors, read_json
 from .config import DataConfig
 from .files import UMASK
-from .folders import domain_sources, input_sides
+from .folders import domain_sources, has_phase, input_sides
 from .model_folder import CONFIG, WEIGHTS, ModelCard, read_config, write_card, write_model_folder
 from .results import save_figure
 from .runlog import read_log, training_hardware, training_seconds
@@ -39,7 +39,7 @@ LOSS_KEYS = ("D", "G_GAN", "NCE", "NCE_Y", "G", "cycle", "idt")  # as the models
 @dataclass
 class Evaluation:
     data: str
-    phase: str = "train"
+    phase: str | None = None  # None: "test" where `data` has that phase and no split is given, else "train"
     split: Path | None = None
     metrics: str | None = None
     fid_weights: Path | None = None
@@ -195,8 +195,10 @@ def _evaluate_into(folder: Path, final: Path, ev: Evaluation) -> None:
     from .evaluate import evaluate_saved_model
     from .metrics import FIDWeightsUnavailable, PytorchFIDMissing
 
+    # Without a split, the test pairs where there are some: the training pairs would score what the model has seen.
+    phase = ev.phase or ("test" if ev.split is None and has_phase(ev.data, "test") else "train")
     try:
-        evaluate_saved_model(folder, ev.data, phase=ev.phase, split=ev.split, metrics=ev.metrics, device="cpu",
+        evaluate_saved_model(folder, ev.data, phase=phase, split=ev.split, metrics=ev.metrics, device="cpu",
                              fid_weights=ev.fid_weights, out=folder, recorded_as=final)
     except FIDWeightsUnavailable as e:
         fix = "leave fid out of --eval-metrics" if isinstance(e, PytorchFIDMissing) else \

@@ -3,6 +3,7 @@ with a model card whose numbers are the evaluation's, and the evaluation scale i
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -293,7 +294,6 @@ def test_the_scale_is_measured_in_training_so_a_run_translates_as_its_export_fro
 def test_evaluate_into_an_exported_folder_rewrites_its_card(exported, paired, tmp_path, capsys):
     """The app's hint for a model without metrics is `evaluate --out` into its folder: the card then shows
     the new numbers, and keeps export's texts (kept in config.json)."""
-    import shutil
 
     folder = tmp_path / "m"
     shutil.copytree(exported, folder)
@@ -323,7 +323,6 @@ def test_scores_on_training_images_are_named_as_such(run, exported, paired, tmp_
     """The run held out 3.png and 4.png only: scored on 0.png-2.png too, evaluate says so (under --json as
     well), metrics.json counts them and the card refuses to call them held out. The same names in another
     folder are other images: not flagged."""
-    import shutil
 
     folder = tmp_path / "m"
     shutil.copytree(exported, folder)
@@ -352,6 +351,20 @@ def test_scores_on_training_images_are_named_as_such(run, exported, paired, tmp_
     assert json.loads((whole / "metrics.json").read_text())["model"] == str(whole)
     assert "**3 of these 5 pairs were training images of this model.**" in (whole / "metrics.md").read_text()
     assert "(**not all held out from training**)" in (whole / "README.md").read_text()
+
+
+def test_export_scores_the_test_pairs_by_default_where_there_are_some(run, paired, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(paired, data)
+    for d in "AB":
+        (data / f"test{d}").mkdir()
+        shutil.copy(paired / f"train{d}" / "3.png", data / f"test{d}" / "3.png")
+    folder = export_run(run, tmp_path / "m", evaluation=Evaluation(str(data), metrics="rmse"))
+    scored = json.loads((folder / "metrics.json").read_text())
+    assert (scored["phase"], scored["n_images"], scored["seen_in_training"]) == ("test", 1, 0)
+    # A split names pairs of the training folders; without a test phase, the training pairs (flagged in the card).
+    split = export_run(run, tmp_path / "s", evaluation=Evaluation(str(data), split=paired / "val.txt", metrics="rmse"))
+    assert json.loads((split / "metrics.json").read_text())["phase"] == "train"
 
 
 def test_an_export_from_before_weights_dtype_reads_its_old_key(exported):

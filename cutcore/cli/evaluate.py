@@ -94,8 +94,9 @@ def add_export(sub) -> None:
     p.add_argument("--about", default="", help="model card: a sentence on what the model translates")
     p.add_argument("--attribution", default="", help="model card: the data's source and licence")
     p.add_argument("--eval-data", help="paired dataset to evaluate on (writes metrics.json, samples.png)")
-    p.add_argument("--eval-phase", default="train",
-                   help="which pairs of --eval-data (default: train, with --eval-split naming the held-out ones)")
+    p.add_argument("--eval-phase",
+                   help="which pairs of --eval-data (default: test where it has a test split and no --eval-split is "
+                        "given, else train, with --eval-split naming the held-out ones)")
     p.add_argument("--eval-split", type=Path, help="file names of the held-out split (without it: every pair of "
                                                    "--eval-phase)")
     p.add_argument("--eval-metrics", help="comma-separated metrics (default: all available)")
@@ -108,7 +109,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if not args.eval_data:  # the other --eval-* flags would be ignored without a word
         given = [f"--{k.replace('_', '-')}" for k in ("eval_split", "eval_metrics", "fid_weights") if getattr(args, k)]
-        if args.eval_phase != "train":
+        if args.eval_phase is not None:
             given.insert(0, "--eval-phase")
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --eval-data (the paired data to score the model on)")
