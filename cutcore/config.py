@@ -180,39 +180,43 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def validate(self) -> None:
-        """Refuse values that cannot train, naming the flag (ValueError), before any work starts."""
+        """Refuse values that cannot train, naming the field and its flag (ValueError), before any work starts."""
         m, d, t, r = self.model, self.data, self.train, self.runtime
         # (CycleGAN samples no patches: its num_patches stands in as 1.)
-        for flag, value, low in (("--batch-size", t.batch_size, 1), ("--ngf", m.generator.ngf, 1),
-                                 ("--ndf", m.discriminator.ndf, 1), ("--n-blocks", m.generator.n_blocks, 0),
-                                 ("--num-patches", getattr(m, "num_patches", 1), 1), ("--epochs", t.epochs, 0),
-                                 ("--epochs-decay", t.epochs_decay, 0), ("--log-every", r.log_every, 1),
-                                 ("--sample-every", r.sample_every, 1), ("--save-every", r.save_every, 1),
-                                 ("--eval-every", r.eval_every, 0)):
+        for path, value, low in (("train.batch_size", t.batch_size, 1), ("model.generator.ngf", m.generator.ngf, 1),
+                                 ("model.discriminator.ndf", m.discriminator.ndf, 1),
+                                 ("model.generator.n_blocks", m.generator.n_blocks, 0),
+                                 ("model.num_patches", getattr(m, "num_patches", 1), 1), ("train.epochs", t.epochs, 0),
+                                 ("train.epochs_decay", t.epochs_decay, 0), ("runtime.log_every", r.log_every, 1),
+                                 ("runtime.sample_every", r.sample_every, 1), ("runtime.save_every", r.save_every, 1),
+                                 ("runtime.eval_every", r.eval_every, 0)):
             if value < low:
-                raise ValueError(f"{flag} must be at least {low}, got {value}")
+                raise ValueError(f"{named(path)} must be at least {low}, got {value}")
         if r.max_steps is not None and r.max_steps < 1:
-            raise ValueError(f"--max-steps must be at least 1 (leave it out for the whole schedule), got {r.max_steps}")
+            raise ValueError(f"{named('runtime.max_steps')} must be at least 1 (leave it out for the whole schedule), "
+                             f"got {r.max_steps}")
         if not t.lr > 0:
-            raise ValueError(f"--lr must be above 0, got {t.lr}")
+            raise ValueError(f"{named('train.lr')} must be above 0, got {t.lr}")
         if d.max_items is not None and d.max_items < 1:
-            raise ValueError(f"--max-items must be at least 1 (leave it out for every image), got {d.max_items}")
+            raise ValueError(f"{named('data.max_items')} must be at least 1 (leave it out for every image), got "
+                             f"{d.max_items}")
         if t.epochs + t.epochs_decay < 1:
-            raise ValueError(f"--epochs plus --epochs-decay must be at least 1 epoch, got {t.epochs} + "
-                             f"{t.epochs_decay}")
+            raise ValueError(f"{named('train.epochs')} plus {named('train.epochs_decay')} must be at least 1 epoch, "
+                             f"got {t.epochs} + {t.epochs_decay}")
         if d.crop_size > d.load_size:
-            raise ValueError(f"--crop-size {d.crop_size} is larger than --load-size {d.load_size} (crops are cut from "
-                             "the image resized to --load-size)")
+            raise ValueError(f"{named('data.crop_size')} {d.crop_size} is larger than {named('data.load_size')} "
+                             f"{d.load_size} (crops are cut from the image resized to the load size)")
         if r.time_budget:
             try:
                 seconds = parse_duration(r.time_budget)
             except ValueError as e:
-                raise ValueError(f"--time-budget: {e}") from None
+                raise ValueError(f"{named('runtime.time_budget')}: {e}") from None
             if seconds <= 0:
-                raise ValueError(f"--time-budget must be longer than 0 s, got {r.time_budget!r}")
+                raise ValueError(f"{named('runtime.time_budget')} must be longer than 0 s, got {r.time_budget!r}")
         if d.load_size > MAX_LOAD_SIZE:
-            raise ValueError(f"--load-size {d.load_size} is over {MAX_LOAD_SIZE}: every image is resized to "
-                             f"{d.load_size}x{d.load_size} in memory ({d.load_size**2 * 3 / 2**30:.1f} GiB each) first")
+            raise ValueError(f"{named('data.load_size')} {d.load_size} is over {MAX_LOAD_SIZE}: every image is "
+                             f"resized to {d.load_size}x{d.load_size} in memory ({d.load_size**2 * 3 / 2**30:.1f} GiB "
+                             "each) first")
         _check_crop(d.crop_size, m.discriminator.n_layers)
         if isinstance(d.exclude, str):  # a str is a sequence of characters: nothing would be held out
             raise ValueError(f"data.exclude is a list of file names, got the string {d.exclude!r}")
@@ -237,14 +241,19 @@ def smallest_crop(d_layers: int) -> int:
     return 3 * 2**d_layers
 
 
+def named(path: str) -> str:
+    """A config field as errors name it, for Python and command-line users alike: "train.lr (--lr)"."""
+    return f"{path} (--{path.rsplit('.', 1)[-1].replace('_', '-')})"
+
+
 def _check_crop(crop: int, d_layers: int) -> None:
     if crop % GENERATOR_MULTIPLE:
-        raise ValueError(f"--crop-size must be a multiple of {GENERATOR_MULTIPLE} (the generator halves it twice "
-                         f"and doubles it back), got {crop}")
+        raise ValueError(f"{named('data.crop_size')} must be a multiple of {GENERATOR_MULTIPLE} (the generator halves "
+                         f"it twice and doubles it back), got {crop}")
     smallest = smallest_crop(d_layers)
     if crop < smallest:
-        raise ValueError(f"--crop-size must be at least {smallest} (the discriminator halves it {d_layers} times), "
-                         f"got {crop}")
+        raise ValueError(f"{named('data.crop_size')} must be at least {smallest} (the discriminator halves it "
+                         f"{d_layers} times), got {crop}")
 
 
 def _cyclegan() -> RunConfig:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .config import DataConfig
+from .config import DataConfig, named
 from .folders import ImageSource, domain_sources
 from .imageio import resize_square, to_tensor
 
@@ -181,8 +181,8 @@ def resolve_data_on_device(setting: str | bool, device: str | torch.device, nbyt
         why = (f"the decoded training set would take {_gib(nbytes)}, more than {DEVICE_DATA_FRACTION:.0%} of "
                f"{device}'s {_gib(capacity)}")
         if setting == "on":
-            raise ValueError(f"--data-on-device on: {why}; lower --load-size or --max-items, or use "
-                             "--data-on-device off (the DataLoader)")
+            raise ValueError(f"{named('runtime.data_on_device')} on: {why}; lower {named('data.load_size')} or "
+                             f"{named('data.max_items')}, or set it off (the DataLoader)")
         return False, f"DataLoader ({why})"
     return True, f"decoded on {device} ({_gib(nbytes)}, {setting})"
 

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .checkpoint import write_bytes, write_json
-from .config import RunConfig
+from .config import RunConfig, named
 from .folders import ImageSource, domain_sources, has_phase, paired_sources
 from .imageio import resize_square
 from .model_folder import LoadedModel, load_model
@@ -358,9 +358,9 @@ def periodic_evaluator(cfg, out: Path, device: torch.device) -> PeriodicEvaluato
         try:
             parse_metrics(r.eval_metrics)
         except ValueError as e:
-            raise ValueError(f"--eval-metrics: {e}") from None
+            raise ValueError(f"{named('runtime.eval_metrics')}: {e}") from None
     if r.eval_max_images is not None and r.eval_max_images < 1:
-        raise ValueError(f"--eval-max-images must be at least 1, got {r.eval_max_images}")
+        raise ValueError(f"{named('runtime.eval_max_images')} must be at least 1, got {r.eval_max_images}")
     try:
         return PeriodicEvaluator(
             r.eval_data or cfg.data.root, "train" if r.eval_split else "test",

@@ -45,7 +45,7 @@ from .checkpoint import (
     split_state,
     write_json,
 )
-from .config import RunConfig, config_field, from_dict, lr_factor, parse_duration, resume_policy
+from .config import RunConfig, config_field, from_dict, lr_factor, named, parse_duration, resume_policy
 from .data import DeviceImages, StepSampler, UnpairedDataset, decoded_bytes, resolve_data_on_device
 from .distributed import Dist
 from .folders import input_sides
@@ -70,7 +70,8 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out)
         t, r = cfg.train, cfg.runtime
         if r.time_budget and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # before a process group exists
-            raise ValueError("--time-budget runs in one process (each rank would measure its own rate)")
+            raise ValueError(f"{named('runtime.time_budget')} runs in one process (each rank would measure its "
+                             "own rate)")
         self.device = resolve_device(r.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))

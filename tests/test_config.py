@@ -25,25 +25,25 @@ def test_run_time_switches_take_booleans_as_well(path, value):
 
 
 @pytest.mark.parametrize("path, value, message", [
-    ("data.crop_size", 0, "--crop-size must be at least 24"),
-    ("data.crop_size", 7, "--crop-size must be a multiple of 4"),
-    ("data.crop_size", 20, "--crop-size must be at least 24 .*, got 20"),
-    ("data.load_size", 30000, r"--load-size 30000 is over 8192: .*30000x30000 in memory \(2.5 GiB each\)"),
-    ("train.batch_size", 0, "--batch-size must be at least 1, got 0"),
-    ("model.generator.ngf", 0, "--ngf must be at least 1"),
-    ("model.discriminator.ndf", 0, "--ndf must be at least 1"),
-    ("model.generator.n_blocks", -1, "--n-blocks must be at least 0"),
-    ("model.num_patches", 0, "--num-patches must be at least 1"),
-    ("train.epochs", -1, "--epochs must be at least 0"),
-    ("runtime.save_every", 0, "--save-every must be at least 1"),
-    ("runtime.log_every", 0, "--log-every must be at least 1"),
-    ("data.max_items", 0, r"--max-items must be at least 1 \(leave it out for every image\), got 0"),  # was: no limit
+    ("data.crop_size", 0, r"^data.crop_size \(--crop-size\) must be at least 24"),
+    ("data.crop_size", 7, r"^data.crop_size \(--crop-size\) must be a multiple of 4"),
+    ("data.crop_size", 20, r"^data.crop_size \(--crop-size\) must be at least 24 .*, got 20$"),
+    ("data.load_size", 30000, r"^data.load_size \(--load-size\) 30000 is over 8192: .*30000x30000 in memory \(2.5 GiB each\)"),
+    ("train.batch_size", 0, r"^train.batch_size \(--batch-size\) must be at least 1, got 0$"),
+    ("model.generator.ngf", 0, r"^model.generator.ngf \(--ngf\) must be at least 1"),
+    ("model.discriminator.ndf", 0, r"^model.discriminator.ndf \(--ndf\) must be at least 1"),
+    ("model.generator.n_blocks", -1, r"^model.generator.n_blocks \(--n-blocks\) must be at least 0"),
+    ("model.num_patches", 0, r"^model.num_patches \(--num-patches\) must be at least 1"),
+    ("train.epochs", -1, r"^train.epochs \(--epochs\) must be at least 0"),
+    ("runtime.save_every", 0, r"^runtime.save_every \(--save-every\) must be at least 1"),
+    ("runtime.log_every", 0, r"^runtime.log_every \(--log-every\) must be at least 1"),
+    ("data.max_items", 0, r"^data.max_items \(--max-items\) must be at least 1 \(leave it out for every image\), got 0$"),  # was: no limit
     # What Python callers can set and the command line's choices never let through: each trained silently.
     ("data.direction", "AB", r"^data.direction must be one of 'AtoB', 'BtoA', got 'AB'$"),  # as AtoB
     ("model.nce.loss", "fcal", r"^model.nce.loss must be one of 'ce', 'focal', got 'fcal'$"),
     ("data.exclude", "0.png", r"^data.exclude is a list of file names, got the string '0.png'$"),  # held out none
 ])
-def test_values_that_cannot_train_name_their_flag(path, value, message):
+def test_values_that_cannot_train_name_their_field_and_flag(path, value, message):
     cfg = preset("cut")
     target, name = config_field(cfg, path)
     setattr(target, name, value)
@@ -54,7 +54,7 @@ def test_values_that_cannot_train_name_their_flag(path, value, message):
 def test_a_schedule_of_no_epochs_is_refused():
     cfg = preset("cyclegan")
     cfg.train.epochs, cfg.train.epochs_decay = 0, 0
-    with pytest.raises(ValueError, match=r"--epochs plus --epochs-decay must be at least 1 epoch, got 0 \+ 0"):
+    with pytest.raises(ValueError, match=r"^train.epochs \(--epochs\) plus train.epochs_decay \(--epochs-decay\) must be at least 1 epoch, got 0 \+ 0$"):
         cfg.validate()
     cfg.train.epochs_decay = 1
     cfg.validate()

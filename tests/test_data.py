@@ -570,7 +570,7 @@ def test_data_on_device_resolution_and_memory_guard():
     # Too large: auto falls back to the DataLoader and says why; on refuses with what to do.
     on, note = resolve_data_on_device("auto", cuda, limit + 1, capacity=8 * gib)
     assert not on and note.startswith("DataLoader") and "25%" in note and "8.00 GiB" in note
-    with pytest.raises(ValueError, match="on: the decoded training set would take 2.00 GiB.*--load-size"):
+    with pytest.raises(ValueError, match=r"^runtime.data_on_device \(--data-on-device\) on: the decoded training set would take 2.00 GiB.*\(--load-size\)"):
         resolve_data_on_device("on", cpu, 2 * gib, capacity=4 * gib)
     with pytest.raises(ValueError, match="auto, on, off"):
         resolve_data_on_device("yes", cpu, 1)

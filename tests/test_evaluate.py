@@ -284,10 +284,10 @@ def test_held_out_evaluation_without_pairs_names_its_own_flags(tmp_path):
     with pytest.raises(FileNotFoundError, match=flags):
         periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
     cfg.runtime.eval_metrics = "rmse,bogus"  # the flags' own mistakes are told as theirs
-    with pytest.raises(ValueError, match=r"^--eval-metrics: unknown metrics bogus; choose from"):
+    with pytest.raises(ValueError, match=r"^runtime.eval_metrics \(--eval-metrics\): unknown metrics bogus; choose from"):
         periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
     cfg.runtime.eval_metrics, cfg.runtime.eval_max_images = "rmse", 0
-    with pytest.raises(ValueError, match=r"^--eval-max-images must be at least 1, got 0$"):
+    with pytest.raises(ValueError, match=r"^runtime.eval_max_images \(--eval-max-images\) must be at least 1, got 0$"):
         periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
 
 def test_evaluate_model_on_a_saved_model(model_dir, paired):
