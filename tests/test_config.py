@@ -1,5 +1,7 @@
-"""RunConfig.validate: values that cannot train are refused up front, naming the flag."""
+"""RunConfig.validate: values that cannot train are refused up front, naming the field and its flag."""
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -47,8 +49,19 @@ def test_values_that_cannot_train_name_their_field_and_flag(path, value, message
     cfg = preset("cut")
     target, name = config_field(cfg, path)
     setattr(target, name, value)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as refused:
         cfg.validate()
+    assert set(re.findall(r"\((--[a-z-]+)\)", str(refused.value))) <= _train_flags()  # each a real flag
+
+
+def _train_flags() -> set[str]:
+    import argparse
+
+    from cutcore.cli import train
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    train.add_train(sub)
+    return set(sub.choices["train"]._option_string_actions)
 
 
 def test_a_schedule_of_no_epochs_is_refused():
