@@ -7,7 +7,8 @@ iterations), and writes at most 2 + runs files to --out (a run: a pair, or a pai
   sincut_gpu.json          environment; a throughput probe (it/s at batch 16 and 32 in fp32, batch 16
                            in bf16); per pair: iterations, seconds, it/s, time to the first preview,
                            the four style yardsticks of the sheet's previews against the clock, and
-                           those of the photo's translation at the working size (`sincut`'s translation.png)
+                           those of the photo's translation at the working size (`sincut`'s translation.png;
+                           where the preset ships G's weight average, also of G itself: translation_of_G)
   sheet_<run>.png          the kept previews side by side (photo, previews at ~8/15/30/45/60/90 s
                            and the last, artwork), each labelled with its time and iteration
   previews.tar             every preview of every run (JPEG, <run>/it<iteration>_<seconds>s.jpg): the whole
@@ -47,6 +48,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from cutcore.metrics.style import style_report  # noqa: E402
 from cutcore.sincut.config import sincut_preset, with_recipe  # noqa: E402
 from cutcore.sincut.live import LiveTrainer  # noqa: E402
+from cutcore.translate import translate_with  # noqa: E402
 
 # name -> (photo, artwork), relative to --data (the layout of ../shared/data/single_image)
 PAIRS = {
@@ -163,6 +165,9 @@ def run_pair(name: str, photo: Image.Image, art: Image.Image, preset: str, devic
     translation = tr.translate()  # a PIL image: the copy to the host waits for the GPU
     result["translation"] = {"size": list(translation.size), "seconds": round(time.perf_counter() - t1, 2),
                              **{k: round(v, 4) for k, v in style_report(photo, art, translation).items()}}
+    if tr.model.G_ema is not None:  # the preset ships G's weight average: G itself too, for the comparison
+        raw = translate_with(tr.model.G, tr.content, 1024)
+        result["translation_of_G"] = {k: round(v, 4) for k, v in style_report(photo, art, raw).items()}
     if device.type == "cuda":
         result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         torch.cuda.reset_peak_memory_stats(device)
@@ -314,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         add_to_tar(args.out / "previews.tar", label, sequence)
         report["pairs"].append(result)
         ended = "" if result["end"] in ("stopped", "finished") else f" [ended: {result['end']}: {result['message']}]"
-        for what, s in (("last preview", result["previews"][-1]), ("translation", result["translation"])):
+        shown = [("last preview", result["previews"][-1]), ("translation", result["translation"])]
+        shown += [("translation of G", result["translation_of_G"])] if "translation_of_G" in result else []
+        for what, s in shown:
             print(f"{label}: {result['iterations']} it in {result['seconds']} s ({result['its_per_sec']} it/s){ended}; "
                   f"{what}: "
                   f"colour {s['colour_ratio']:.2f} texture {s['texture_ratio']:.2f} content {s['content']:.2f} "

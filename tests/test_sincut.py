@@ -19,7 +19,7 @@ import torch
 from helpers import SHARED, ComputedDtypes, domain_a_image, domain_b_image, reference_case, reference_stylegan2_pair
 from PIL import Image
 
-from cutcore.imageio import ImageLoadError
+from cutcore.imageio import ImageLoadError, to_pil
 from cutcore.model_folder import load_model
 from cutcore.nets.stylegan2 import (
     StyleGAN2Discriminator,
@@ -31,7 +31,7 @@ from cutcore.sincut import sincut_preset
 from cutcore.sincut.data import ZoomPatchSampler
 from cutcore.sincut.live import LiveTrainer, TrainEvent
 from cutcore.sincut.model import SinCUTModel, identity_loss, r1_penalty
-from cutcore.translate import translate_image
+from cutcore.translate import seeded_noise, translate_image
 from cutcore.translate import translate_with as translate
 
 MONET_ETRETAT = SHARED / "data" / "single_image" / "monet_etretat"
@@ -412,6 +412,49 @@ def test_live_trainer_start_stop_resume_export(tmp_path):
     assert trainer.wait(timeout=10)
     assert [e.kind for e in _drain(trainer.events)] == ["started", "finished"]
     trainer.close()
+
+
+def test_the_weight_average_follows_its_recurrence_and_is_what_previews_and_exports_use(tmp_path):
+    cfg = tiny_config(iters_per_epoch=3)
+    cfg.train.ema_half_life = 0.5
+    trainer = LiveTrainer(domain_a_image(0, (40, 32)), domain_b_image(1), cfg, preview_size=None, device="cpu")
+    model = trainer.model
+    assert model.inference_generator is model.G_ema and model.inference_modules()["G"] is model.G_ema
+    average = [p.detach().clone() for p in model.G.parameters()]  # the copy starts as G
+    step = model.train_step
+
+    def recorded_step(*a, **k):
+        losses = step(*a, **k)
+        t = model._ema_steps
+        beta = min(0.5 ** (1 / 0.5), (1 + t) / (10 + t))  # 0.18 (the warm-up), then 0.25 (the half-life)
+        for avg, p in zip(average, model.G.parameters(), strict=True):
+            avg.mul_(beta).add_(p.detach(), alpha=1 - beta)
+        return losses
+
+    model.train_step = recorded_step
+    assert trainer.run().kind == "finished" and trainer.iteration == 6
+    for avg, p, g in zip(average, model.G_ema.parameters(), model.G.parameters(), strict=True):
+        torch.testing.assert_close(p, avg)
+        assert not p.requires_grad
+    assert any(not torch.equal(p, g) for p, g in zip(model.G_ema.parameters(), model.G.parameters(), strict=True))
+    # Previews, translations and the export come from the average, not from G.
+    x = trainer.preview_input
+    with torch.no_grad(), seeded_noise(model.G_ema, x.device, 0):
+        averaged = to_pil(model.G_ema(x)[0])
+    assert np.array_equal(np.asarray(trainer.preview()), np.asarray(averaged))
+    assert np.array_equal(np.asarray(trainer.translate()), np.asarray(averaged))
+    loaded = load_model(trainer.export(tmp_path / "m"), "cpu")
+    for name, p in model.G_ema.state_dict().items():
+        torch.testing.assert_close(loaded.generator.state_dict()[name], p, atol=1e-3, rtol=1e-3)  # fp16 on disk
+    assert loaded.config.run.train.ema_half_life == 0.5
+    trainer.close()
+
+
+def test_the_weight_average_needs_a_positive_half_life():
+    cfg = tiny_config()
+    cfg.train.ema_half_life = 0.0
+    with pytest.raises(ValueError, match=r"train.ema_half_life must be above 0 iterations \(None: G itself\), got 0.0"):
+        cfg.validate()
 
 
 def test_max_side_trains_on_both_images_shrunk_and_the_export_records_the_scale(tmp_path):

@@ -61,6 +61,9 @@ class SinCUTTrainConfig:
     # (a preview included) and, if the schedule would take longer, lays it over the iterations that fit;
     # again at each preview while the LR is constant, so a passing slowdown does not cut the run for good.
     time_budget_s: float | None = None
+    # Previews, translations and the exported model use an exponential moving average of G's weights with this
+    # half-life in iterations (SinCUTModel.average_generator); None: G itself, as the paper.
+    ema_half_life: float | None = None
 
     @property
     def total_iters(self) -> int:
@@ -92,6 +95,9 @@ class SinCUTConfig:
             raise ValueError(f"max_side {self.data.max_side} is smaller than the {crop}² crop")
         if not 0 < self.data.scale_min <= 1:
             raise ValueError(f"scale_min must be in (0, 1], got {self.data.scale_min}")
+        if self.train.ema_half_life is not None and not self.train.ema_half_life > 0:
+            raise ValueError(f"train.ema_half_life must be above 0 iterations (None: G itself), got "
+                             f"{self.train.ema_half_life}")
 
 
 def _paper() -> SinCUTConfig:

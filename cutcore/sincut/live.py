@@ -65,7 +65,7 @@ def export_generator(model: SinCUTModel, cfg: SinCUTConfig, out_dir: str | os.Pa
     `input_scale`: how much the content image was shrunk for training (`SinCUTDataConfig.max_side`);
     recorded so that `translate` meets a photo of that size at the scale the style was learnt at."""
     saved = SavedModelConfig(cfg, domains=domains, inference=InferenceSettings(scale=input_scale))
-    return write_model_folder(out_dir, module_state({"G": model.G, "F": model.F}), saved, card,
+    return write_model_folder(out_dir, module_state(model.inference_modules()), saved, card,
                               {"iteration": str(iteration)})
 
 
@@ -127,6 +127,8 @@ class LiveTrainer:
         self.content = self.samplers[0].image
         with seeded_init(t.seed):
             self.model = SinCUTModel(cfg.model)
+        if t.ema_half_life:
+            self.model.average_generator(t.ema_half_life)
         self.model.to(self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -264,7 +266,7 @@ class LiveTrainer:
         if image is not None and self.input_scale != 1:
             img = rescale(img, self.input_scale)
         with self._lock:
-            return translate_with(self.model.G, img, tile)
+            return translate_with(self.model.inference_generator, img, tile)
 
     def export(self, out_dir: str | os.PathLike, card: str | None = None, domains: Domains | None = None) -> Path:
         """Save the generator (+ heads) as a model folder (with `card` as README.md and what it translates);
@@ -287,7 +289,7 @@ class LiveTrainer:
 
     def _preview(self) -> Image.Image:
         # The same noise at every preview: the sequence shows what G learnt, not a new draw of its noise.
-        return to_pil(run_generator(self.model.G, self.preview_input)[0])
+        return to_pil(run_generator(self.model.inference_generator, self.preview_input)[0])
 
     def _emit(self, event: TrainEvent) -> None:
         self._last_event = event

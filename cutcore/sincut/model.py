@@ -15,6 +15,8 @@ Same maths as the reference, less work:
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,13 +52,37 @@ class SinCUTModel(TrainableModel):
         self.F = PatchProjector(self.G.layer_channels(cfg.nce_layers), cfg.head_dim)
         init_weights(self.F, "xavier", cfg.head_init_gain)
         self._noise: torch.Generator | None = None  # G's noise generator in training, on the training device
+        self.G_ema: StyleGAN2Generator | None = None  # see average_generator
+        self._ema_beta, self._ema_steps = 0.0, 0
+
+    def average_generator(self, half_life: float) -> None:
+        """Keep `G_ema`, an exponential moving average of G's weights with this half-life in iterations, updated
+        after every step: what `inference_generator` translates with. At the end of a short schedule G itself is
+        one draw of a noisy process (its picture swings from one preview to the next); the average settles."""
+        if not half_life > 0:
+            raise ValueError(f"the half-life of G's weight average must be above 0 iterations, got {half_life}")
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        self._ema_beta, self._ema_steps = 0.5 ** (1 / half_life), 0
+
+    @property
+    def inference_generator(self) -> StyleGAN2Generator:
+        """The generator previews, translations and exports use: G's weight average where one is kept, else G."""
+        return self.G if self.G_ema is None else self.G_ema
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        self._ema_steps += 1
+        t = self._ema_steps
+        # Early on, the mean of roughly the last tenth of the steps: the random start fades out within a few.
+        beta = min(self._ema_beta, (1 + t) / (10 + t))
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - beta)
 
     def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
         # The reference gives F its own Adam with G's settings; Adam is per-parameter, so one is the same.
         return {"G": [*self.G.parameters(), *self.F.parameters()], "D": list(self.D.parameters())}
 
     def inference_modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "F": self.F}
+        return {"G": self.inference_generator, "F": self.F}
 
     def training_modules(self) -> dict[str, nn.Module]:
         return {"D": self.D}
@@ -148,4 +174,6 @@ class SinCUTModel(TrainableModel):
                 loss_g = loss_g + loss_idt
         self.update("G", loss_g)
         logs["G"] = loss_g.detach()
+        if self.G_ema is not None:
+            self._update_average()
         return logs
