@@ -254,6 +254,9 @@ def test_gpu_preset_paper_networks_nce_weight_1_on_512px_images_for_1360_iterati
     assert t.total_iters == 1360  # ~45 s at the ~30 it/s estimated for an H200
     assert t.lr_at(8 * 85 - 1) == pytest.approx(0.002) and t.lr_at(t.total_iters - 1) == pytest.approx(0.002 / 9)
     assert t.time_budget_s is None
+    # Previews and the model from G's weight average; the paper and the CPU preset use G itself.
+    cpu = sincut_preset("sincut-cpu")
+    assert (t.ema_half_life, paper.train.ema_half_life, cpu.train.ema_half_life) == (100, None, None)
     gpu.validate()
 
 
@@ -433,7 +436,7 @@ def test_the_weight_average_follows_its_recurrence_and_is_what_previews_and_expo
 
     model.train_step = recorded_step
     assert trainer.run().kind == "finished" and trainer.iteration == 6
-    for avg, p, g in zip(average, model.G_ema.parameters(), model.G.parameters(), strict=True):
+    for avg, p in zip(average, model.G_ema.parameters(), strict=True):
         torch.testing.assert_close(p, avg)
         assert not p.requires_grad
     assert any(not torch.equal(p, g) for p, g in zip(model.G_ema.parameters(), model.G.parameters(), strict=True))
