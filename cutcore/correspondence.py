@@ -15,6 +15,8 @@ with its `generator`, `heads`, `nce_layers` and `size_multiple`).
 The similarities are the training loss's own (tests/test_correspondence.py checks them against
 `nce_logits` on the model's heads): the same heads and L2 normalisation, and the output encoded
 as the loss encodes it, unclamped (SinCUT's generator has no tanh, so G(x) can leave [-1, 1]).
+A model saved from an average of G's weights (`sincut-gpu`) pairs that encoder with the heads trained
+beside G, which the loss never saw together: close, as the average stays near G, not the same.
 What differs is the competition: the loss shows a query a few negatives (255 other places of
 the image for CUT; the same place in the 7 or 15 other crops of a batch for SinCUT), this view
 every place of the image, so a handful of places can be more similar than the positive while
