@@ -28,6 +28,7 @@ from cutcore.nets.stylegan2 import (
     StyleGAN2GeneratorConfig,
 )
 from cutcore.sincut import sincut_preset
+from cutcore.sincut.config import trained_for
 from cutcore.sincut.data import ZoomPatchSampler
 from cutcore.sincut.live import LiveTrainer, TrainEvent
 from cutcore.sincut.model import SinCUTModel, identity_loss, r1_penalty
@@ -241,7 +242,7 @@ def test_lr_schedule_is_the_reference_per_epoch_linear_policy():
     assert t.lr_at(100_000 - 1) == pytest.approx(0.002 / 9)
 
 
-def test_gpu_preset_paper_networks_nce_weight_1_on_512px_images_for_1360_iterations():
+def test_gpu_preset_paper_networks_nce_weight_1_on_512px_images_for_680_iterations():
     paper, gpu = sincut_preset("sincut"), sincut_preset("sincut-gpu")
     assert gpu.preset == "sincut-gpu"
     # The paper's networks, losses and crops; only the NCE weight (4 -> 1) and the working size differ.
@@ -250,9 +251,12 @@ def test_gpu_preset_paper_networks_nce_weight_1_on_512px_images_for_1360_iterati
     assert replace(gpu.data, max_side=None) == paper.data and gpu.data.max_side == 512  # 16 crops of 64²
     t = gpu.train
     assert (t.batch_size, t.lr, t.beta1, t.beta2) == (16, 0.002, 0.0, 0.99)
-    assert (t.epochs, t.epochs_decay) == (8, 8)  # the paper's shape: half constant, half linear decay
-    assert t.total_iters == 1360  # ~45 s at the ~30 it/s estimated for an H200
-    assert t.lr_at(8 * 85 - 1) == pytest.approx(0.002) and t.lr_at(t.total_iters - 1) == pytest.approx(0.002 / 9)
+    # The paper's shape, half constant and half linear decay, stepped every iteration as `sincut --iters` lays it.
+    assert (t.iters_per_epoch, t.epochs, t.epochs_decay, t.total_iters) == (1, 340, 340, 680)
+    longer = replace(gpu, train=replace(t, iters_per_epoch=85, epochs=8, epochs_decay=8))  # sessions 11-17's
+    assert trained_for(longer, 680) == gpu  # `sincut --iters 680` on it: what docs/sincut.md measured
+    assert t.lr_at(339) == pytest.approx(0.002) and t.lr_at(340) == pytest.approx(0.002 * 340 / 341)
+    assert t.lr_at(679) == pytest.approx(0.002 / 341)
     assert t.time_budget_s is None
     # Previews and the model from G's weight average; the paper and the CPU preset use G itself.
     cpu = sincut_preset("sincut-cpu")
@@ -886,8 +890,6 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
 def test_a_chosen_iteration_count_is_trained_in_full_on_the_presets_schedule():
     """`sincut --iters N` and the app's budget: N iterations, more or fewer than the preset's, all trained
     (no time budget), the LR constant then decaying to the end as in the preset."""
-    from cutcore.sincut.config import trained_for
-
     preset = sincut_preset("sincut-cpu")
     assert preset.train.total_iters == 450 and preset.train.time_budget_s
     for n in (30, 1000):
