@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import re
 import os
 import queue
@@ -458,11 +459,15 @@ def test_the_weight_average_follows_its_recurrence_and_is_what_previews_and_expo
     trainer.close()
 
 
-def test_the_weight_average_needs_a_positive_half_life():
+@pytest.mark.parametrize("half_life", [0.0, -3.0, math.inf, math.nan])
+def test_the_weight_average_needs_a_finite_positive_half_life(half_life):
     cfg = tiny_config()
-    cfg.train.ema_half_life = 0.0
-    with pytest.raises(ValueError, match=r"train.ema_half_life must be above 0 iterations \(None: G itself\), got 0.0"):
+    cfg.train.ema_half_life = half_life
+    with pytest.raises(ValueError, match=r"train.ema_half_life must be a finite number of iterations above 0 "
+                                         rf"\(None: G itself\), got {half_life}"):
         cfg.validate()
+    with pytest.raises(ValueError, match=r"half-life of G's weight average must be a finite number"):
+        SinCUTModel(cfg.model).average_generator(half_life)
 
 
 def test_max_side_trains_on_both_images_shrunk_and_the_export_records_the_scale(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -95,8 +96,8 @@ class SinCUTConfig:
             raise ValueError(f"max_side {self.data.max_side} is smaller than the {crop}² crop")
         if not 0 < self.data.scale_min <= 1:
             raise ValueError(f"scale_min must be in (0, 1], got {self.data.scale_min}")
-        if self.train.ema_half_life is not None and not self.train.ema_half_life > 0:
-            raise ValueError(f"train.ema_half_life must be above 0 iterations (None: G itself), got "
+        if self.train.ema_half_life is not None and not 0 < self.train.ema_half_life < math.inf:
+            raise ValueError(f"train.ema_half_life must be a finite number of iterations above 0 (None: G itself), got "
                              f"{self.train.ema_half_life}")
 
 

@@ -16,6 +16,7 @@ Same maths as the reference, less work:
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +60,9 @@ class SinCUTModel(TrainableModel):
         """Keep `G_ema`, an exponential moving average of G's weights with this half-life in iterations, updated
         after every step: what `inference_generator` translates with. At the end of a short schedule G itself is
         one draw of a noisy process (its picture swings from one preview to the next); the average settles."""
-        if not half_life > 0:
-            raise ValueError(f"the half-life of G's weight average must be above 0 iterations, got {half_life}")
+        if not 0 < half_life < math.inf:
+            raise ValueError(f"the half-life of G's weight average must be a finite number of iterations above 0, "
+                             f"got {half_life}")
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         self._ema_beta, self._ema_steps = 0.5 ** (1 / half_life), 0
 
