@@ -51,7 +51,7 @@ def min_export_iters() -> int:
 
 def preset_choices() -> list[tuple[str, str]]:
     choices = [("CPU-quick (about 5 minutes on 2 CPU cores)", "sincut-cpu"),
-               ("GPU-quick (about a minute on a data-centre GPU)", "sincut-gpu"),
+               ("GPU-quick (under a minute on a data-centre GPU)", "sincut-gpu"),
                ("Paper (the full schedule: hours, GPU only)", "sincut")]
     if env_flag("CUTCORE_DEMO_TINY_SINCUT"):
         choices.insert(0, ("Tiny (tests: seconds, meaningless results)", "tiny"))
@@ -117,13 +117,13 @@ def expectations(on_gpu: bool) -> str:
     """What to expect of a run on this server, said before anyone presses Start."""
     if on_gpu:
         return ("This server trains on a **GPU**: *GPU-quick* runs the paper's networks on both images shrunk to "
-                "512 px, on a schedule sized for about a minute on a data-centre GPU (a smaller GPU takes longer; "
+                "512 px, on a schedule sized for under a minute on a data-centre GPU (a smaller GPU takes longer; "
                 "the progress line shows the time left); *Paper* runs the published schedule (hours).")
     return ("This server trains on its **CPU**: *CPU-quick* takes about 5 minutes (a slower CPU gets fewer "
             "iterations in that time; the progress line shows the time left). It trains narrow versions of the "
             "paper's networks on both images shrunk to 512 px and learns the artwork's palette and a soft brush "
             "texture, not its shapes. For more, run the app on a GPU, where *GPU-quick* trains the paper's "
-            "full-width networks in about a minute and learns more of the artwork's texture; here it would take "
+            "full-width networks in under a minute and learns more of the artwork's texture; here it would take "
             "about 40 minutes (~3.6 s an iteration on two cores), and *Paper* days.")
 
 

@@ -18,7 +18,7 @@ def add_sincut(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder: previews/, losses.jsonl, the model")
     p.add_argument("--preset", choices=sorted(SINCUT_PRESETS),
                    help="sincut-cpu: ~5 minutes on 2 CPU cores; sincut-gpu: the paper's networks on 512 px images, "
-                        "~1 minute on a data-centre GPU; sincut: the paper's schedule (hours on a GPU). Default: "
+                        "under a minute on a data-centre GPU; sincut: the paper's schedule (hours on a GPU). Default: "
                         "sincut-gpu when training on CUDA, else sincut-cpu")
     p.add_argument("--iters", type=int, help="train this many iterations, the preset's LR schedule (constant, "
                                              "then linear decay) laid over them, all trained (default: the "
