@@ -256,7 +256,8 @@ def _reference_inference(spec: dict):
     from models.networks import define_G  # noqa: E402
 
     device = torch.device(spec["device"] if spec["device"].startswith("cuda") else "cpu")
-    g = define_G(3, 3, 64, "resnet_9blocks", "instance", False, "xavier", 0.02, False, False, [], None).to(device).eval()
+    g = define_G(3, 3, 64, "resnet_9blocks", "instance", False, "xavier", 0.02, False, False, [], None)
+    g = g.to(device).eval()
     spec["batch_size"] = spec.get("batch_size") or 1
     x = torch.randn(spec["batch_size"], 3, spec["size"], spec["size"], device=device)
 
@@ -365,7 +366,8 @@ def add_peaks(rows: list[dict], peaks: dict[str, float]) -> None:
 
 
 def measure(spec: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-m", "cutcore.bench", "--worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -414,10 +416,12 @@ def argument_error(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cutcore.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", help=f"comma-separated training presets (default: {','.join(TRAIN_PRESETS)} plus inference "
-                   f"rows; with --device cuda: {','.join(CUDA_TRAIN_PRESETS)} and inference at {CUDA_INFER_SIZES})")
+    p.add_argument("--preset", help=f"comma-separated training presets (default: {','.join(TRAIN_PRESETS)} plus "
+                   f"inference rows; with --device cuda: {','.join(CUDA_TRAIN_PRESETS)} and inference at "
+                   f"{CUDA_INFER_SIZES})")
     p.add_argument("--size", default="256", help="training crop size(s), e.g. 256 or 256,512,1024")
-    p.add_argument("--infer-sizes", default=None, help="generator inference sizes, e.g. 256,512 (default with no --preset)")
+    p.add_argument("--infer-sizes", default=None,
+                   help="generator inference sizes, e.g. 256,512 (default with no --preset)")
     p.add_argument("--tiled", type=int, default=None, help="also time tiled translation of an N×N image (e.g. 4096)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto (the GPU when there is one)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
@@ -473,12 +477,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiled:
         specs.append({**nchw, "impl": "ours", "kind": "tiled", "preset": "generator", "size": args.tiled, "iters": 1})
     if args.reference:
-        ref = {"reference": str(args.reference.resolve()), "impl": "reference", "precision": "fp32", "channels_last": False}
+        ref = {"reference": str(args.reference.resolve()), "impl": "reference", "precision": "fp32",
+               "channels_last": False}
         specs += [{**s, **ref} for s in specs if (s["kind"], s["preset"]) != ("tiled", "generator")]
     rows = []
     for spec in specs:
         if not args.json or args.partial:
-            print(f"measuring {spec['impl']} {spec['kind']} {spec['preset']} {spec['size']}...", file=sys.stderr, flush=True)
+            print(f"measuring {spec['impl']} {spec['kind']} {spec['preset']} {spec['size']}...",
+                  file=sys.stderr, flush=True)
         rows.append(measure(spec))
         if args.partial:
             args.partial.write_text(json.dumps(rows, indent=2))

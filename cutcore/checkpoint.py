@@ -44,7 +44,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> None:
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
 
@@ -87,7 +88,8 @@ def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, 
 def load_optimizer_state(opt: torch.optim.Optimizer, skeleton: dict, tensors: dict[str, torch.Tensor]) -> None:
     state = {}
     for pid, entry in skeleton["state"].items():
-        state[int(pid)] = {k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v for k, v in entry.items()}
+        state[int(pid)] = {k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v
+                           for k, v in entry.items()}
     opt.load_state_dict({"state": state, "param_groups": skeleton["param_groups"]})
     # Saved tensors come back contiguous; moments of a channels_last parameter must share its strides
     # (CUDA's fused Adam refuses mixed layouts, the CPU one silently pairs the wrong elements).

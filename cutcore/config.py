@@ -274,7 +274,8 @@ def _cut(preset: str, **model: Any) -> RunConfig:
 
 
 def _fastcut(preset: str, **model: Any) -> RunConfig:
-    run = RunConfig(preset=preset, model=CUTModelConfig(lambda_nce=10.0, nce_idt=False, flip_equivariance=True, **model))
+    run = RunConfig(preset=preset,
+                    model=CUTModelConfig(lambda_nce=10.0, nce_idt=False, flip_equivariance=True, **model))
     run.train.epochs, run.train.epochs_decay = 150, 50
     return run
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -78,15 +78,20 @@ class UnpairedDataset(Dataset):
         self.a, self.b, self.cfg, self.seed = a, b, cfg, seed
         # From this item on, whole images resized to the crop size (the trainer sets it where the LR decays).
         self.whole_images_from: int | None = None
+        self._orders: dict[int, list[int]] = {}  # epoch -> permutation of A, see _order
 
     @property
     def epoch_size(self) -> int:
         return max(len(self.a), len(self.b))
 
-    @lru_cache(maxsize=2)
     def _order(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-        return torch.randperm(self.epoch_size, generator=g).tolist()
+        order = self._orders.get(epoch)
+        if order is None:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            order = torch.randperm(self.epoch_size, generator=g).tolist()
+            # Keep the last two (a batch may straddle epochs); per instance, unlike an lru_cache on the method.
+            self._orders = dict([*list(self._orders.items())[-1:], (epoch, order)])
+        return order
 
     def __len__(self) -> int:
         return self.epoch_size

@@ -73,7 +73,7 @@ def layered_patch_nce(
     queries: list[torch.Tensor], keys: list[torch.Tensor], batch_size: int, cfg: NCEConfig, weight: float
 ) -> torch.Tensor:
     """CUT's L_PatchNCE: the mean over encoder layers of the mean per-query loss, times `weight`."""
-    losses = [patch_nce_loss(q, k, batch_size, cfg).mean() for q, k in zip(queries, keys)]
+    losses = [patch_nce_loss(q, k, batch_size, cfg).mean() for q, k in zip(queries, keys, strict=True)]
     return torch.stack(losses).mean() * weight
 
 

@@ -46,10 +46,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             ) from None
         raise OfficialCheckpointError(f"{path}: not a PyTorch state-dict file ({_last_line(e)})") from None
     if not isinstance(obj, Mapping):
-        raise OfficialCheckpointError(f"{path}: refused: expected a state dict (name -> tensor), found a {type(obj).__name__}")
+        raise OfficialCheckpointError(f"{path}: refused: expected a state dict (name -> tensor), "
+                                      f"found a {type(obj).__name__}")
     odd = [k for k, v in obj.items() if not (isinstance(k, str) and torch.is_tensor(v))]
     if odd:
-        raise OfficialCheckpointError(f"{path}: refused: not a plain state dict; entries that are not tensors: {odd[:5]}")
+        raise OfficialCheckpointError(f"{path}: refused: not a plain state dict; "
+                                      f"entries that are not tensors: {odd[:5]}")
     state = dict(obj)
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -121,7 +123,8 @@ def _infer_config(state: dict[str, torch.Tensor], path: Path) -> tuple[ResnetGen
     elif "model.1.bias" not in state:
         hints.append(" (its convs have no biases: trained with --normG batch or none; only instance norm is supported)")
     if any(0 in idx for idx in blocks.values()):
-        hints.append(" (its residual blocks use zero padding; only reflection padding, the official default, is supported)")
+        hints.append(" (its residual blocks use zero padding; "
+                     "only reflection padding, the official default, is supported)")
     return cfg, hints
 
 
@@ -183,7 +186,8 @@ def check_heads_fit(generator: ResnetGenerator, heads: PatchProjector, layers: l
     """The heads must embed the features the generator produces at `layers` (channel counts match)."""
     if len(layers) != len(heads.channels) or max(layers) >= len(generator.model):
         raise OfficialCheckpointError(f"{path}: {len(heads.channels)} heads do not fit nce_layers {layers} of a "
-                                      f"{len(generator.model)}-layer generator; pass the nce_layers it was trained with")
+                                      f"{len(generator.model)}-layer generator; "
+                                      "pass the nce_layers it was trained with")
     feats = generator.encode(torch.zeros(1, generator.cfg.in_channels, 16, 16), layers)
     channels = [f.shape[1] for f in feats]
     if channels != heads.channels:

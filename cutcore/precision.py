@@ -5,9 +5,10 @@
 Both runs share the seed, the data order and the initial weights, so any gap comes from the
 arithmetic. GAN losses are noisy step to step, so the curves are compared as means over
 windows of steps, and against the yardstick that matters: a third run, fp32 with the next seed.
-bf16 "tracks" fp32 when its gap is no larger than what a change of seed does anyway. The model is small (default ngf 8, 32² crops) because on CPUs without
-native bf16 (AVX2 only) bf16 maths is emulated and very slow; the question is numerical, not
-about speed. Prints a markdown table and writes precision.json and precision.png to --out.
+bf16 "tracks" fp32 when its gap is no larger than what a change of seed does anyway. The model
+is small (default ngf 8, 32² crops) because on CPUs without native bf16 (AVX2 only) bf16 maths
+is emulated and very slow; the question is numerical, not about speed. Prints a markdown table
+and writes precision.json and precision.png to --out.
 """
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.window <= args.steps:
         p.error(f"--window must be between 1 and --steps ({args.steps})")
-    runs = {"fp32": ("fp32", args.seed), "bf16": ("bf16", args.seed), f"fp32 seed {args.seed + 1}": ("fp32", args.seed + 1)}
+    runs = {"fp32": ("fp32", args.seed), "bf16": ("bf16", args.seed),
+            f"fp32 seed {args.seed + 1}": ("fp32", args.seed + 1)}
     logs = {label: train_once(args.data, args.out, prec, args.steps, args.ngf, args.crop, seed)
             for label, (prec, seed) in runs.items()}
     rows = compare(*logs.values(), args.window)

@@ -57,8 +57,9 @@ def patchnce_fp32_under_autocast(device: str) -> dict:
     g = torch.Generator().manual_seed(0)
     n, dim = 2 * 256, 256  # CUT: 256 patches per image, 256-d heads
     q = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1).to(dev)
-    k = torch.nn.functional.normalize(q.cpu() + 0.35 * torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1),
-                                      dim=1).to(dev)
+    k = torch.nn.functional.normalize(
+        q.cpu() + 0.35 * torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1), dim=1
+    ).to(dev)
     out = {}
     for name, cfg in (("ce", NCEConfig()), ("put", NCEConfig(prune_k=5))):
         ref = nce_logits(q, k, 2, cfg)

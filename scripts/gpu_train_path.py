@@ -68,7 +68,8 @@ def host_syncs(device, work, smoke):
             else:
                 batches = iter(torch.utils.data.DataLoader(tr.dataset, batch_size=2, sampler=StepSampler(0, 2),
                                                            num_workers=2, pin_memory=True))
-            loop = TrainingLoop(tr.model, batches, tr.lr_at, 2, seed=0, device=tr.device, channels_last=tr.channels_last)
+            loop = TrainingLoop(tr.model, batches, tr.lr_at, 2, seed=0, device=tr.device,
+                                channels_last=tr.channels_last)
             loop.run()  # warm-up: allocation, autotuning
             torch.cuda.synchronize()
             loop.total = 8
@@ -117,13 +118,15 @@ def throughput(device, work, data, smoke):
                     cfg.model.num_patches, cfg.model.head_dim = 16, 16
                 cfg.train.batch_size = batch
                 r = cfg.runtime
-                r.device, r.max_steps, r.log_every, r.data_on_device, r.num_workers = device, steps, log_every, data_path, workers
+                r.device, r.max_steps, r.log_every = device, steps, log_every
+                r.data_on_device, r.num_workers = data_path, workers
                 r.channels_last, r.sample_every, r.save_every = cl, 10**9, 10**9
                 tag = f"tp_b{batch}_{data_path}{workers}_cl{cl}"
                 try:
                     tr, setup, log, warm = _run(cfg, work, tag)
                     sec = statistics.median(warm) if warm else None
-                    rows.append({"batch": batch, "data": data_path, "workers": workers, "channels_last": tr.channels_last,
+                    rows.append({"batch": batch, "data": data_path, "workers": workers,
+                                 "channels_last": tr.channels_last,
                                  "precision": tr.cfg.train.precision, "sec_per_step": sec,
                                  "images_per_s": batch / sec if sec else None, "setup_s": round(setup, 2),
                                  "per_record": [round(r_["sec_per_iter"], 5) for r_ in log]})
@@ -134,7 +137,8 @@ def throughput(device, work, data, smoke):
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
     return {"load": load, "crop": crop, "steps": steps, "data": str(data), "rows": rows,
-            "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None}
+            "peak_allocated_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                                   if device.startswith("cuda") else None)}
 
 
 def time_budget(device, work, data, smoke):
@@ -146,7 +150,8 @@ def time_budget(device, work, data, smoke):
         cfg.model.generator.ngf, cfg.model.generator.n_blocks, cfg.model.discriminator.ndf = 4, 2, 4
         cfg.model.nce_layers, cfg.model.num_patches, cfg.model.head_dim = [0, 4, 8, 12], 16, 16
     r = cfg.runtime
-    r.device, r.time_budget, r.log_every, r.sample_every, r.save_every = device, "20s" if smoke else "45s", 10, 10**9, 10**9
+    r.device, r.time_budget = device, "20s" if smoke else "45s"
+    r.log_every, r.sample_every, r.save_every = 10, 10**9, 10**9
     t0 = time.perf_counter()
     tr = Trainer(cfg, work / "budget")
     ckpt = tr.fit()

@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print("ngf blocks | CUT G+F fp16 MiB | CycleGAN G+G_BA fp16 MiB | all six MiB | each ≤ 10 MiB")
         for r in result["sizes"]:
             print(f"{r['ngf']:3d} {r['n_blocks']:2d}     | {r['cut_fp16_mib']:6.2f} ({r['cut_params_m']:.2f} M) "
-                  f"| {r['cyclegan_fp16_mib']:6.2f} ({r['cyclegan_params_m']:.2f} M) | {r['all_six_mib']:5.1f} | {r['fits']}")
+                  f"| {r['cyclegan_fp16_mib']:6.2f} ({r['cyclegan_params_m']:.2f} M) "
+                  f"| {r['all_six_mib']:5.1f} | {r['fits']}")
     if args.what in ("flops", "all"):
         result["flops"] = flops(args.crop, args.batch, args.ngf, args.n_blocks, args.lambda_l1_idt)
         for r in result["flops"]:

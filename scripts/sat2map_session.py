@@ -125,7 +125,8 @@ def card(args) -> int:
     for folder in args.folders:
         path = folder / "metrics.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: run `python -m cutcore evaluate --model {folder} ... --out {folder}` first")
+            raise FileNotFoundError(f"{path}: run `python -m cutcore evaluate --model {folder} ... "
+                                    f"--out {folder}` first")
         metrics = read_json(path)
         if "baseline" not in metrics:
             raise ValueError(f"{path} has no baseline: evaluate it again (`evaluate --out` writes one since session 4)")
@@ -160,7 +161,7 @@ def summary(args) -> int:
                "images": (state.get("step") or 0) * batch, "batch": batch,
                "epochs": [cfg.get("train", {}).get("epochs"), cfg.get("train", {}).get("epochs_decay")],
                "seconds": round(sum(r["sec_per_iter"] * (r["step"] - p) for p, r in
-                                    zip([0] + [x["step"] for x in records], records)
+                                    zip([0] + [x["step"] for x in records], records, strict=False)
                                     if isinstance(r.get("sec_per_iter"), (int, float))), 1),
                "last_losses": {k: round(v, 4) for k, v in last.items()
                                if k not in ("step", "epoch", "lr", "sec_per_iter", "precision", "data")

@@ -20,18 +20,18 @@ gr = pytest.importorskip("gradio")
 # gr.Warning outside a running app falls back to warnings.warn: expected in these handler tests.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
 
-from app_fixtures import bad_files, make_model, odd_mode_files, satellite_like
+from app_fixtures import bad_files, make_model, odd_mode_files, satellite_like  # noqa: E402
 
-from cutcore.correspondence import (
+from cutcore.correspondence import (  # noqa: E402
     LayerMap,
     correspondence_maps,
     mark_point,
     render_overlay,
 )
-from cutcore.sincut.config import sincut_preset
-from demo import AppContext, correspondence_tab, models, results_tab, sincut_tab, translate_tab
-from demo.errors import UserError, user_errors
-from demo.uploads import open_upload
+from cutcore.sincut.config import sincut_preset  # noqa: E402
+from demo import AppContext, correspondence_tab, models, results_tab, sincut_tab, translate_tab  # noqa: E402
+from demo.errors import UserError, user_errors  # noqa: E402
+from demo.uploads import open_upload  # noqa: E402
 
 
 @pytest.fixture
@@ -1446,7 +1446,8 @@ def test_a_bad_setting_stops_the_start_naming_the_variable(app_env, monkeypatch)
         ("CUTCORE_DEMO_TILE", "8", "CUTCORE_DEMO_TILE=8 is too small: at least 16 (default: 512)"),
         ("CUTCORE_DEMO_MAX_ITERS", "1", "CUTCORE_DEMO_MAX_ITERS=1 is too small: at least 2 (default: 200000)"),
         ("CUTCORE_DEMO_MIN_SIDE", "0", "CUTCORE_DEMO_MIN_SIDE=0 is too small"),
-        ("CUTCORE_DEVICE", "gpu", "CUTCORE_DEVICE='gpu': unknown device 'gpu'; set it to auto, cpu or cuda[:N], or unset it"),
+        ("CUTCORE_DEVICE", "gpu",
+         "CUTCORE_DEVICE='gpu': unknown device 'gpu'; set it to auto, cpu or cuda[:N], or unset it"),
         ("CUTCORE_DEMO_TINY_SINCUT", "Maybe",
          "CUTCORE_DEMO_TINY_SINCUT='Maybe' is neither on (1, true, yes, on) nor off"),
     ]:

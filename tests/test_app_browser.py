@@ -41,7 +41,8 @@ if not Path(CHROMIUM).is_file():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    make_model(root / "weights" / "cut-tiny", "cut", metrics={"accuracy": 0.42, "rmse": 20.5, "swd": 12.0, "fid": 80.25})
+    make_model(root / "weights" / "cut-tiny", "cut",
+               metrics={"accuracy": 0.42, "rmse": 20.5, "swd": 12.0, "fid": 80.25})
     make_model(root / "weights" / "cyclegan-tiny", "cyclegan", seed=1)
     (root / "official").mkdir()
     (root / "examples").mkdir()
@@ -172,7 +173,8 @@ def test_bad_file_shows_a_message_and_the_app_keeps_serving(page, data):
 
 WATCH_PREVIEWS = """() => {
     window.__previews = new Set();
-    const record = () => document.querySelectorAll('#sincut-preview img').forEach(i => i.src && window.__previews.add(i.src));
+    const record = () => document.querySelectorAll('#sincut-preview img')
+        .forEach(i => i.src && window.__previews.add(i.src));
     new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true,
                                                           attributeFilter: ['src']});
 }"""

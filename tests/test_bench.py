@@ -67,7 +67,8 @@ def test_assemble_row_keeps_the_contract_and_adds_throughput():
 
 
 def test_add_peaks_sets_each_row_against_its_own_precision():
-    rows = [{"precision": "fp32", "gflops": 50.0}, {"precision": "bf16", "gflops": 300.0}, {"precision": "bf16", "gflops": None}]
+    rows = [{"precision": "fp32", "gflops": 50.0}, {"precision": "bf16", "gflops": 300.0},
+            {"precision": "bf16", "gflops": None}]
     bench.add_peaks(rows, {"fp32": 100.0, "bf16": 600.0})
     assert [r["gemm_peak_gflops"] for r in rows] == [100.0] * 3
     assert [r["gemm_peak_gflops_bf16"] for r in rows] == [600.0] * 3
@@ -194,7 +195,8 @@ def test_worker_rows_in_process():
     """Real (tiny) rows through the worker: the current model API, row keys, no CUDA keys on CPU."""
     common = {"device": "cpu", "precision": "fp32", "iters": 1, "channels_last": False, "impl": "ours"}
     row = bench._worker({**common, "kind": "inference", "preset": "generator", "size": 32, "batch_size": 2})
-    assert row["batch_size"] == 2 and row["sec_per_iter"] > 0 and row["images_per_s"] == pytest.approx(2 / row["sec_per_iter"])
+    assert row["batch_size"] == 2 and row["sec_per_iter"] > 0
+    assert row["images_per_s"] == pytest.approx(2 / row["sec_per_iter"])
     assert row["peak_mem_kind"] == "max_rss" and row["torch_version"] == torch.__version__ and row["device_name"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", row["date"])  # a speed table says when it was measured
     assert row["gflop_per_iter"] > 0 and "peak_reserved_mib" not in row

@@ -36,7 +36,8 @@ class Result:
     stderr: str
 
     def __str__(self) -> str:
-        return f"$ {' '.join(self.args)}\nexit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr[-3000:]}"
+        return (f"$ {' '.join(self.args)}\nexit {self.code}\n--- stdout\n{self.stdout}\n"
+                f"--- stderr\n{self.stderr[-3000:]}")
 
 
 def _cutcore(*args: str) -> list[str]:
@@ -105,7 +106,8 @@ def trained(work):
     """Every preset trained through the CLI (in-process), once for the module."""
     from cutcore.cli import main
 
-    codes = {p: main(["train", "--preset", p, "--data", str(work / "data"), "--out", str(work / p), *TINY]) for p in PRESETS}
+    codes = {p: main(["train", "--preset", p, "--data", str(work / "data"), "--out", str(work / p), *TINY])
+             for p in PRESETS}
     return work, codes
 
 
@@ -114,7 +116,8 @@ def test_train_every_preset(trained, preset):
     work, codes = trained
     assert codes[preset] == 0
     ckpt = work / preset / "checkpoints" / "step_00000002"
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "training.safetensors", "config.json", "state.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "training.safetensors", "config.json",
+                                                "state.json"}
     log = [json.loads(line) for line in (work / preset / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
     assert ("cycle" in log[-1]) == (preset == "cyclegan")
@@ -140,7 +143,8 @@ def test_train_every_preset(trained, preset):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_translate_every_preset(trained, capsys, preset):
     work, _ = trained
-    r = _main(capsys, "translate", "--model", work / preset, "--input", work / "photo.png", "--output", work / f"t_{preset}")
+    r = _main(capsys, "translate", "--model", work / preset, "--input", work / "photo.png",
+              "--output", work / f"t_{preset}")
     assert r.code == 0, r
     out = work / f"t_{preset}" / "photo.png"
     assert r.stdout.split() == [str(out)]
@@ -168,7 +172,8 @@ def test_translate_cyclegan_btoa_tiled_and_folder(trained, capsys):
               "--direction", "BtoA", "--tile", "32")
     assert r.code == 0, r
     assert np.array_equal(np.asarray(Image.open(work / "t_small" / "photo.png")), np.asarray(want))  # 32 // 4 = 8
-    r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "data" / "trainB", "--output", work / "t_dir")
+    r = _main(capsys, "translate", "--model", work / "cut", "--input", work / "data" / "trainB",
+              "--output", work / "t_dir")
     assert r.code == 0, r
     assert sorted(p.name for p in (work / "t_dir").iterdir()) == ["b00.png", "b01.png", "b02.png"]
 
@@ -235,7 +240,8 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     (("translate", "--model", "{tmp}/nope", "--input", "{work}/photo.png", "--output", "{tmp}/o"), "nope: not found"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/broken.png", "--output", "{tmp}/o"), "broken.png"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/missing.png", "--output", "{tmp}/o"), "missing.png"),
-    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--direction", "BtoA"),
+    (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o",
+      "--direction", "BtoA"),
      "BtoA"),
     (("translate", "--model", "{work}/cut", "--input", "{work}/photo.png", "--output", "{tmp}/o", "--tile", "16",
       "--overlap", "8"), "overlap"),
@@ -253,12 +259,15 @@ def test_resume_via_cli(trained, capsys, tmp_path):
     (("translate", "--model", "{work}/cut", "--input", "{work}/empty", "--output", "{tmp}/o"),
      "empty: no images here (accepted: .bmp, .gif, .jpeg, .jpg, .png"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--crop-size", "30"), "multiple of 4"),
-    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--batch-size", "0"), "train.batch_size (--batch-size) must be at least 1"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--batch-size", "0"),
+     "train.batch_size (--batch-size) must be at least 1"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--epochs", "0", "--epochs-decay", "0"),
      "at least 1 epoch"),
-    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--num-patches", "0"), "model.num_patches (--num-patches) must be"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--num-patches", "0"),
+     "model.num_patches (--num-patches) must be"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--load-size", "30000"), "is over 8192"),
-    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--lr", "-1"), "train.lr (--lr) must be above 0, got -1.0"),
+    (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--lr", "-1"),
+     "train.lr (--lr) must be above 0, got -1.0"),
     (("train", "--data", "{work}/data", "--out", "{tmp}/o", *TINY, "--max-steps", "0"),
      "runtime.max_steps (--max-steps) must be at least 1 (leave it out for the whole schedule), got 0"),
 ], ids=["bad-data", "crop>load", "bad-image", "resume-nothing", "no-model", "bad-input", "missing-input", "no-BtoA",

@@ -30,7 +30,8 @@ def test_run_time_switches_take_booleans_as_well(path, value):
     ("data.crop_size", 0, r"^data.crop_size \(--crop-size\) must be at least 24"),
     ("data.crop_size", 7, r"^data.crop_size \(--crop-size\) must be a multiple of 4"),
     ("data.crop_size", 20, r"^data.crop_size \(--crop-size\) must be at least 24 .*, got 20$"),
-    ("data.load_size", 30000, r"^data.load_size \(--load-size\) 30000 is over 8192: .*30000x30000 in memory \(2.5 GiB each\)"),
+    ("data.load_size", 30000,
+     r"^data.load_size \(--load-size\) 30000 is over 8192: .*30000x30000 in memory \(2.5 GiB each\)"),
     ("train.batch_size", 0, r"^train.batch_size \(--batch-size\) must be at least 1, got 0$"),
     ("model.generator.ngf", 0, r"^model.generator.ngf \(--ngf\) must be at least 1"),
     ("model.discriminator.ndf", 0, r"^model.discriminator.ndf \(--ndf\) must be at least 1"),
@@ -39,7 +40,8 @@ def test_run_time_switches_take_booleans_as_well(path, value):
     ("train.epochs", -1, r"^train.epochs \(--epochs\) must be at least 0"),
     ("runtime.save_every", 0, r"^runtime.save_every \(--save-every\) must be at least 1"),
     ("runtime.log_every", 0, r"^runtime.log_every \(--log-every\) must be at least 1"),
-    ("data.max_items", 0, r"^data.max_items \(--max-items\) must be at least 1 \(leave it out for every image\), got 0$"),  # was: no limit
+    ("data.max_items", 0,
+     r"^data.max_items \(--max-items\) must be at least 1 \(leave it out for every image\), got 0$"),  # was: no limit
     # What Python callers can set and the command line's choices never let through: each trained silently.
     ("data.direction", "AB", r"^data.direction must be one of 'AtoB', 'BtoA', got 'AB'$"),  # as AtoB
     ("model.nce.loss", "fcal", r"^model.nce.loss must be one of 'ce', 'focal', got 'fcal'$"),
@@ -67,7 +69,8 @@ def _train_flags() -> set[str]:
 def test_a_schedule_of_no_epochs_is_refused():
     cfg = preset("cyclegan")
     cfg.train.epochs, cfg.train.epochs_decay = 0, 0
-    with pytest.raises(ValueError, match=r"^train.epochs \(--epochs\) plus train.epochs_decay \(--epochs-decay\) must be at least 1 epoch, got 0 \+ 0$"):
+    with pytest.raises(ValueError, match=r"^train.epochs \(--epochs\) plus train.epochs_decay \(--epochs-decay\) "
+                                         r"must be at least 1 epoch, got 0 \+ 0$"):
         cfg.validate()
     cfg.train.epochs_decay = 1
     cfg.validate()

@@ -298,7 +298,7 @@ def test_items_shapes_and_range(unpaired_dir):
 def test_dataset_determinism_across_instances(unpaired_dir):
     ds1, ds2 = UnpairedDataset(_cfg(unpaired_dir), seed=3), UnpairedDataset(_cfg(unpaired_dir), seed=3)
     for item in (0, 1, 5, 13, 4, 0):
-        for x, y in zip(ds1[item], ds2[item]):
+        for x, y in zip(ds1[item], ds2[item], strict=True):
             assert torch.equal(x, y)
     ds3 = UnpairedDataset(_cfg(unpaired_dir), seed=4)
     assert any(not torch.equal(ds1[i][0], ds3[i][0]) or not torch.equal(ds1[i][1], ds3[i][1]) for i in range(6))
@@ -472,7 +472,8 @@ def test_device_batches_are_the_dataloader_batches(unpaired_dir, ab_dir, layout,
     ds = UnpairedDataset(_cfg(unpaired_dir if layout == "unpaired" else ab_dir, **kw), seed=5)
     images = DeviceImages(ds, "cpu", workers=2)
     a, b = images.images(ds.cfg.load_size)
-    assert a.dtype == b.dtype == torch.uint8 and a.numel() + b.numel() == (len(ds.a) + len(ds.b)) * 3 * ds.cfg.load_size**2
+    assert a.dtype == b.dtype == torch.uint8
+    assert a.numel() + b.numel() == (len(ds.a) + len(ds.b)) * 3 * ds.cfg.load_size**2
     assert a.shape == (len(ds.a), 3, ds.cfg.load_size, ds.cfg.load_size)
     crop = ds.cfg.crop_size
     for (la, lb), (da, db) in zip(_loader_batches(ds, batch, 6), _device_batches(images, batch, 6), strict=True):
@@ -570,7 +571,8 @@ def test_data_on_device_resolution_and_memory_guard():
     # Too large: auto falls back to the DataLoader and says why; on refuses with what to do.
     on, note = resolve_data_on_device("auto", cuda, limit + 1, capacity=8 * gib)
     assert not on and note.startswith("DataLoader") and "25%" in note and "8.00 GiB" in note
-    with pytest.raises(ValueError, match=r"^runtime.data_on_device \(--data-on-device\) on: the decoded training set would take 2.00 GiB.*\(--load-size\)"):
+    with pytest.raises(ValueError, match=r"^runtime.data_on_device \(--data-on-device\) on: "
+                                         r"the decoded training set would take 2.00 GiB.*\(--load-size\)"):
         resolve_data_on_device("on", cpu, 2 * gib, capacity=4 * gib)
     with pytest.raises(ValueError, match="auto, on, off"):
         resolve_data_on_device("yes", cpu, 1)

@@ -123,7 +123,7 @@ def test_ranks_see_different_data_and_together_the_single_process_stream(ddp_run
     assert r.returncode == 0, r.stderr[-4000:]
     r0, r1 = _recorded(record, 0), _recorded(record, 1)
     assert len(r0) == len(r1) == STEPS
-    for s0, s1 in zip(r0, r1):
+    for s0, s1 in zip(r0, r1, strict=True):
         assert s0["a"] != s1["a"] or s0["b"] != s1["b"]
     # The same run in one process with batch 2 sees, per step, rank 0's then rank 1's items.
     cfg = _single_process_config(work)
@@ -136,7 +136,7 @@ def test_ranks_see_different_data_and_together_the_single_process_stream(ddp_run
 
     monkeypatch.setattr(CUTModel, "train_step", recording)
     train(cfg, tmp_path / "single")
-    assert seen == [{"a": s0["a"] + s1["a"], "b": s0["b"] + s1["b"]} for s0, s1 in zip(r0, r1)]
+    assert seen == [{"a": s0["a"] + s1["a"], "b": s0["b"] + s1["b"]} for s0, s1 in zip(r0, r1, strict=True)]
 
 
 def _single_process_config(work: Path) -> RunConfig:
@@ -152,7 +152,7 @@ def _norm_cancelled_biases(model: torch.nn.Module, prefix: str) -> set[str]:
     for seq_name, seq in model.named_modules():
         if isinstance(seq, torch.nn.Sequential):
             children = list(seq.named_children())
-            for (name, m), (_, nxt) in zip(children, children[1:]):
+            for (name, m), (_, nxt) in zip(children, children[1:], strict=False):
                 if isinstance(m, torch.nn.Conv2d) and m.bias is not None and isinstance(nxt, torch.nn.InstanceNorm2d):
                     keys.add(f"{prefix}.{seq_name}.{name}.bias".replace("..", "."))
     return keys

@@ -284,7 +284,8 @@ def test_held_out_evaluation_without_pairs_names_its_own_flags(tmp_path):
     with pytest.raises(FileNotFoundError, match=flags):
         periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
     cfg.runtime.eval_metrics = "rmse,bogus"  # the flags' own mistakes are told as theirs
-    with pytest.raises(ValueError, match=r"^runtime.eval_metrics \(--eval-metrics\): unknown metrics bogus; choose from"):
+    with pytest.raises(ValueError,
+                       match=r"^runtime.eval_metrics \(--eval-metrics\): unknown metrics bogus; choose from"):
         periodic_evaluator(cfg, tmp_path / "run", torch.device("cpu"))
     cfg.runtime.eval_metrics, cfg.runtime.eval_max_images = "rmse", 0
     with pytest.raises(ValueError, match=r"^runtime.eval_max_images \(--eval-max-images\) must be at least 1, got 0$"):
@@ -529,7 +530,8 @@ def test_report_baseline_row_only_when_the_runs_agree_on_it(runs, tmp_path):
         doc = json.loads((runs[name] / "metrics.json").read_text())
         write_json(runs[name] / "metrics.json", {**doc, **where, "baseline": baseline})
     report = build_report([runs["cut"], runs["put"], runs["fastcut"]])  # fastcut: not evaluated, no say
-    assert report.markdown.splitlines()[-1] == "| *every pixel the most common colour* | 20.0% | 45.00 | — | — | — | — |"
+    assert report.markdown.splitlines()[-1] == ("| *every pixel the most common colour* | 20.0% | 45.00 "
+                                                "| — | — | — | — |")
     assert report.baseline == {"accuracy": 0.2, "rmse": 45.0}
     write_json(runs["put"] / "metrics.json", {"preset": "put", "rmse": 50.0, **where, "size": 256,
                                               "baseline": baseline})

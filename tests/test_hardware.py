@@ -18,7 +18,8 @@ flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx f16c avx2 fma bmi2
 """
 ZEN4 = "processor\t: 0\nflags\t\t: avx2 avx512f avx512bw avx512_vnni avx512_bf16 avx512vl\n"
 SAPPHIRE = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_fp16 amx_bf16 amx_tile amx_int8\n"
-GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics sve bf16 i8mm\nCPU implementer\t: 0x41\n"
+GRAVITON3 = ("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics sve bf16 i8mm\n"
+             "CPU implementer\t: 0x41\n")
 # Only avx512f (Skylake-X): AVX512 alone is not bf16.
 SKYLAKE = "processor\t: 0\nflags\t\t: avx2 avx512f avx512bw avx512vl avx512_vnni\n"
 

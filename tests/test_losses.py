@@ -225,7 +225,8 @@ def test_put_pruning_per_image_groups():
     for groups, pooled in ((3, False), (1, True)):
         cfg = NCEConfig(temperature=0.1, prune_k=2, negatives_from_minibatch=pooled)
         loss = patch_nce_loss(q, k, 3, cfg).numpy()
-        np.testing.assert_allclose(loss, reference_nce(q.numpy(), k.numpy(), groups, 0.1, prune_k=2), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(loss, reference_nce(q.numpy(), k.numpy(), groups, 0.1, prune_k=2),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_put_k_at_least_all_negatives_is_no_pruning():
@@ -337,7 +338,9 @@ def _close_pairs(n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     """fp32 unit queries and keys with q_i.k_i ~ 0.9: positives sit where bf16's spacing is 2^-8."""
     g = torch.Generator().manual_seed(seed)
     q = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
-    k = torch.nn.functional.normalize(q + 0.35 * torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1), dim=1)
+    k = torch.nn.functional.normalize(
+        q + 0.35 * torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1), dim=1
+    )
     return q, k
 
 

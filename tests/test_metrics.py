@@ -439,7 +439,7 @@ def test_swd_does_not_reward_a_translation_for_sitting_on_its_own_target():
 
 def _noised(images: list[np.ndarray], sigma: float) -> list[np.ndarray]:
     noise = [np.random.default_rng(k).normal(0, sigma, i.shape) for k, i in enumerate(images)]
-    return [np.clip(i + z, 0, 255).astype(np.uint8) for i, z in zip(images, noise)]
+    return [np.clip(i + z, 0, 255).astype(np.uint8) for i, z in zip(images, noise, strict=True)]
 
 
 def _blurred(images: list[np.ndarray], radius: float) -> list[np.ndarray]:

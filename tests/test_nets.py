@@ -54,7 +54,7 @@ def test_encode_equals_forward_features_and_stops_early():
         h.remove()
     assert called == list(range(13)), "encode() must stop right after its last requested layer"
     assert len(enc) == len(feats) == 4
-    for a, b in zip(enc, feats):
+    for a, b in zip(enc, feats, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # And the plain forward equals the forward that also collects features.
     torch.testing.assert_close(g(x), out, rtol=0, atol=0)
@@ -165,7 +165,7 @@ def test_generator_matches_reference(reference_networks, aa):
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
         layers = [0, 4, 8, 12]
         _, ref_feats = ref(x, list(layers), encode_only=False)
-        for a, b in zip(ours.encode(x, layers), ref_feats):
+        for a, b in zip(ours.encode(x, layers), ref_feats, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -188,7 +188,8 @@ def test_patch_projector_matches_reference(reference_networks):
     ref = reference_networks.PatchSampleF(use_mlp=True, init_type="normal", init_gain=0.02, nc=16)
     ref.create_mlp(feats)
     assert list(ours.state_dict()) == list(ref.state_dict())
-    assert {k for k in ours.state_dict()} == {f"mlp_{i}.{j}.{w}" for i in (0, 1) for j in (0, 2) for w in ("weight", "bias")}
+    assert {k for k in ours.state_dict()} == {f"mlp_{i}.{j}.{w}" for i in (0, 1) for j in (0, 2)
+                                              for w in ("weight", "bias")}
     for p in ours.parameters():
         nn.init.normal_(p, 0, 0.3)
     ref.load_state_dict(ours.state_dict(), strict=True)
@@ -196,7 +197,7 @@ def test_patch_projector_matches_reference(reference_networks):
     with torch.no_grad():
         ours_out, ours_ids = ours(feats, 5, ids)
         ref_out, _ = ref(feats, 5, [i.numpy() for i in ids])
-    for a, b in zip(ours_out, ref_out):
+    for a, b in zip(ours_out, ref_out, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert [i.tolist() for i in ours_ids] == [i.tolist() for i in ids]
 
@@ -241,7 +242,7 @@ def test_projector_outputs_unit_norm_and_shapes():
     for o in out:
         torch.testing.assert_close(o.norm(dim=1), torch.ones(o.shape[0]))
     assert [len(set(i.tolist())) for i in ids] == [5, 5]  # distinct locations
-    assert all(int(i.max()) < n for i, n in zip(ids, (36, 16)))
+    assert all(int(i.max()) < n for i, n in zip(ids, (36, 16), strict=True))
 
 
 def test_projector_reuses_ids_for_the_query():
@@ -249,14 +250,15 @@ def test_projector_reuses_ids_for_the_query():
     _, ids = f(feats, 4, generator=torch.Generator().manual_seed(1))
     other = [x * 2 + 1 for x in feats]
     queries, ids_q = f(other, 4, ids)
-    assert all(torch.equal(a, b) for a, b in zip(ids, ids_q))
+    assert all(torch.equal(a, b) for a, b in zip(ids, ids_q, strict=True))
     # Row b*P + p of the query embeds location ids[p] of image b.
-    for layer, (x, q) in enumerate(zip(other, queries)):
+    for layer, (x, q) in enumerate(zip(other, queries, strict=True)):
         b, c, h, w = x.shape
         flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
         manual = f.project(layer, flat[:, ids[layer]].reshape(-1, c))
         torch.testing.assert_close(q, manual)
-        torch.testing.assert_close(q.view(b, 4, -1)[1, 2], f.project(layer, x[1, :, ids[layer][2] // w, ids[layer][2] % w]))
+        torch.testing.assert_close(q.view(b, 4, -1)[1, 2],
+                                   f.project(layer, x[1, :, ids[layer][2] // w, ids[layer][2] % w]))
 
 
 def test_projector_sampling_is_seeded():
@@ -264,8 +266,8 @@ def test_projector_sampling_is_seeded():
     _, a = f(feats, 4, generator=torch.Generator().manual_seed(7))
     _, b = f(feats, 4, generator=torch.Generator().manual_seed(7))
     _, c = f(feats, 4, generator=torch.Generator().manual_seed(8))
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_projector_more_patches_than_locations_takes_all():

@@ -42,7 +42,8 @@ def _conv(i: int) -> list[str]:
 
 
 def _blocks(first: int, conv2: int) -> list[str]:
-    return [f"model.{b}.conv_block.{c}.{p}" for b in range(first, first + BLOCKS) for c in (1, conv2) for p in ("weight", "bias")]
+    return [f"model.{b}.conv_block.{c}.{p}" for b in range(first, first + BLOCKS) for c in (1, conv2)
+            for p in ("weight", "bias")]
 
 
 # The reference's layouts with 2 blocks: pad,conv,norm,relu | per down: conv,norm,relu(,blur) | blocks |
@@ -101,7 +102,9 @@ def test_official_key_layout_maps_one_to_one(layout, cfg, tmp_path):
 def test_infers_the_variant_and_reproduces_outputs(cfg, prefix, legacy, tmp_path):
     g = _generator(cfg)
     state = {prefix + k: v for k, v in g.state_dict().items()}
-    loaded, inferred = load_official_generator(_save(state, tmp_path / "g.pth", _use_new_zipfile_serialization=not legacy))
+    loaded, inferred = load_official_generator(
+        _save(state, tmp_path / "g.pth", _use_new_zipfile_serialization=not legacy)
+    )
     assert inferred == cfg
     with torch.no_grad():
         assert torch.equal(loaded(_x()), g(_x()))
@@ -203,7 +206,7 @@ def test_heads_load_and_embed_identically(tmp_path):
     feats = g.encode(_x(), LAYERS)
     ids = [torch.randperm(f.shape[2] * f.shape[3])[:16] for f in feats]
     with torch.no_grad():
-        for a, b in zip(heads(feats, 16, ids)[0], loaded(feats, 16, ids)[0]):
+        for a, b in zip(heads(feats, 16, ids)[0], loaded(feats, 16, ids)[0], strict=True):
             assert torch.equal(a, b)
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import make_unpaired
 
 from cutcore.precision import LOSSES, compare, main, markdown, summary
-
-from helpers import make_unpaired
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import json
 import math
-import re
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -131,10 +131,10 @@ def test_windowed_queries_give_the_full_encoders_loss_and_gradients(num_patches)
     with torch.no_grad():
         k, ids = model.F(keys, num_patches, generator=torch.Generator().manual_seed(3))
     q, _ = model.F(model.G.encode(fake, [0, 2, 4]), num_patches, ids)
-    ref = torch.stack([patch_nce_loss(a, b, 4, cfg.model.nce).mean() for a, b in zip(q, k)]).mean() * 4.0
+    ref = torch.stack([patch_nce_loss(a, b, 4, cfg.model.nce).mean() for a, b in zip(q, k, strict=True)]).mean() * 4.0
     ref_grads = torch.autograd.grad(ref, params, allow_unused=True)
     torch.testing.assert_close(loss, ref)
-    for a, b in zip(grads, ref_grads):
+    for a, b in zip(grads, ref_grads, strict=True):
         if b is not None:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -168,7 +168,7 @@ def test_networks_match_the_reference(reference_networks, monkeypatch):
         torch.manual_seed(1)
         y, f = g(x, [0, 2, 4])
         torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
-        for a, b in zip(f, f_ref):
+        for a, b in zip(f, f_ref, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(d(x), ref_d(x), rtol=1e-4, atol=1e-5)
 
@@ -319,7 +319,7 @@ def test_zoom_and_patch_crops_are_cut_from_the_zoomed_image():
     assert batch.shape == (6, 3, 16, 16) and batch.dtype == torch.float32
     assert batch.min() >= -1 and batch.max() <= 1
     px = ((batch + 1) * 127.5).round().to(torch.int64)
-    for i, ((x, y), flip) in enumerate(zip(p.corners, p.flips)):
+    for i, ((x, y), flip) in enumerate(zip(p.corners, p.flips, strict=True)):
         xs = torch.arange(x, x + 16).flip(0) if flip else torch.arange(x, x + 16)
         assert torch.equal(px[i, 0, 0], xs % 256)
         assert torch.equal(px[i, 1, :, 0], torch.arange(y, y + 16) % 256)

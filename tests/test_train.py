@@ -22,9 +22,9 @@ from cutcore.checkpoint import load_tensors, read_json
 from cutcore.config import RunConfig, from_dict, preset
 from cutcore.data import UnpairedDataset
 from cutcore.losses import gan_loss
+from cutcore.model_folder import load_model
 from cutcore.models import CUTModel, CycleGANModel, build_model
 from cutcore.train import Trainer, checkpoint_dirs, lr_factor, read_run_config, resume, train
-from cutcore.model_folder import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,12 +152,14 @@ def _reference_nce(model: CUTModel, src: torch.Tensor, fake: torch.Tensor, flipp
     feat_k = model.G.encode(src, c.nce_layers)
     keys, ids = model.F(feat_k, c.num_patches, generator=rng)
     queries, _ = model.F(feat_q, c.num_patches, ids)
-    total = sum(patch_nce_loss(q, k, src.shape[0], c.nce).mean() * c.lambda_nce for q, k in zip(queries, keys))
+    total = sum(patch_nce_loss(q, k, src.shape[0], c.nce).mean() * c.lambda_nce
+                for q, k in zip(queries, keys, strict=True))
     return total / len(c.nce_layers)
 
 
 def _seed_with_flip(want: bool) -> int:
-    return next(s for s in range(100) if (torch.rand((), generator=torch.Generator().manual_seed(s)).item() < 0.5) == want)
+    return next(s for s in range(100)
+                if (torch.rand((), generator=torch.Generator().manual_seed(s)).item() < 0.5) == want)
 
 
 @pytest.mark.parametrize("preset_name,want_flip", [("cut", False), ("fastcut", False), ("fastcut", True)])
@@ -177,7 +179,8 @@ def test_nce_matches_reference_formulation(preset_name, want_flip):
         assert logs["NCE"] == pytest.approx(nce.item(), rel=1e-4)
         if model.cfg.nce_idt:
             idt_b = ref_model.G(real_b.flip(3) if flipped else real_b)
-            assert logs["NCE_Y"] == pytest.approx(_reference_nce(ref_model, real_b, idt_b, flipped, rng).item(), rel=1e-4)
+            nce_y = _reference_nce(ref_model, real_b, idt_b, flipped, rng)
+            assert logs["NCE_Y"] == pytest.approx(nce_y.item(), rel=1e-4)
         else:
             assert "NCE_Y" not in logs
         # D (before its step) saw G's fake as fake and the real B image as real ...
@@ -252,7 +255,7 @@ def test_checkpoint_round_trip(session_unpaired, tmp_path):
     trainer.model.eval()
     with torch.no_grad():
         assert torch.equal(loaded.generator(x), trainer.model.G(x))
-    for (k1, v1), (k2, v2) in zip(loaded.heads.state_dict().items(), trainer.model.F.state_dict().items()):
+    for (k1, v1), (k2, v2) in zip(loaded.heads.state_dict().items(), trainer.model.F.state_dict().items(), strict=True):
         assert k1 == k2 and torch.equal(v1, v2)
     assert loaded.nce_layers == cfg.model.nce_layers
     # The run folder resolves to its newest checkpoint.
@@ -672,7 +675,7 @@ def test_time_budget_lays_the_schedule_over_the_steps_that_fit(session_unpaired,
     assert len(lrs) == 58
     # cut's 200 + 200 epochs become two halves of the budget: constant LR, then linear decay to ~0.
     assert lrs[:28] == pytest.approx([cfg.train.lr] * 28)
-    assert all(a >= b for a, b in zip(lrs[28:], lrs[29:])) and lrs[-1] < 0.05 * cfg.train.lr
+    assert all(a >= b for a, b in zip(lrs[28:], lrs[29:], strict=False)) and lrs[-1] < 0.05 * cfg.train.lr
     assert read_json(ckpt / "state.json")["schedule_steps"] == 58
     # A resume keeps the planned schedule (the budget bounds only the new invocation).
     cfg.runtime.max_steps = 60
@@ -731,7 +734,8 @@ def test_time_budget_refuses_nonsense(session_unpaired, tmp_path):
         Trainer(cfg, tmp_path / "run")
     cfg.runtime.time_budget = None
     cfg.data.load_size, cfg.data.crop_size = 32, 40
-    with pytest.raises(ValueError, match=r"^data.crop_size \(--crop-size\) 40 is larger than data.load_size \(--load-size\) 32"):
+    with pytest.raises(ValueError,
+                       match=r"^data.crop_size \(--crop-size\) 40 is larger than data.load_size \(--load-size\) 32"):
         Trainer(cfg, tmp_path / "run")
 
 

@@ -15,9 +15,9 @@ from torch import nn
 from cutcore import translate
 from cutcore.checkpoint import module_state, save_tensors, write_json
 from cutcore.imageio import ImageLoadError, load_rgb, to_pil, to_tensor
+from cutcore.model_folder import load_model
 from cutcore.models import build_model
 from cutcore.nets import ResnetGenerator, ResnetGeneratorConfig
-from cutcore.model_folder import load_model
 from cutcore.translate import (
     SkippedImages,
     _starts,
@@ -192,7 +192,8 @@ def test_any_pil_mode_translates_as_the_file_loaded_from_disk(cut_dir, tmp_path,
 
 def test_progress_untiled(cut_dir):
     calls = []
-    translate_image(load_model(cut_dir[0], "cpu"), domain_a_image(0, (20, 12)), progress=lambda d, t: calls.append((d, t)))
+    translate_image(load_model(cut_dir[0], "cpu"), domain_a_image(0, (20, 12)),
+                    progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 1)]
 
 
@@ -204,7 +205,7 @@ def test_tile_starts_cover_the_image(length, tile, stride):
     starts = _starts(length, tile, stride)
     assert starts[0] == 0 and starts == sorted(set(starts))
     assert min(starts[-1] + tile, length) == length  # the last tile ends at the border
-    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))  # no gaps, overlap >= tile - stride
+    assert all(b - a <= stride for a, b in zip(starts, starts[1:], strict=False))  # no gaps, overlap >= tile - stride
     assert all(s + tile <= length for s in starts) or starts == [0]
 
 
@@ -296,14 +297,14 @@ def test_tiled_resnet_with_instance_norm_has_no_visible_seams():
     assert starts == [0, 48, 96]
     per_tile = [_as_array(to_pil(run_generator(g, x[..., s : s + 64])[0])) for s in starts]
     interiors = [(0, 48), (64, 96), (112, 160)]  # full weight: image borders, or past the 16-px ramps
-    for s, t, (a, b) in zip(starts, per_tile, interiors):
+    for s, t, (a, b) in zip(starts, per_tile, interiors, strict=True):
         assert np.abs(tiled[:, a:b] - t[:, a - s : b - s]).max() <= 1
     # Between them the blend is smooth: no jump at any tile edge.
     seams = [s for s in starts if s > 0] + [s + 64 for s in starts if s + 64 < 160]
     assert _seam_ratio(tiled, seams) < 2.0
     # The metric does see hard seams: paste the same tiles without blending.
     hard = full.copy()
-    for s, t in zip(starts, per_tile):
+    for s, t in zip(starts, per_tile, strict=True):
         hard[:, s : s + 64] = t
     assert _seam_ratio(hard, [s for s in starts if s > 0]) > 2.5
 

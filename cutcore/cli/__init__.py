@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..bench import main as bench
 
         return bench(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m cutcore", description="Contrastive unpaired translation (CUT family).")
+    parser = argparse.ArgumentParser(prog="python -m cutcore",
+                                     description="Contrastive unpaired translation (CUT family).")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)

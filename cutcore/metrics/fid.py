@@ -77,7 +77,8 @@ def resolve_fid_weights(weights_path: str | os.PathLike | None = None) -> Path:
     if cached.is_file():
         return cached
     if offline():
-        raise FIDWeightsUnavailable(f"FID Inception weights not found and downloads are disabled (offline).\n{_how_to_fix()}")
+        raise FIDWeightsUnavailable("FID Inception weights not found and downloads are disabled (offline).\n"
+                                    f"{_how_to_fix()}")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(FID_WEIGHTS_URL, str(cached), hash_prefix=_HASH_PREFIX)
@@ -109,7 +110,8 @@ def load_fid_inception(weights_path: str | os.PathLike | None = None) -> Incepti
         try:
             model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]])
         except RuntimeError as e:  # load_state_dict(strict=True): wrong keys or shapes
-            raise FIDWeightsUnavailable(f"{path} does not hold the FID Inception weights ({e}).\n{_how_to_fix()}") from e
+            raise FIDWeightsUnavailable(f"{path} does not hold the FID Inception weights ({e}).\n"
+                                        f"{_how_to_fix()}") from e
     return model.eval()
 
 

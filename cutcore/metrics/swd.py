@@ -74,7 +74,8 @@ def _patches(level: np.ndarray, first_index: int, seed: tuple[int, int], lod: in
     r = size // 2
     # Centres in [r, h - r) x [r, w - r) so patches stay inside, as in PGGAN.
     centres = np.stack(
-        [np.random.default_rng([*seed, lod, first_index + i]).integers(r, (h - r, w - r), size=(per_image, 2)) for i in range(b)]
+        [np.random.default_rng([*seed, lod, first_index + i]).integers(r, (h - r, w - r), size=(per_image, 2))
+         for i in range(b)]
     )
     offsets = np.arange(-r, r + 1)
     ys = centres[:, :, 0, None, None] + offsets[:, None]  # (B, P, size, 1)
@@ -129,7 +130,7 @@ def _set_descriptors(
         count += len(batch)
     if not per_level:
         raise ValueError("no images given")
-    return {k: _normalise(np.concatenate(d)) for k, d in zip(keys, per_level)}
+    return {k: _normalise(np.concatenate(d)) for k, d in zip(keys, per_level, strict=True)}
 
 
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, repeats: int, directions: int) -> float:

@@ -36,5 +36,6 @@ class BlurUpsample(nn.Module):
         self.register_buffer("filt", (binomial_kernel(4) * 4)[None, None].repeat(channels, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt, stride=2, padding=2, groups=x.shape[1])
+        y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt, stride=2, padding=2,
+                               groups=x.shape[1])
         return y[:, :, 1:-1, 1:-1]

@@ -9,8 +9,9 @@ from .configs import PatchGANConfig
 
 
 class PatchGANDiscriminator(nn.Module):
-    def __init__(self, cfg: PatchGANConfig = PatchGANConfig()):
+    def __init__(self, cfg: PatchGANConfig | None = None):
         super().__init__()
+        cfg = cfg if cfg is not None else PatchGANConfig()
         ndf, aa = cfg.ndf, cfg.antialias
 
         def down(cin: int, cout: int, norm: bool) -> list[nn.Module]:
@@ -24,7 +25,8 @@ class PatchGANDiscriminator(nn.Module):
             prev, mult = mult, min(2**n, 8)
             layers += down(ndf * prev, ndf * mult, norm=True)
         prev, mult = mult, min(2**cfg.n_layers, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, padding=1), nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, padding=1), nn.InstanceNorm2d(ndf * mult),
+                   nn.LeakyReLU(0.2, True)]
         layers += [nn.Conv2d(ndf * mult, 1, 4, padding=1)]
         self.model = nn.Sequential(*layers)
 

@@ -33,8 +33,9 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    def __init__(self, cfg: ResnetGeneratorConfig = ResnetGeneratorConfig()):
+    def __init__(self, cfg: ResnetGeneratorConfig | None = None):
         super().__init__()
+        cfg = cfg if cfg is not None else ResnetGeneratorConfig()
         self.cfg = cfg
         ngf = cfg.ngf
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(cfg.in_channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
@@ -50,7 +51,8 @@ class ResnetGenerator(nn.Module):
             if cfg.antialias_up:
                 layers += [BlurUpsample(cin), nn.Conv2d(cin, cout, 3, padding=1), _norm(cout), nn.ReLU(True)]
             else:
-                layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), _norm(cout), nn.ReLU(True)]
+                layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), _norm(cout),
+                           nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, cfg.out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 

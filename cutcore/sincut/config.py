@@ -88,7 +88,8 @@ class SinCUTConfig:
             raise ValueError(f"crop_size {crop} must be a multiple of {2**g.n_downsampling}")
         if crop != d.size and not (d.tile and crop % d.size == 0):
             raise ValueError(
-                f"crop_size {crop} needs discriminator.size == crop_size, or tile=True with crop_size a multiple of {d.size}"
+                f"crop_size {crop} needs discriminator.size == crop_size, "
+                f"or tile=True with crop_size a multiple of {d.size}"
             )
         if self.train.batch_size < 2 and self.model.nce.negatives_from_minibatch and self.model.num_patches == 1:
             raise ValueError("PatchNCE with one patch per crop needs batch_size >= 2 (negatives come from other crops)")

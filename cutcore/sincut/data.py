@@ -22,7 +22,6 @@ from PIL import Image
 
 from ..imageio import ImageLoadError, fit_within, load_rgb, scaled_size
 
-
 ImageInput = str | os.PathLike | Image.Image  # a path, or an image already in memory (the app's uploads)
 
 
@@ -105,7 +104,7 @@ class ZoomPatchSampler:
         c = self.crop
         zoomed = np.asarray(self.image.resize(plan.size, Image.BILINEAR))
         crops = []
-        for (x, y), flip in zip(plan.corners, plan.flips):
+        for (x, y), flip in zip(plan.corners, plan.flips, strict=True):
             crop = zoomed[y : y + c, x : x + c]
             crops.append(crop[:, ::-1] if flip else crop)
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)

@@ -112,10 +112,10 @@ class SinCUTModel(TrainableModel):
             r, col = idx // w, idx % w
             hr, hc = host // w, host % w
             boxes.append((r, col, (int(hr.min()), int(hr.max()) + 1), (int(hc.min()), int(hc.max()) + 1)))
-        windows = [self.G.input_window(layer, b[2], b[3], size) for layer, b in zip(c.nce_layers, boxes)]
+        windows = [self.G.input_window(layer, b[2], b[3], size) for layer, b in zip(c.nce_layers, boxes, strict=True)]
         if sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in windows) < size[0] * size[1]:
             queries = []
-            for i, (layer, (r, col, rows, cols)) in enumerate(zip(c.nce_layers, boxes)):
+            for i, (layer, (r, col, rows, cols)) in enumerate(zip(c.nce_layers, boxes, strict=True)):
                 win = self.G.encode_window(images, layer, rows, cols)
                 local = (r - rows[0]) * win.shape[-1] + (col - cols[0])
                 vec = win.flatten(2)[:, :, local].transpose(1, 2)  # (B, P, C), as PatchProjector orders them
