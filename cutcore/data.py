@@ -89,8 +89,10 @@ class UnpairedDataset(Dataset):
         if order is None:
             g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
             order = torch.randperm(self.epoch_size, generator=g).tolist()
-            # Keep the last two (a batch may straddle epochs); per instance, unlike an lru_cache on the method.
-            self._orders = dict([*list(self._orders.items())[-1:], (epoch, order)])
+            # Two epochs' orders at most (a batch may straddle two): the newest so far and this one. Per instance,
+            # unlike an lru_cache on the method (shared by every dataset, and keeping each alive).
+            newest = list(self._orders.items())[-1:]
+            self._orders = dict(newest + [(epoch, order)])
         return order
 
     def __len__(self) -> int:
