@@ -9,7 +9,7 @@ Environment (all optional; a value the app cannot use stops its start with one l
   CUTCORE_HUB_REPO       Hub model repo used when weights/ is empty (default: cutcore/sat2map)
   CUTCORE_LIVE_DIR       where SinCUT models trained in the app go (default: <tmp>/cutcore-live)
   CUTCORE_EXAMPLES       example images folder ("" disables; default ../shared/data/sat2map/trainA if present)
-  CUTCORE_BENCH          benchmark JSON for the Results tab (default: weights/bench.json)
+  CUTCORE_BENCH          CPU benchmark JSON for the Results tab (default: bench.json in CUTCORE_WEIGHTS)
   CUTCORE_DEMO_TILE      tile size for large images (default 512)
   CUTCORE_DEMO_MAX_PIXELS  largest accepted upload (default 40 megapixels)
   CUTCORE_DEMO_MIN_SIDE  smallest accepted side in px (default 16)
