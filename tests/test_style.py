@@ -10,7 +10,10 @@ from PIL import Image, ImageFilter
 
 from cutcore.cli import main
 from cutcore.metrics import style
-from cutcore.metrics.style import foreign_colour_fraction, foreign_colour_mask, style_report
+from cutcore.metrics.style import YARDSTICKS, foreign_colour_fraction, foreign_colour_mask, style_report
+
+REPORT_KEYS = {*YARDSTICKS, "colour_distance_output", "colour_distance_photo", "texture_distance_output",
+               "texture_distance_photo"}
 
 H, W = 192, 256
 LIME = (50, 205, 50)
@@ -166,7 +169,7 @@ def test_deterministic_and_input_types(triple):
     assert style_report(p, a, out) == first
     assert style_report(Image.fromarray(p), Image.fromarray(a).convert("RGBA"), Image.fromarray(out)) == first
     assert style_report(p, a, with_door(match_histograms(p, a), (0, 255, 0))) != first
-    assert set(first) == {"colour_ratio", "texture_ratio", "content", "foreign_colour_fraction"}
+    assert set(first) == REPORT_KEYS
 
 
 def test_resolution_robust(triple):
@@ -189,6 +192,18 @@ def test_output_must_have_the_photos_aspect(triple):
     p, a = triple
     with pytest.raises(ValueError, match="aspect ratio"):
         style_report(p, a, p[:, : W // 2])
+
+
+def test_the_distances_behind_each_ratio(triple):
+    p, a = triple
+    r = style_report(p, a, with_door(match_histograms(p, a)))
+    for kind in ("colour", "texture"):
+        out, photo = r[f"{kind}_distance_output"], r[f"{kind}_distance_photo"]
+        assert out > 0 and photo > 0 and r[f"{kind}_ratio"] == pytest.approx(out / photo, rel=1e-6)
+    # The same output against a photo that is already the artwork: its distance is 0, the ratio undefined.
+    same = style_report(a, a, with_door(a))
+    assert same["texture_distance_photo"] == 0.0 and same["texture_distance_output"] > 0
+    assert math.isnan(same["texture_ratio"])
 
 
 def test_photo_equal_to_artwork_gives_nan_ratio_not_a_crash():
@@ -221,11 +236,12 @@ def test_cli(tmp_path, triple, capsys):
             str(paths["output"])]
     assert main(argv + ["--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"colour_ratio", "texture_ratio", "content", "foreign_colour_fraction"}
+    assert set(result) == REPORT_KEYS
     assert result == style_report(p, a, with_door(p))
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "| colour_ratio |" in table and "| foreign_colour_fraction |" in table
+    assert "| texture_distance_photo |" in table
     assert main(["style", "--photo", str(tmp_path / "missing.png"), "--artwork", str(paths["artwork"]),
                        "--output", str(paths["output"])]) == 2
     assert "missing.png" in capsys.readouterr().err

@@ -179,7 +179,12 @@ def _style(args) -> int:
     notes = {"colour_ratio": "< 1: colours closer to the artwork than the photo's",
              "texture_ratio": "< 1: texture closer to the artwork than the photo's",
              "content": "1: the photo's edges kept, 0: unrelated",
-             "foreign_colour_fraction": f"share of pixels in colours of neither image (ΔE > {FOREIGN_DELTA_E:g})"}
+             "foreign_colour_fraction": f"share of pixels in colours of neither image (ΔE > {FOREIGN_DELTA_E:g})",
+             "colour_distance_output": "colour ratio's numerator: the output's SWD to the artwork",
+             "colour_distance_photo": "colour ratio's denominator: the photo's SWD to the artwork",
+             "texture_distance_output": "texture ratio's numerator: the output's SWD to the artwork",
+             "texture_distance_photo": "texture ratio's denominator: the photo's SWD to the artwork (where small, "
+                                       "the photo already has the artwork's texture and the ratio swings widely)"}
     print("| score | value | meaning |\n|---|---:|---|")
     for key, value in result.items():
         print(f"| {key} | {value:.3f} | {notes[key]} |")

@@ -10,6 +10,9 @@
 - **foreign colour fraction**: the share of output pixels whose colour is farther than
   ΔE76 = 20 (CIELAB) from every colour that occurs in the photo or the artwork — e.g. a
   lime-green door in a Monet. See `foreign_colour_mask`.
+- the **distances** behind each ratio (`colour_distance_output` / `colour_distance_photo`, the same for texture):
+  the SWD of the output and of the photo to the artwork, to tell a large ratio over a small photo distance (a photo
+  already close to the artwork) from an output far from the artwork.
 
 All four are deterministic (fixed projection directions, patch positions and sample counts) and
 resolution-robust: every image is resized (antialiased bilinear, no overshoot colours) so its
@@ -43,6 +46,7 @@ QUANTILES = 1024  # points of the quantile functions compared per direction
 FOREIGN_DELTA_E = 20.0  # CIELAB ΔE76 beyond which a colour is "in neither image"
 FOREIGN_MIN_SHARE = 1e-4  # a colour bin counts as present in an image from this share of its pixels
 _BIN = 8  # colour histogram bins of 8 levels per channel (32³ bins)
+YARDSTICKS = ("colour_ratio", "texture_ratio", "content", "foreign_colour_fraction")  # style_report's first keys
 
 
 # --- preparation ------------------------------------------------------------------------------
@@ -226,7 +230,9 @@ def _foreign_fraction(p: np.ndarray, a: np.ndarray, o: np.ndarray, delta_e: floa
 
 def style_report(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, side: int = WORK_SIDE,
                  seed: int = SEED, delta_e: float = FOREIGN_DELTA_E) -> dict[str, float]:
-    """{colour_ratio, texture_ratio, content, foreign_colour_fraction}: the four yardsticks, one preparation.
+    """{colour_ratio, texture_ratio, content, foreign_colour_fraction}: the four yardsticks, one preparation;
+    then the SWDs to the artwork behind each ratio, {colour,texture}_distance_{output,photo}: a photo already close
+    to the artwork makes a small denominator, so that a small difference in the output moves the ratio a lot.
 
     `output` is a translation of `photo` toward `artwork`; inputs are PIL images (any mode) or uint8 HxWx3
     arrays, of any size.
@@ -234,7 +240,11 @@ def style_report(photo: ImageLike, artwork: ImageLike, output: ImageLike, *, sid
     p, a, o = prepare(photo, artwork, output, side)
     col = [projected_quantiles(colour_samples(x, seed=seed), COLOUR_DIRECTIONS, seed) for x in (o, p, a)]
     tex = [projected_quantiles(texture_samples(x, seed=seed), TEXTURE_DIRECTIONS, seed) for x in (o, p, a)]
-    return {"colour_ratio": _ratio(quantile_distance(col[0], col[2]), quantile_distance(col[1], col[2])),
-            "texture_ratio": _ratio(quantile_distance(tex[0], tex[2]), quantile_distance(tex[1], tex[2])),
+    colour_out, colour_photo = (quantile_distance(q, col[2]) for q in col[:2])
+    texture_out, texture_photo = (quantile_distance(q, tex[2]) for q in tex[:2])
+    return {"colour_ratio": _ratio(colour_out, colour_photo),
+            "texture_ratio": _ratio(texture_out, texture_photo),
             "content": edge_correlation(o, p),
-            "foreign_colour_fraction": _foreign_fraction(p, a, o, delta_e, FOREIGN_MIN_SHARE)}
+            "foreign_colour_fraction": _foreign_fraction(p, a, o, delta_e, FOREIGN_MIN_SHARE),
+            "colour_distance_output": colour_out, "colour_distance_photo": colour_photo,
+            "texture_distance_output": texture_out, "texture_distance_photo": texture_photo}

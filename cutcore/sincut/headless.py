@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..checkpoint import existing_run
 from ..imageio import list_images, load_rgb
 from ..interrupt import first_ctrl_c_calls
-from ..metrics.style import style_report
+from ..metrics.style import YARDSTICKS, style_report
 from .config import sincut_preset, trained_for, with_recipe
 from .live import LiveTrainer, TrainEvent
 
@@ -100,7 +100,7 @@ def train_to_folder(content: Path, style: Path, out: Path, preset: str = "sincut
     scores = style_report(load_rgb(content), load_rgb(style), translation)
     (out / "style.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(f"model: {out} (iteration {trainer.iteration}); previews: {out / 'previews'}")
-    print("style: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f" ({out / 'style.json'})")
+    print("style: " + ", ".join(f"{k} {scores[k]:.3f}" for k in YARDSTICKS) + f" ({out / 'style.json'})")
     if last.kind == "stopped":  # by Ctrl-C: kept, but not the model that was asked for
         print(f"stopped by Ctrl-C at iteration {trainer.iteration} of {trainer.total}; that model is exported",
               file=sys.stderr)
