@@ -870,7 +870,9 @@ def test_sincut_command_writes_previews_losses_and_a_loadable_model(tmp_path, ca
     model = load_model(out, "cpu")
     assert model.heads is not None
     # --iters 3: the preset's schedule laid over 3 iterations (as the app's budget), recorded as such.
-    assert set(json.loads((out / "style.json").read_text())) >= set(YARDSTICKS)
+    assert set(json.loads((out / "style.json").read_text())) == {
+        *YARDSTICKS, "colour_distance_output", "colour_distance_photo", "texture_distance_output",
+        "texture_distance_photo"}
     train = json.loads((out / "config.json").read_text())["train"]
     assert train["iters_per_epoch"] * (train["epochs"] + train["epochs_decay"]) == 3 and train["time_budget_s"] is None
     reloaded = np.asarray(translate_image(model, domain_a_image(0, (80, 64))), dtype=np.int16)
